@@ -1,0 +1,77 @@
+"""Run one emulator standalone, for the rig or by hand.
+
+    python -m hal.emulators NAME (--serial PATH | --pty | --tcp HOST:PORT) [--control SOCKET]
+    python -m hal.emulators send SOCKET '{"cmd": "insert_coin", "value": 100}'
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+import tty
+
+from . import EMULATORS, create_model
+from .control import call_sync
+from .model import ControlError
+from .runner import EmulatorRunner
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    runner = EmulatorRunner(create_model(args.name))
+    if args.control:
+        await runner.serve_control(args.control)
+    if args.tcp:
+        host, _, port = args.tcp.rpartition(":")
+        await runner.serve_tcp(host or "127.0.0.1", int(port))
+        print(f"{args.name}: serving tcp://{host}:{port}", flush=True)
+    elif args.pty:
+        master, slave = os.openpty()
+        tty.setraw(slave)
+        runner.attach_fd(master)
+        print(f"{args.name}: serving {os.ttyname(slave)}", flush=True)
+    else:
+        import serial  # the rig: a real port, or one end of a socat pty pair
+
+        port = serial.Serial(args.serial, baudrate=args.baudrate, timeout=0)
+        runner.attach_fd(port.fileno())
+        print(f"{args.name}: serving {args.serial}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await runner.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["send"]:
+        if len(argv) != 3:
+            print("usage: python -m hal.emulators send SOCKET JSON", file=sys.stderr)
+            return 2
+        try:
+            request = json.loads(argv[2])
+            cmd = request.pop("cmd")
+            print(json.dumps(call_sync(argv[1], cmd, **request), ensure_ascii=False))
+        except (ValueError, KeyError, ControlError, OSError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        return 0
+    parser = argparse.ArgumentParser(prog="python -m hal.emulators")
+    parser.add_argument("name", choices=sorted(EMULATORS))
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--serial", metavar="PATH")
+    where.add_argument("--tcp", metavar="HOST:PORT")
+    where.add_argument("--pty", action="store_true", help="make a pty pair and print its path")
+    parser.add_argument("--control", metavar="SOCKET")
+    parser.add_argument("--baudrate", type=int, default=9600)
+    args = parser.parse_args(argv)
+    asyncio.run(_serve(args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
