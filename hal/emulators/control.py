@@ -1,4 +1,4 @@
-"""The control socket every emulator speaks: JSON lines over a unix socket (docs/emulators.md).
+"""The control socket every emulator (and kioskd's local API) speaks: JSON lines over a unix socket (docs/emulators.md).
 
 Request:  {"cmd": "insert_coin", "value": 100}
 Reply:    {"ok": true, "result": ...}   or   {"ok": false, "error": "..."}
@@ -6,6 +6,7 @@ Reply:    {"ok": true, "result": ...}   or   {"ok": false, "error": "..."}
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import os
 import socket
@@ -16,7 +17,7 @@ from .model import ControlError
 Handler = Callable[[str, dict[str, Any]], Any]
 
 
-def _answer(handler: Handler, line: bytes) -> dict[str, Any]:
+async def _answer(handler: Handler, line: bytes) -> dict[str, Any]:
     try:
         request = json.loads(line)
     except ValueError as exc:
@@ -25,7 +26,10 @@ def _answer(handler: Handler, line: bytes) -> dict[str, Any]:
         return {"ok": False, "error": 'expected an object with a string "cmd"'}
     cmd = request.pop("cmd")
     try:
-        return {"ok": True, "result": handler(cmd, request)}
+        result = handler(cmd, request)
+        if inspect.isawaitable(result):  # kioskd's local API has async commands
+            result = await result
+        return {"ok": True, "result": result}
     except ControlError as exc:
         return {"ok": False, "error": str(exc)}
     except (TypeError, ValueError, KeyError) as exc:
@@ -36,8 +40,8 @@ async def serve_control(path: str, handler: Handler) -> asyncio.AbstractServer:
     async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while line := await reader.readline():
-                reply = _answer(handler, line)
-                writer.write(json.dumps(reply, ensure_ascii=False).encode() + b"\n")
+                reply = await _answer(handler, line)
+                writer.write(json.dumps(reply, ensure_ascii=False, default=str).encode() + b"\n")
                 await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError):
             pass

@@ -1,0 +1,194 @@
+"""kiosk.toml: read, validate, and refuse loudly before a motor moves (Klipper-style).
+
+Every problem is one line naming the file, the key and what is wrong; kioskd exits 2 on it.
+Device sections are validated against the ``Options`` dataclass of the driver they name.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULT_PATH = Path("/etc/kiosk/kiosk.toml")
+
+
+class ConfigError(Exception):
+    def __init__(self, path: Path | str, key: str, problem: str) -> None:
+        super().__init__(f"{path}: {key}: {problem}" if key else f"{path}: {problem}")
+        self.path, self.key, self.problem = str(path), key, problem
+
+
+@dataclass(frozen=True)
+class KioskSection:
+    id: str
+    hall: str
+    simulate: bool = False
+    state_dir: str = "/var/lib/kiosk"  # the journal lives here (systemd StateDirectory)
+    runtime_dir: str = "/run/kiosk"  # kioskctl's socket, emulator control sockets
+    log_level: str = "info"
+    stop_grace_s: float = 20.0  # how long SIGTERM waits for the customer in flight
+    services: list[str] = field(default_factory=lambda: ["topup", "card_sale", "bill", "query", "plan", "loss"])
+
+
+@dataclass(frozen=True)
+class MqttSection:
+    host: str = "127.0.0.1"
+    port: int = 1883
+    keepalive_s: int = 30
+    telemetry_interval_s: float = 60.0
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+
+
+@dataclass(frozen=True)
+class DeviceConfig:
+    name: str
+    driver: str
+    options: Any
+
+
+@dataclass(frozen=True)
+class Config:
+    path: str
+    kiosk: KioskSection
+    mqtt: MqttSection
+    devices: dict[str, DeviceConfig]
+    raw_hash: str  # reported in the birth message so the hall sees config drift
+
+    @property
+    def simulate(self) -> bool:
+        return self.kiosk.simulate
+
+
+LOG_LEVELS = {"debug", "info", "warning", "error"}
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _check_value(path: Path, key: str, value: Any, tp: Any) -> Any:
+    """Check one TOML value against a dataclass field type; returns the (converted) value."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        errors = []
+        for option in typing.get_args(tp):
+            if option is type(None):
+                continue
+            try:
+                return _check_value(path, key, value, option)
+            except ConfigError as exc:
+                errors.append(exc.problem)
+        raise ConfigError(path, key, " or ".join(errors))
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(path, key, f"expected a list, got {type(value).__name__} ({value!r})")
+        (item,) = typing.get_args(tp)
+        return [_check_value(path, f"{key}[{i}]", v, item) for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(path, key, f"expected a table, got {type(value).__name__} ({value!r})")
+        _, item = typing.get_args(tp)
+        return {k: _check_value(path, f"{key}.{k}", v, item) for k, v in value.items()}
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is int and isinstance(value, bool) or not isinstance(value, tp):
+        raise ConfigError(path, key, f"expected {_type_name(tp)}, got {type(value).__name__} ({value!r})")
+    return value
+
+
+def build_section(path: Path, prefix: str, cls: type, table: Any) -> Any:
+    """Make dataclass ``cls`` from a TOML table: unknown keys, wrong types and missing keys fail."""
+    if not isinstance(table, dict):
+        raise ConfigError(path, prefix, f"expected a table, got {type(table).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in table:
+        if key not in fields:
+            known = ", ".join(sorted(fields))
+            raise ConfigError(path, f"{prefix}.{key}", f"unknown key (known keys: {known})")
+    values = {}
+    for name, f in fields.items():
+        key = f"{prefix}.{name}"
+        if name in table:
+            values[name] = _check_value(path, key, table[name], hints[name])
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(path, key, "missing (required)")
+    return cls(**values)
+
+
+def _check_device_port(path: Path, key: str, port: str, simulate: bool) -> None:
+    if simulate or port.startswith(("sim:", "tcp://", "socket://")):
+        return
+    if not os.path.exists(port):
+        raise ConfigError(path, key, f"no such port {port!r} (is the adapter plugged in?)")
+
+
+def _device(path: Path, name: str, table: Any, simulate: bool) -> DeviceConfig:
+    from hal.registry import DRIVERS, load_driver
+
+    prefix = f"devices.{name}"
+    if not isinstance(table, dict):
+        raise ConfigError(path, prefix, "expected a table")
+    table = dict(table)
+    driver = table.pop("driver", None)
+    if driver is None:
+        raise ConfigError(path, f"{prefix}.driver", f"missing (one of: {', '.join(sorted(DRIVERS))})")
+    if driver not in DRIVERS:
+        raise ConfigError(path, f"{prefix}.driver", f"unknown driver {driver!r} (one of: {', '.join(sorted(DRIVERS))})")
+    try:
+        cls = load_driver(driver)
+    except ImportError as exc:
+        raise ConfigError(path, f"{prefix}.driver", f"driver {driver!r} cannot be loaded: {exc}") from None
+    if simulate and "port" in table and DRIVERS[driver].emulator:
+        table["port"] = f"sim:{DRIVERS[driver].emulator}"
+    options = build_section(path, prefix, cls.Options, table)
+    port = getattr(options, "port", None)
+    if isinstance(port, str):
+        _check_device_port(path, f"{prefix}.port", port, simulate)
+    return DeviceConfig(name, driver, options)
+
+
+def _check_files(path: Path, prefix: str, section: Any) -> None:
+    for f in dataclasses.fields(section):
+        value = getattr(section, f.name)
+        if f.name.endswith("_file") and value and not os.path.exists(value):
+            raise ConfigError(path, f"{prefix}.{f.name}", f"no such file {value!r}")
+
+
+def load(path: Path | str, *, simulate: bool = False) -> Config:
+    """Read and validate kiosk.toml; ``simulate`` forces --simulate on top of the file's setting."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(path, "", f"cannot read: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(path, "", f"not valid TOML: {exc}") from None
+    known = {"kiosk", "mqtt", "devices"}
+    for key in data:
+        if key not in known:
+            raise ConfigError(path, key, f"unknown section (known: {', '.join(sorted(known))})")
+    if "kiosk" not in data:
+        raise ConfigError(path, "kiosk", "missing section [kiosk] (needs id and hall)")
+    kiosk = build_section(path, "kiosk", KioskSection, data["kiosk"])
+    if simulate:
+        kiosk = dataclasses.replace(kiosk, simulate=True)
+    if kiosk.log_level not in LOG_LEVELS:
+        raise ConfigError(path, "kiosk.log_level", f"expected one of {sorted(LOG_LEVELS)}, got {kiosk.log_level!r}")
+    mqtt = build_section(path, "mqtt", MqttSection, data.get("mqtt", {}))
+    _check_files(path, "mqtt", mqtt)
+    devices_table = data.get("devices", {})
+    if not isinstance(devices_table, dict):
+        raise ConfigError(path, "devices", "expected tables [devices.NAME]")
+    devices = {name: _device(path, name, t, kiosk.simulate) for name, t in devices_table.items()}
+    return Config(str(path), kiosk, mqtt, devices, hashlib.sha256(raw).hexdigest()[:12])

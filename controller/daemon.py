@@ -1,0 +1,53 @@
+"""`kioskd`: parse the command line, validate the config, run the kiosk's one asyncio loop.
+
+Config errors are one line on stderr and exit code 2, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+from . import __version__
+from .config import DEFAULT_PATH, ConfigError, load
+
+SIMULATED_CONFIG = Path(__file__).with_name("simulated.toml")
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="kioskd", description="Self-service kiosk controller")
+    parser.add_argument("--config", type=Path, help=f"kiosk.toml (default {DEFAULT_PATH}; "
+                        "with --simulate and no --config, the built-in simulated kiosk)")
+    parser.add_argument("--simulate", action="store_true", help="every device on its emulator")
+    parser.add_argument("--check-config", action="store_true", help="validate the config and exit")
+    parser.add_argument("--mqtt-port", type=int, help="override [mqtt] port (demo, tests)")
+    parser.add_argument("--version", action="version", version=f"kioskd {__version__}")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    path = args.config or (SIMULATED_CONFIG if args.simulate else DEFAULT_PATH)
+    try:
+        config = load(path, simulate=args.simulate)
+    except ConfigError as exc:
+        print(f"kioskd: config error: {exc}", file=sys.stderr)
+        return 2
+    if args.mqtt_port:
+        import dataclasses
+
+        config = dataclasses.replace(config, mqtt=dataclasses.replace(config.mqtt, port=args.mqtt_port))
+    if args.check_config:
+        print(f"{path}: ok ({len(config.devices)} devices, kiosk {config.kiosk.id})")
+        return 0
+    from . import logs
+    from .kiosk import Kiosk
+
+    logs.setup(config.kiosk.log_level)
+    return asyncio.run(Kiosk(config).run())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,179 @@
+"""kioskd's parts composed in one place: start order, stop order and cleanup are read top to bottom."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+from hal.device import DeviceContext, DeviceEvent
+from hal.emulators.model import ControlError
+
+from . import __version__, config as config_mod
+from .admission import Admission
+from .api import LocalApi
+from .boot import next_session
+from .devices import DeviceSet, log_event
+from .link import HallLink
+from .logs import fields
+from .sdnotify import Notifier, watchdog_interval
+
+log = logging.getLogger("kioskd")
+
+
+class Kiosk:
+    def __init__(self, config: config_mod.Config, notifier: Notifier | None = None) -> None:
+        self.config = config
+        self.notifier = notifier or Notifier()
+        self.admission = Admission()
+        self.state = "starting"
+        self.started_at = time.time()
+        self.stop_requested = asyncio.Event()
+        self.devices: DeviceSet | None = None
+        self.link: HallLink | None = None
+        self.sim_ports: Any = None
+        self.session = 0
+        self._critical: list[asyncio.Task] = []
+
+    # -- status -----------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        return {
+            "kiosk": self.config.kiosk.id,
+            "hall": self.config.kiosk.hall,
+            "state": self.state,
+            "session": self.session,
+            "firmware": __version__,
+            "config_hash": self.config.raw_hash,
+            "simulate": self.config.simulate,
+            "uptime_s": round(time.time() - self.started_at, 1),
+            "outbox": len(self.link.pending) if self.link else 0,
+            "hall_link": bool(self.link and self.link.connected.is_set()),
+            "devices": self.devices.status() if self.devices else {},
+        }
+
+    def _set_state(self, state: str) -> None:
+        self.state = state
+        self.notifier.status(self._one_line())
+
+    def _one_line(self) -> str:
+        devices = self.devices.status() if self.devices else {}
+        bad = [n for n, d in devices.items() if d["health"] == "fault"]
+        line = f"{self.state}; {len(devices)} devices"
+        return line + (f", fault: {', '.join(bad)}" if bad else "")
+
+    # -- events -----------------------------------------------------------------------------
+    def _report(self, event: DeviceEvent) -> None:
+        log_event(event)
+        if self.link:
+            self.link.publish_event({"device": event.device, "kind": event.kind, "code": event.code,
+                                     "detail": event.detail, "data": event.data})
+
+    # -- commands of the local API -----------------------------------------------------------
+    def _register_commands(self, api: LocalApi) -> None:
+        api.command("status", lambda args: self.status())
+        api.command("devices", lambda args: self.devices.status() if self.devices else {})
+        api.command("test", self._cmd_test)
+        api.command("emu", self._cmd_emu)
+
+    async def _cmd_test(self, args: dict[str, Any]) -> str:
+        assert self.devices is not None
+        name = args.get("device", "")
+        matches = [d for n, d in self.devices.devices.items() if name in (n, d.kind, self.devices.drivers[n])]
+        if not matches:
+            raise ControlError(f"no device {name!r}; devices: {', '.join(self.devices.devices)}")
+        results = []
+        for device in matches:
+            try:
+                results.append(await device.self_test())
+            except Exception as exc:  # a failing device is an answer, not a crash
+                results.append(f"{device.name}: FAILED: {exc}")
+        return "\n".join(results)
+
+    def _cmd_emu(self, args: dict[str, Any]) -> Any:
+        if self.sim_ports is None:
+            raise ControlError("emulators exist only in --simulate")
+        name = args.pop("name", "")
+        if name not in self.sim_ports.ports:
+            raise ControlError(f"no emulator {name!r}; running: {', '.join(self.sim_ports.ports)}")
+        cmd = args.pop("emu_cmd", "")
+        return self.sim_ports.runner(name).control(cmd, args)
+
+    # -- signals ----------------------------------------------------------------------------
+    def _reload(self) -> None:
+        """SIGHUP: re-read kiosk.toml; apply what can change live, say what needs a restart."""
+        self.notifier.reloading()
+        try:
+            new = config_mod.load(self.config.path, simulate=self.config.simulate)
+        except config_mod.ConfigError as exc:
+            log.error("reload refused: %s", exc)
+        else:
+            logging.getLogger().setLevel(new.kiosk.log_level.upper())
+            if new.devices != self.config.devices or new.mqtt != self.config.mqtt:
+                log.warning("devices or mqtt changed: they take effect at the next restart")
+            self.config = new
+            log.info("configuration reloaded", extra=fields(config_hash=new.raw_hash))
+        self.notifier.ready(self._one_line())
+
+    # -- watchdog ---------------------------------------------------------------------------
+    async def _watchdog(self, interval: float) -> None:
+        """WATCHDOG=1 only while the loop turns and every critical task is alive."""
+        while True:
+            await asyncio.sleep(interval)
+            dead = [t.get_name() for t in self._critical if t.done()]
+            if dead:
+                log.error("critical task stopped; withholding watchdog", extra=fields(tasks=dead))
+                continue
+            self.notifier.watchdog()
+
+    # -- lifecycle --------------------------------------------------------------------------
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self.stop_requested.set)
+        loop.add_signal_handler(signal.SIGINT, self.stop_requested.set)
+        loop.add_signal_handler(signal.SIGHUP, self._reload)
+        kiosk = self.config.kiosk
+        runtime_dir = Path(kiosk.runtime_dir)
+        runtime_dir.mkdir(parents=True, exist_ok=True)
+        self.session = next_session(Path(kiosk.state_dir))
+        log.info("kioskd starting", extra=fields(kiosk=kiosk.id, hall=kiosk.hall, session=self.session,
+                                                 simulate=kiosk.simulate, config=self.config.path))
+        async with contextlib.AsyncExitStack() as stack:
+            if kiosk.simulate:
+                from hal.emulators.simports import SimPorts
+
+                self.sim_ports = SimPorts(control_dir=runtime_dir)
+                stack.push_async_callback(self.sim_ports.stop)
+            ctx = DeviceContext(report=self._report, simulate=kiosk.simulate, runtime_dir=runtime_dir,
+                                sim_ports=self.sim_ports)
+            self.devices = await stack.enter_async_context(DeviceSet(self.config, ctx))
+            if self.sim_ports:
+                await self.sim_ports.started()
+            api = LocalApi(runtime_dir / "kioskd.sock")
+            self._register_commands(api)
+            await stack.enter_async_context(api)
+            self.admission.open()
+            self._set_state("ready" if self.devices.healthy() else "degraded")
+            self.notifier.ready(self._one_line())
+            log.info("ready", extra=fields(state=self.state, devices=len(self.devices.devices)))
+            self.link = await stack.enter_async_context(HallLink(self.config, self.session, self.status))
+            self._critical.append(self.link.task)
+            interval = watchdog_interval()
+            if interval:
+                watchdog = loop.create_task(self._watchdog(interval), name="watchdog")
+                stack.callback(watchdog.cancel)
+            await self.stop_requested.wait()
+            await self._stop()
+        log.info("stopped")
+        return 0
+
+    async def _stop(self) -> None:
+        self.notifier.stopping()
+        self.state = "stopping"
+        self.admission.close("stopping")
+        if not await self.admission.drain(self.config.kiosk.stop_grace_s):
+            log.warning("customer still in flight at the stop deadline; parked by the journal")
+        assert self.devices is not None
+        await self.devices.safe_state()
