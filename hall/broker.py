@@ -1,4 +1,4 @@
-"""A real Mosquitto broker on a free loopback port, with its own config and persistence dir."""
+"""A local Mosquitto on a free loopback port with its own config and persistence dir (demo and tests)."""
 from __future__ import annotations
 
 import os
@@ -35,7 +35,7 @@ class Broker:
 def start_broker(workdir: Path, extra_conf: str = "", port: int | None = None) -> Broker:
     exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     if not os.path.exists(exe):
-        raise RuntimeError("mosquitto is not installed: run ./dev test, which installs it (apt-get install mosquitto)")
+        raise RuntimeError("mosquitto is not installed: ./dev demo and ./dev test install it (apt-get install mosquitto)")
     port = port or free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     conf = workdir / "mosquitto.conf"

@@ -1,6 +1,6 @@
 import pytest
 
-from tests.support.broker import start_broker
+from hall.broker import start_broker
 
 
 @pytest.fixture(scope="session")

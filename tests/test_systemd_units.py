@@ -1,0 +1,45 @@
+"""The unit files pass `systemd-analyze verify` cleanly and stay hardened (exposure <= 2.5)."""
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+UNITS = Path(__file__).parent.parent / "systemd"
+
+
+def installed_copy(unit: Path, tmp_path: Path) -> Path:
+    """The unit as installed: ExecStart pointing at this venv's console scripts."""
+    text = unit.read_text().replace("/opt/kiosk/venv/bin", str(Path(sys.executable).parent))
+    copy = tmp_path / unit.name
+    copy.write_text(text)
+    return copy
+
+
+@pytest.mark.parametrize("name", ["kioskd.service", "halld.service"])
+def test_unit_verifies_without_a_word_on_stderr(tmp_path, name):
+    assert shutil.which("systemd-analyze"), "systemd-analyze missing (apt-get install systemd)"
+    unit = installed_copy(UNITS / name, tmp_path)
+    out = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 0 and out.stderr == "", out.stderr
+
+
+@pytest.mark.parametrize("name", ["kioskd.service", "halld.service"])
+def test_unit_exposure_is_at_most_2_5(tmp_path, name):
+    unit = installed_copy(UNITS / name, tmp_path)
+    out = subprocess.run(["systemd-analyze", "security", "--offline=true", "--threshold=25", str(unit)],
+                         capture_output=True, text=True, cwd=tmp_path)
+    score = float(re.search(r"Overall exposure level for \S+: ([0-9.]+)", out.stdout).group(1))
+    assert out.returncode == 0 and score <= 2.5, out.stdout[-500:]
+
+
+def test_kioskd_unit_is_a_watched_notify_service():
+    text = (UNITS / "kioskd.service").read_text()
+    for line in ("Type=notify", "Restart=on-failure", "StateDirectory=kiosk", "ProtectSystem=strict",
+                 "NoNewPrivileges=yes", "PrivateTmp=yes", "DevicePolicy=closed"):
+        assert line in text
+    assert re.search(r"^WatchdogSec=\d+", text, re.M)
+    for group in ("dialout", "gpio", "i2c", "video"):
+        assert group in re.search(r"^SupplementaryGroups=(.*)$", text, re.M).group(1)
