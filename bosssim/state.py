@@ -1,0 +1,219 @@
+"""The simulator's books: accounts, plans, bills, and every keyed write applied exactly once.
+
+Idempotency is the point of this module: a write (credit, pay_bill, change_plan, suspend) is
+stored with its key in the same SQLite transaction that applies it; a repeat of the key gets the
+stored result back and changes nothing; the same key with different arguments is refused.
+"""
+from __future__ import annotations
+
+import json
+import random
+import sqlite3
+import time
+from typing import Any
+
+SCHEMA = [
+    """CREATE TABLE IF NOT EXISTS accounts (phone TEXT PRIMARY KEY, holder TEXT, prepaid INTEGER,
+       status TEXT, balance_fen INTEGER, plan TEXT, password TEXT)""",
+    "CREATE TABLE IF NOT EXISTS plans (code TEXT PRIMARY KEY, name_zh TEXT, name_en TEXT, monthly_fen INTEGER)",
+    """CREATE TABLE IF NOT EXISTS bills (phone TEXT, month TEXT, amount_fen INTEGER, paid_fen INTEGER DEFAULT 0,
+       lines TEXT, PRIMARY KEY (phone, month))""",
+    """CREATE TABLE IF NOT EXISTS ops (key TEXT PRIMARY KEY, op TEXT, args TEXT, result TEXT, at REAL)""",
+    "CREATE TABLE IF NOT EXISTS sms_codes (phone TEXT PRIMARY KEY, code TEXT, at REAL)",
+]
+
+PLANS = [("4G-38", "4G畅享38元套餐", "4G Basic 38", 3800), ("4G-58", "4G畅享58元套餐", "4G Plus 58", 5800),
+         ("4G-88", "4G畅享88元套餐", "4G Max 88", 8800), ("5G-128", "5G智享128元套餐", "5G Smart 128", 12800)]
+
+# Test subscribers: names, numbers and passwords are invented.
+ACCOUNTS = [
+    ("13800138000", "张伟", 1, "active", 1250, "4G-58", "123456"),
+    ("13912345678", "李娜", 0, "active", 0, "4G-88", "654321"),
+    ("18612345678", "陈静", 1, "active", 30000, "5G-128", "888888"),
+    ("15000000000", "王芳", 1, "suspended", -520, "4G-38", "000000"),
+    ("13700000000", "赵强", 1, "closed", 0, "4G-38", "111111"),
+]
+BILLS = [
+    ("13912345678", "2026-09", 8650, 0, [["套餐月费 Plan fee", 8800], ["通话 Calls", 350], ["优惠 Discount", -500]]),
+    ("13912345678", "2026-10", 9120, 0, [["套餐月费 Plan fee", 8800], ["流量 Data", 320]]),
+    ("13800138000", "2026-10", 5800, 5800, [["套餐月费 Plan fee", 5800]]),
+]
+
+
+class Refused(Exception):
+    def __init__(self, code: str, message: str = "") -> None:
+        super().__init__(code)
+        self.code, self.message = code, message
+
+
+class Books:
+    def __init__(self, path: str) -> None:
+        self.conn = sqlite3.connect(path, isolation_level=None)
+        self.conn.row_factory = sqlite3.Row
+        for statement in SCHEMA:
+            self.conn.execute(statement)
+        if self.conn.execute("SELECT COUNT(*) FROM accounts").fetchone()[0] == 0:
+            self.seed()
+
+    def seed(self) -> None:
+        with self._tx():
+            self.conn.executemany("INSERT INTO plans VALUES (?, ?, ?, ?)", PLANS)
+            self.conn.executemany("INSERT INTO accounts VALUES (?, ?, ?, ?, ?, ?, ?)", ACCOUNTS)
+            self.conn.executemany("INSERT INTO bills VALUES (?, ?, ?, ?, ?)",
+                                  [(p, m, a, paid, json.dumps(lines, ensure_ascii=False)) for p, m, a, paid, lines in BILLS])
+
+    def _tx(self):
+        conn = self.conn
+
+        class _T:
+            def __enter__(self):
+                conn.execute("BEGIN IMMEDIATE")
+
+            def __exit__(self, exc_type, *rest):
+                conn.execute("ROLLBACK" if exc_type else "COMMIT")
+        return _T()
+
+    def account(self, phone: Any) -> sqlite3.Row:
+        if not isinstance(phone, str) or not (phone.isdigit() and len(phone) == 11):
+            raise Refused("bad_number", f"{phone!r} is not an 11-digit number")
+        row = self.conn.execute("SELECT * FROM accounts WHERE phone = ?", (phone,)).fetchone()
+        if row is None:
+            raise Refused("no_such_number", phone)
+        return row
+
+    def _arrears(self, phone: str) -> int:
+        return self.conn.execute("SELECT COALESCE(SUM(amount_fen - paid_fen), 0) FROM bills WHERE phone = ?",
+                                 (phone,)).fetchone()[0]
+
+    # --- reads -------------------------------------------------------------------------------
+    def check_number(self, phone: str) -> dict:
+        a = self.account(phone)
+        return {"status": a["status"], "prepaid": bool(a["prepaid"]), "holder_masked": a["holder"][0] + "*"}
+
+    def query_balance(self, phone: str) -> dict:
+        a = self.account(phone)
+        return {"balance_fen": a["balance_fen"], "arrears_fen": self._arrears(phone)}
+
+    def query_plans(self, phone: str) -> dict:
+        a = self.account(phone)
+        plans = [dict(r) for r in self.conn.execute("SELECT * FROM plans ORDER BY monthly_fen")]
+        return {"current": a["plan"], "available": plans}
+
+    def query_bill(self, phone: str) -> dict:
+        self.account(phone)
+        months = [{"month": r["month"], "amount_fen": r["amount_fen"], "paid_fen": r["paid_fen"]}
+                  for r in self.conn.execute("SELECT * FROM bills WHERE phone = ? ORDER BY month", (phone,))]
+        return {"due_fen": self._arrears(phone), "months": months}
+
+    def statement(self, phone: str, month: str) -> dict:
+        self.account(phone)
+        r = self.conn.execute("SELECT * FROM bills WHERE phone = ? AND month = ?", (phone, month)).fetchone()
+        if r is None:
+            raise Refused("no_bill", f"{phone} {month}")
+        return {"lines": json.loads(r["lines"]), "total_fen": r["amount_fen"]}
+
+    def invoice(self, phone: str, month: str) -> dict:
+        a = self.account(phone)
+        r = self.conn.execute("SELECT * FROM bills WHERE phone = ? AND month = ?", (phone, month)).fetchone()
+        if r is None or r["paid_fen"] == 0:
+            raise Refused("nothing_paid", f"{phone} {month}")
+        return {"number": f"INV{month.replace('-', '')}{phone[-4:]}", "title": a["holder"], "amount_fen": r["paid_fen"]}
+
+    def verify_password(self, phone: str, password: str) -> dict:
+        return {"valid": self.account(phone)["password"] == password}
+
+    def send_sms_code(self, phone: str) -> dict:
+        self.account(phone)
+        code = f"{random.randrange(10**6):06d}"
+        self.conn.execute("INSERT OR REPLACE INTO sms_codes VALUES (?, ?, ?)", (phone, code, time.time()))
+        return {"sent": True}
+
+    def verify_sms_code(self, phone: str, code: str) -> dict:
+        r = self.conn.execute("SELECT code FROM sms_codes WHERE phone = ?", (phone,)).fetchone()
+        return {"valid": r is not None and r["code"] == code}
+
+    def op_status(self, key: str) -> dict:
+        r = self.conn.execute("SELECT * FROM ops WHERE key = ?", (key,)).fetchone()
+        if r is None:
+            return {"found": False}
+        return {"found": True, "op": r["op"], "result": json.loads(r["result"])}
+
+    # --- keyed writes ------------------------------------------------------------------------
+    def keyed(self, op: str, args: dict) -> dict:
+        """Apply ``op`` once per key; a repeat returns the first result unchanged."""
+        key = args.get("key")
+        if not isinstance(key, str) or not key:
+            raise Refused("no_key", "writes need an idempotency key")
+        plain = {k: v for k, v in args.items() if k != "key"}
+        with self._tx():
+            r = self.conn.execute("SELECT * FROM ops WHERE key = ?", (key,)).fetchone()
+            if r is not None:
+                if r["op"] != op or json.loads(r["args"]) != plain:
+                    raise Refused("key_reused", f"{key} was used for another request")
+                return json.loads(r["result"])
+            result = getattr(self, "_" + op)(**plain)
+            result["boss_ref"] = f"B{self.conn.execute('SELECT COUNT(*) FROM ops').fetchone()[0] + 1:08d}"
+            self.conn.execute("INSERT INTO ops VALUES (?, ?, ?, ?, ?)", (key, op, json.dumps(plain, sort_keys=True),
+                                                                       json.dumps(result, ensure_ascii=False), time.time()))
+            return result
+
+    @staticmethod
+    def _amount(fen: Any) -> int:
+        if type(fen) is not int or fen <= 0:
+            raise Refused("bad_amount", f"{fen!r}")
+        return fen
+
+    def _credit(self, phone: str, fen: int) -> dict:
+        a, fen = self.account(phone), self._amount(fen)
+        if a["status"] == "closed":
+            raise Refused("number_closed", phone)
+        balance = a["balance_fen"] + fen
+        status = "active" if a["status"] == "suspended" and balance >= 0 else a["status"]
+        self.conn.execute("UPDATE accounts SET balance_fen = ?, status = ? WHERE phone = ?", (balance, status, phone))
+        return {"balance_fen": balance, "fen": fen}
+
+    def _pay_bill(self, phone: str, fen: int) -> dict:
+        a, left = self.account(phone), self._amount(fen)
+        for r in self.conn.execute("SELECT * FROM bills WHERE phone = ? AND paid_fen < amount_fen ORDER BY month",
+                                   (phone,)).fetchall():
+            part = min(left, r["amount_fen"] - r["paid_fen"])
+            self.conn.execute("UPDATE bills SET paid_fen = paid_fen + ? WHERE phone = ? AND month = ?",
+                              (part, phone, r["month"]))
+            left -= part
+        balance = a["balance_fen"] + left  # overpayment stays on the account as balance
+        self.conn.execute("UPDATE accounts SET balance_fen = ? WHERE phone = ?", (balance, phone))
+        return {"balance_fen": balance, "fen": fen, "to_balance_fen": left}
+
+    def _change_plan(self, phone: str, plan: str) -> dict:
+        a = self.account(phone)
+        if self.conn.execute("SELECT 1 FROM plans WHERE code = ?", (plan,)).fetchone() is None:
+            raise Refused("no_such_plan", plan)
+        if a["status"] != "active":
+            raise Refused("number_not_active", a["status"])
+        self.conn.execute("UPDATE accounts SET plan = ? WHERE phone = ?", (plan, phone))
+        return {"plan": plan, "previous": a["plan"], "effective": "next_month"}
+
+    def _suspend_number(self, phone: str) -> dict:
+        a = self.account(phone)
+        if a["status"] == "closed":
+            raise Refused("number_closed", phone)
+        self.conn.execute("UPDATE accounts SET status = 'suspended' WHERE phone = ?", (phone,))
+        return {"status": "suspended", "previous": a["status"]}
+
+    # --- control -----------------------------------------------------------------------------
+    def ledger(self) -> dict:
+        ops = [{"key": r["key"], "op": r["op"], "args": json.loads(r["args"]), "result": json.loads(r["result"]),
+                "at": r["at"]} for r in self.conn.execute("SELECT * FROM ops ORDER BY rowid")]
+        accounts = {r["phone"]: {"balance_fen": r["balance_fen"], "status": r["status"], "plan": r["plan"],
+                                 "arrears_fen": self._arrears(r["phone"])}
+                    for r in self.conn.execute("SELECT * FROM accounts")}
+        return {"ops": ops, "accounts": accounts}
+
+    def last_sms_code(self, phone: str) -> str | None:
+        r = self.conn.execute("SELECT code FROM sms_codes WHERE phone = ?", (phone,)).fetchone()
+        return r["code"] if r else None
+
+
+READS = {"check_number", "query_balance", "query_plans", "query_bill", "statement", "invoice",
+         "verify_password", "send_sms_code", "verify_sms_code", "op_status"}
+WRITES = {"credit", "pay_bill", "change_plan", "suspend_number"}
