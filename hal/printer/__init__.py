@@ -1,0 +1,1 @@
+"""Receipt printers: the ESC/POS driver (escpos.py), receipt templates (receipts.py), layout (layout.py)."""
