@@ -34,8 +34,8 @@ def wait_until(what: str, check, timeout: float = 20.0) -> None:
         time.sleep(0.1)
 
 
-def spawn(args: list[str], log: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, *args], stdout=open(log, "w"), stderr=subprocess.STDOUT)
+def spawn(args: list[str], log: Path, cwd: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, *args], stdout=open(log, "w"), stderr=subprocess.STDOUT, cwd=cwd)
 
 
 def show_hall(db: str) -> None:
@@ -50,18 +50,19 @@ def show_hall(db: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="demo")
     parser.add_argument("--once", action="store_true", help="run the scripted customer once and exit")
+    parser.add_argument("--workdir", type=Path, default=ROOT / "var" / "demo")
     args = parser.parse_args(argv)
-    work = ROOT / "var" / "demo"
+    work = args.workdir.resolve()
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     broker = start_broker(work / "mosquitto")
     procs: list[subprocess.Popen] = []
     try:
         db = str(work / "hall.db")
-        procs.append(spawn(["-m", "hall.halld", "serve", "--db", db, "--mqtt-port", str(broker.port)], work / "halld.log"))
+        procs.append(spawn(["-m", "hall.halld", "serve", "--db", db, "--mqtt-port", str(broker.port)], work / "halld.log", work))
         wait_until("halld subscribed", lambda: "listening" in (work / "halld.log").read_text())
-        procs.append(spawn(["-m", "controller", "--simulate", "--mqtt-port", str(broker.port)], work / "kioskd.log"))
-        sock = str(ROOT / "var" / "sim" / "run" / "kioskd.sock")
+        procs.append(spawn(["-m", "controller", "--simulate", "--mqtt-port", str(broker.port)], work / "kioskd.log", work))
+        sock = str(work / "var" / "sim" / "run" / "kioskd.sock")  # simulated.toml's paths are relative
         wait_until("kioskd ready", lambda: call_sync(sock, "status")["state"] in ("ready", "degraded"))
         status = call_sync(sock, "status")
         print(f"kioskd {status['kiosk']} is {status['state']} with {len(status['devices'])} simulated devices; "
@@ -70,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         show_hall(db)
         if args.once:
             return 0
-        print("\nRunning. kioskctl --config controller/simulated.toml status  |  Ctrl-C to stop.")
+        print(f"\nRunning. kioskctl --socket {sock} status  |  Ctrl-C to stop.")
         while True:
             time.sleep(10)
             show_hall(db)
