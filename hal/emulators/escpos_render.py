@@ -54,12 +54,12 @@ def render_png(receipt: list["Printed"], path: str, columns: int = 32) -> None:
 
     width = columns * CELL_W
     heights = [
-        (p.qr_module * _qr_modules(p.qr) + 8) if p.qr is not None else LINE_H + CELL_H * (p.style.height - 1)
+        (p.qr_module * _qr_modules(p.qr) + 16) if p.qr is not None else LINE_H + CELL_H * (p.style.height - 1)
         for p in receipt
     ]
     image = Image.new("L", (width + 2 * MARGIN, sum(heights) + 2 * MARGIN + 40), 255)
     draw = ImageDraw.Draw(image)
-    font = _font(CELL_H)
+    font = _font(CELL_H - 2)  # a little smaller than the cell so descenders stay inside it
     y = MARGIN
     for printed, h in zip(receipt, heights):
         if printed.qr is not None:
@@ -84,7 +84,8 @@ def _draw_line(image: Any, draw: Any, font: Any, printed: "Printed", y: int, wid
     x = 0
     for ch, w in cells:
         cx = x + (w * CELL_W) // 2
-        sd.text((cx, CELL_H // 2), ch, font=font, fill=0, anchor="mm", stroke_width=1 if style.bold else 0)
+        for dx in (0, 1) if style.bold else (0,):  # emphasized: the head prints each dot twice, shifted
+            sd.text((cx + dx, CELL_H // 2), ch, font=font, fill=0, anchor="mm")
         x += w * CELL_W
     if style.width > 1 or style.height > 1:
         strip = strip.resize((strip.width * style.width, CELL_H * style.height), Image.NEAREST)

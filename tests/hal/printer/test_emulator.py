@@ -117,3 +117,19 @@ def test_any_stream_in_any_chunking_prints_and_answers_the_same(pieces, chunk):
     assert reply_whole == reply_chunked
     assert whole.snapshot() == chunked.snapshot()
     assert all(b & 0x93 == 0x12 for b in reply_whole)  # every answer has the DLE EOT fixed bits
+
+
+@pytest.mark.parametrize("faults", [set(), {"paper_out"}, {"paper_near_end"}, {"open_cover"}, {"cutter_error"},
+                                    {"paper_out", "open_cover"}, {"paper_near_end", "cutter_error", "open_cover"}])
+def test_emulator_and_driver_codec_agree_on_every_fault(faults):
+    """Both sides were written from §5.2 separately; a disagreement here is a misread table."""
+    from hal.protocols.escpos import decode_status
+
+    m = EscPosPrinterModel()
+    for fault in faults:
+        m.control(fault, {})
+    status = decode_status({n: status(m, n)[0] for n in (1, 2, 3, 4)})
+    assert status.known and status.online == (not faults - {"paper_near_end"})
+    assert (status.paper_out, status.cover_open, status.cutter_error) == (
+        "paper_out" in faults, "open_cover" in faults, "cutter_error" in faults)
+    assert status.paper_near_end == bool(faults & {"paper_near_end", "paper_out"})
