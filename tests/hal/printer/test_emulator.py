@@ -128,8 +128,8 @@ def test_emulator_and_driver_codec_agree_on_every_fault(faults):
     m = EscPosPrinterModel()
     for fault in faults:
         m.control(fault, {})
-    status = decode_status({n: status(m, n)[0] for n in (1, 2, 3, 4)})
-    assert status.known and status.online == (not faults - {"paper_near_end"})
-    assert (status.paper_out, status.cover_open, status.cutter_error) == (
+    decoded = decode_status({n: status(m, n)[0] for n in (1, 2, 3, 4)})
+    assert decoded.known and decoded.online == (not faults - {"paper_near_end"})
+    assert (decoded.paper_out, decoded.cover_open, decoded.cutter_error) == (
         "paper_out" in faults, "open_cover" in faults, "cutter_error" in faults)
-    assert status.paper_near_end == bool(faults & {"paper_near_end", "paper_out"})
+    assert decoded.paper_near_end == bool(faults & {"paper_near_end", "paper_out"})
