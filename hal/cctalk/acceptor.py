@@ -1,0 +1,186 @@
+"""Polling and inhibit handling shared by the ccTalk coin acceptor and bill validator.
+
+Both keep a five-deep event buffer behind a counter (headers 229 / 159, notes §1.7) and obey
+the same inhibit headers (231 masks, 228 master). What differs is what a result pair means;
+subclasses say that in ``_on_event``.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Any, AsyncIterator, ClassVar, Iterable
+
+from hal.cash import CashAcceptor, CashEvent, CashFault, CoinAccepted, Stacked
+from hal.device import DeviceContext, DeviceError, Health
+from hal.protocols.cctalk import Header
+from hal.protocols.cctalk_events import EventCounter
+
+from .bus import NoReply
+from .peripheral import CcTalkPeripheral
+
+
+class CcTalkAcceptor(CcTalkPeripheral, CashAcceptor):
+    poll_header: ClassVar[int] = 0
+
+    def __init__(self, name: str, options: Any, ctx: DeviceContext) -> None:
+        super().__init__(name, options, ctx)
+        self._cc_init()
+        self._queue: asyncio.Queue[CashEvent] = asyncio.Queue()
+        self._counter = EventCounter()
+        self.values: dict[int, int] = {}  # coin position / bill type -> fen
+        self.enabled = False  # what the controller asked for; start in the safe state
+        self.allowed: set[int] | None = None  # accept_only(); None = every known value
+        self.suspended = ""  # why cash-in is held for review ("lost_events"), "" = not
+        self.credited_fen = 0  # total of CoinAccepted + Stacked emitted (for the journal's cross-check)
+        self._poll_task: asyncio.Task | None = None
+        self._reapply = False  # re-send inhibits before the next poll (device back, reset)
+        self.last_poll_at = 0.0
+
+    # -- lifecycle -----------------------------------------------------------------------
+    async def start(self) -> None:
+        await self._open_bus()
+        try:
+            await self.identify()
+            await self._read_values()
+            await self._apply_inhibits()
+            await self._poll_once()  # §1.7: the first poll only stores the counter
+            self.set_health(Health.OK if not self.silent else Health.FAULT)
+        except NoReply as exc:
+            self._reapply = True
+            self.set_health(Health.FAULT, str(exc))
+            self.report("fault", "device_silent", str(exc))
+        self._poll_task = asyncio.get_running_loop().create_task(self._poll_loop())
+
+    async def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.safe_state()
+        if self._poll_task:
+            self._poll_task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._poll_task
+        await self._close_bus()
+
+    async def safe_state(self) -> None:
+        self.enabled = False
+        with contextlib.suppress(DeviceError):
+            await self._apply_inhibits()
+
+    async def self_test(self) -> str:
+        await self.ask(Header.SIMPLE_POLL)
+        ident = self.identity or await self.identify()
+        values = ", ".join(f"{k}:{v}" for k, v in sorted(self.values.items()))
+        return f"{self.name}: {ident.get('manufacturer')} {ident.get('product')} #{ident.get('serial')} ok; values {values}"
+
+    # -- CashAcceptor ----------------------------------------------------------------------
+    async def events(self) -> AsyncIterator[CashEvent]:
+        while True:
+            yield await self._queue.get()
+
+    async def set_inhibit(self, inhibited: bool) -> None:
+        self.enabled = not inhibited
+        await self._apply_inhibits()
+
+    async def accept_only(self, fen_values: Iterable[int]) -> None:
+        self.allowed = set(fen_values)
+        await self._apply_inhibits()
+
+    async def resume_after_review(self) -> None:
+        """A technician has reviewed the lost events: take cash again if the flow wants it."""
+        self.suspended = ""
+        self.set_health(Health.OK)
+        await self._apply_inhibits()
+
+    @property
+    def accepting(self) -> bool:
+        return self.enabled and not self.suspended
+
+    # -- subclass hooks --------------------------------------------------------------------
+    async def _read_values(self) -> None:
+        raise NotImplementedError
+
+    async def _on_event(self, a: int, b: int) -> None:
+        raise NotImplementedError
+
+    async def _on_first_poll(self, data: bytes) -> None:
+        """Whatever the buffer held when we started is history (§1.7: store the counter)."""
+
+    # -- internals -------------------------------------------------------------------------
+    def emit(self, event: CashEvent) -> None:
+        if isinstance(event, (CoinAccepted, Stacked)):
+            self.credited_fen += event.fen
+        if isinstance(event, CashFault):
+            self.report("fault", event.code, event.detail)
+        self._queue.put_nowait(event)
+
+    def _mask(self) -> int:
+        if not self.accepting:
+            return 0
+        return sum(
+            1 << (pos - 1)
+            for pos, fen in self.values.items()
+            if 1 <= pos <= 16 and fen > 0 and (self.allowed is None or fen in self.allowed)
+        )
+
+    async def _apply_inhibits(self) -> None:
+        # §1.6 hdr 231: bit set = enabled; hdr 228: b0 = 1 normal operation, 0 = master inhibit
+        mask = self._mask()
+        await self.ask_ack(Header.MODIFY_INHIBIT_STATUS, mask.to_bytes(2, "little"))
+        await self.ask_ack(Header.MODIFY_MASTER_INHIBIT, bytes([1 if mask else 0]))
+        self._reapply = False
+
+    async def _poll_loop(self) -> None:
+        interval = self.options.poll_interval_ms / 1000
+        loop = asyncio.get_running_loop()
+        while True:
+            started = loop.time()
+            try:
+                if self._reapply:
+                    if not self.values:  # start() never reached the device
+                        await self._read_values()
+                    await self._apply_inhibits()
+                await self._poll_once()
+            except NoReply:
+                pass  # counted by ask(); "device_silent" after silent_after in a row
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a device's nonsense must never kill the poll loop
+                self.report("fault", "driver_error", repr(exc))
+            await asyncio.sleep(max(0.0, interval - (loop.time() - started)))
+
+    async def _poll_once(self) -> None:
+        reply = await self.ask(self.poll_header)
+        self.last_poll_at = time.monotonic()
+        if len(reply.data) != 11:
+            self.report("fault", "bad_reply", f"header {self.poll_header}: {reply.data.hex()}")
+            return
+        first = self._counter.last is None
+        result = self._counter.update(reply.data)
+        if first:
+            await self._on_first_poll(reply.data)
+            return
+        if result.reset:
+            # §1.7: counter back at 0 = power loss or reset; the device is inhibited again
+            self.emit(CashFault(self.name, "device_reset", "event counter back at 0; credits may be lost"))
+            await self._on_reset()
+            self._reapply = True  # §1.7: re-apply inhibits/master inhibit after a reset
+        if result.lost:
+            # §1.7: a jump of more than 5 means lost events -> hold cash-in for review
+            self.suspended = "lost_events"
+            self.set_health(Health.FAULT, f"{result.lost} events lost; cash-in suspended for review")
+            self.emit(CashFault(self.name, "lost_events", f"at least {result.lost} events lost; cash-in suspended"))
+            self._reapply = True
+        for a, b in result.new:
+            await self._on_event(a, b)
+        if self._reapply:
+            await self._apply_inhibits()
+
+    async def _on_reset(self) -> None:
+        """Subclasses forget device state that a reset clears (the escrow)."""
+
+    def _on_back(self) -> None:
+        super()._on_back()
+        self._reapply = True  # it may have reset or self-inhibited while we could not reach it
+
+    def _on_silent(self, reason: str) -> None:
+        self.emit(CashFault(self.name, "device_silent", f"no reply ({reason})"))
