@@ -350,7 +350,8 @@ class EscPosPrinterModel(EmulatorModel):
         if cmd == "render_png":
             from .escpos_render import render_png
 
-            path = str(args["path"])
+            # "file" because call()/call_sync() take the socket as ``path``; raw JSON may say "path"
+            path = str(args["file"] if "file" in args else args["path"])
             receipt = self.cut_receipts[-1] if self.cut_receipts else self.current
             render_png(receipt, path, self.columns)
             return path

@@ -133,3 +133,22 @@ def test_emulator_and_driver_codec_agree_on_every_fault(faults):
     assert (decoded.paper_out, decoded.cover_open, decoded.cutter_error) == (
         "paper_out" in faults, "open_cover" in faults, "cutter_error" in faults)
     assert decoded.paper_near_end == bool(faults & {"paper_near_end", "paper_out"})
+
+
+async def test_control_socket_scripts_faults_and_pictures(tmp_path):
+    from hal.emulators.control import call
+    from hal.emulators.runner import EmulatorRunner
+    from hal.emulators.simports import SimPort
+
+    port = SimPort("escpos", EmulatorRunner(EscPosPrinterModel()))
+    sock = str(tmp_path / "emu.sock")
+    await port.start(sock)
+    try:
+        await call(sock, "paper_out")
+        assert (await call(sock, "state"))["paper_out"] is True
+        png = await call(sock, "render_png", file=str(tmp_path / "x.png"))
+        assert (tmp_path / "x.png").stat().st_size > 0 and png.endswith("x.png")
+        with pytest.raises(ControlError):
+            await call(sock, "jam_the_paper")
+    finally:
+        await port.stop()
