@@ -3,6 +3,7 @@ import asyncio
 from datetime import datetime
 
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from hal.device import DeviceContext, Health
 from hal.emulators.escpos import EscPosPrinterModel
@@ -181,3 +182,29 @@ async def test_same_driver_over_tcp():
         await printer.stop()
         server.close()
         await runner.stop()
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(junk=st.binary(min_size=1, max_size=12))
+def test_no_junk_left_on_the_line_makes_a_printer_without_paper_look_ready(junk):
+    """Whatever stale bytes wait in the input (late answers, ASB, noise), paper out stays paper out."""
+
+    async def scenario():
+        model = EscPosPrinterModel()
+        model.control("paper_out", {})
+        port = SimPort("escpos", EmulatorRunner(model))
+        await port.start(None)
+        printer = EscPosPrinter("p", EscPosOptions(port=port.path, timeout=0.2), DeviceContext())
+        try:
+            await printer.start()
+            port.runner.control("inject", {"hex": junk.hex()})
+            async with asyncio.timeout(2):
+                while printer.link.pending < len(junk):
+                    await asyncio.sleep(0.002)
+            status = await printer.status()
+            assert status.known and status.paper_out and not status.can_print
+        finally:
+            await printer.stop()
+            await port.stop()
+
+    asyncio.run(scenario())
