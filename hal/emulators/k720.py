@@ -14,6 +14,7 @@ three AP digits; error replies carry two ASCII characters ("00" undefined comman
 """
 from __future__ import annotations
 
+import collections
 from typing import Any
 
 from .crt571 import CardPath
@@ -47,6 +48,7 @@ class K720Model(EmulatorModel):
         self.collect_error = False  # AP digit 2, bit 1
         self.corrupt_rx = 0
         self.executed = 0
+        self.history: collections.deque[str] = collections.deque(maxlen=50)  # executed commands
         self._rx = bytearray()
         self._last = 0.0
 
@@ -106,6 +108,7 @@ class K720Model(EmulatorModel):
         if command is None:
             return b""
         self.executed += 1
+        self.history.append(command.decode("latin-1"))
         if command in _LIST1:
             return self._query(command)
         self._mechanical(command)
@@ -172,4 +175,5 @@ class K720Model(EmulatorModel):
             "status": self.digits(),
             "pending": self.pending.decode("latin-1") if self.pending else None,
             "executed": self.executed,
+            "history": list(self.history),
         }
