@@ -208,3 +208,13 @@ def test_no_junk_left_on_the_line_makes_a_printer_without_paper_look_ready(junk)
             await port.stop()
 
     asyncio.run(scenario())
+
+
+async def test_example_script_draws_both_receipts(tmp_path):
+    from PIL import Image
+
+    from hal.printer.example import render
+
+    texts = await render(tmp_path / "example.png")
+    assert texts[0].startswith("交易凭条 Receipt") and "[QR:RF7K2Q9M]" in texts[1]
+    assert Image.open(tmp_path / "example.png").width > 2 * 32 * 12
