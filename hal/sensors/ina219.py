@@ -1,0 +1,112 @@
+"""TI INA219 power monitor on the kiosk's supply / UPS battery (SBOS448): volts, amps, power-fail.
+
+Why it matters: when the mains fails the UPS keeps the Pi alive for minutes; kioskd must see it
+at once (bus voltage sagging below ``power_fail_v``, or current flowing out of the battery),
+inhibit the acceptors, park the transaction and shut down cleanly. ``on_power_fail(callback)``
+is the controller's hook; ``report("power_fail", ...)`` journals it.
+"""
+from __future__ import annotations
+
+import asyncio
+import inspect
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar
+
+from .base import I2cSensor, SensorFault
+
+# Register pointers (Table 2)
+REG_CONFIG, REG_SHUNT, REG_BUS, REG_POWER, REG_CURRENT, REG_CALIBRATION = range(6)
+# Config (§8.6.2.1): BRNG=1 (32 V), PG=11 (/8, ±320 mV), BADC=SADC=0011 (12-bit), MODE=111 continuous
+CONFIG_32V_320MV = 0x399F
+
+
+def signed16(word: int) -> int:
+    return word - 0x10000 if word & 0x8000 else word
+
+
+def calibration(shunt_ohms: float, max_current_a: float) -> tuple[int, float]:
+    """§8.5.1 eq. 1-2: Current_LSB >= max / 2^15, Cal = trunc(0.04096 / (Current_LSB * R)).
+
+    As the datasheet's example does, the minimum LSB is rounded up to a round number (1-2-5 steps)
+    so amps are exact multiples. Returns (cal, the Current_LSB that cal really gives).
+    """
+    minimum = max_current_a / 32768
+    exponent = math.floor(math.log10(minimum))
+    current_lsb = next(m * 10.0**exponent for m in (1, 2, 5, 10) if m * 10.0**exponent >= minimum * (1 - 1e-9))
+    cal = int(0.04096 / (current_lsb * shunt_ohms)) & 0xFFFE  # bit 0 is not implemented
+    if not 0 < cal <= 0xFFFE:
+        raise ValueError("shunt_ohms/max_current_a give a calibration outside 1..65534")
+    return cal, 0.04096 / (cal * shunt_ohms)
+
+
+@dataclass(frozen=True)
+class Ina219Options:
+    bus: int = 1
+    address: int = 0x40  # A0 = A1 = GND
+    poll_interval_s: float = 1.0  # power-fail must be seen fast
+    shunt_ohms: float = 0.1
+    max_current_a: float = 3.2
+    power_fail_v: float = 11.0  # bus volts below this: on battery / supply failing
+    power_ok_v: float = 11.8  # and back above this (hysteresis) before "power_restored"
+    discharge_a: float = 0.0  # > 0: current below -discharge_a (out of the battery) = on battery too
+
+
+class Ina219(I2cSensor):
+    Options: ClassVar[type] = Ina219Options
+
+    def __init__(self, name, options, ctx) -> None:
+        super().__init__(name, options, ctx)
+        self.cal, self.current_lsb = calibration(options.shunt_ohms, options.max_current_a)
+        self.on_battery = False
+        self._hooks: list[Callable[[dict[str, Any]], Any]] = []
+
+    def on_power_fail(self, callback: Callable[[dict[str, Any]], Any]) -> None:
+        """Call ``callback(reading)`` (sync or async) on the loop when the kiosk goes on battery."""
+        self._hooks.append(callback)
+
+    async def _write_reg(self, reg: int, value: int) -> None:
+        await self.io(self.bus.write_i2c_block_data, self.address, reg, [value >> 8, value & 0xFF])  # MSB first (§8.5.6)
+
+    async def _read_reg(self, reg: int) -> int:
+        data = await self.io(self.bus.read_i2c_block_data, self.address, reg, 2)
+        if len(data) != 2:
+            raise SensorFault("short_read", f"register {reg}")
+        return (data[0] << 8) | data[1]
+
+    async def setup(self) -> None:
+        await self._write_reg(REG_CONFIG, CONFIG_32V_320MV)
+        await self._write_reg(REG_CALIBRATION, self.cal)
+
+    async def sample(self) -> dict[str, Any]:
+        if await self._read_reg(REG_CALIBRATION) != self.cal:
+            # A brown-out reset the chip (calibration back to 0): current would read 0. Redo it.
+            self.report("sensor_reset", "ina219_reset", f"{self.name}: calibration lost, rewritten")
+            await self.setup()
+        bus = await self._read_reg(REG_BUS)
+        if bus & 0x1:
+            raise SensorFault("overflow", "power/current math overflow (OVF): shunt or range wrong")
+        shunt = signed16(await self._read_reg(REG_SHUNT))
+        current = signed16(await self._read_reg(REG_CURRENT))
+        power = await self._read_reg(REG_POWER)
+        return {
+            "bus_v": round((bus >> 3) * 0.004, 3),  # bits 15-3, LSB 4 mV (§8.6.3.2)
+            "shunt_mv": round(shunt * 0.01, 2),  # LSB 10 µV, two's complement (§8.6.3.1)
+            "current_a": round(current * self.current_lsb, 4),  # signed: negative = flowing back
+            "power_w": round(power * 20 * self.current_lsb, 3),  # Power_LSB = 20 * Current_LSB
+        }
+
+    def check(self, values: dict[str, Any]) -> None:
+        volts, amps = values["bus_v"], values["current_a"]
+        discharging = self.options.discharge_a > 0 and amps < -self.options.discharge_a
+        if not self.on_battery and (volts < self.options.power_fail_v or discharging):
+            self.on_battery = True
+            why = "discharging" if discharging and volts >= self.options.power_fail_v else "low_voltage"
+            self.report("power_fail", why, f"{self.name}: {volts:.2f} V, {amps:+.3f} A", **values)
+            for hook in list(self._hooks):
+                result = hook(values)
+                if inspect.isawaitable(result):
+                    asyncio.ensure_future(result)
+        elif self.on_battery and volts >= self.options.power_ok_v and not discharging:
+            self.on_battery = False
+            self.report("power_restored", "", f"{self.name}: {volts:.2f} V, {amps:+.3f} A", **values)
