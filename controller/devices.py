@@ -71,7 +71,7 @@ class DeviceSet:
 
     def status(self) -> dict[str, Any]:
         return {
-            name: {"driver": self.drivers[name], **device.status()} for name, device in self.devices.items()
+            name: {"driver": self.drivers[name], **device.describe()} for name, device in self.devices.items()
         }
 
     def healthy(self) -> bool:

@@ -87,7 +87,9 @@ class Device:
         self.health = health
         self.health_detail = detail
 
-    def status(self) -> dict[str, Any]:
+    def describe(self) -> dict[str, Any]:
+        """Kind and health for kioskctl, the birth message and telemetry (``status()`` is the
+        device's own, e.g. a printer's real-time status)."""
         return {"kind": self.kind, "health": self.health.value, "detail": self.health_detail}
 
     def report(self, kind: str, code: str = "", detail: str = "", **data: Any) -> None:

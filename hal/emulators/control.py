@@ -53,7 +53,7 @@ async def serve_control(path: str, handler: Handler) -> asyncio.AbstractServer:
     return await asyncio.start_unix_server(client, path)
 
 
-async def call(path: str, cmd: str, **args: Any) -> Any:
+async def call(path: str, cmd: str, /, **args: Any) -> Any:
     """Send one command; returns the result or raises ControlError with the emulator's words."""
     reader, writer = await asyncio.open_unix_connection(path)
     try:
@@ -66,7 +66,7 @@ async def call(path: str, cmd: str, **args: Any) -> Any:
     return reply.get("result")
 
 
-def call_sync(path: str, cmd: str, **args: Any) -> Any:
+def call_sync(path: str, cmd: str, /, **args: Any) -> Any:
     """The same, for scripts and threads outside any event loop."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.connect(path)
