@@ -19,6 +19,8 @@ from hal.protocols.cctalk_events import EventCounter
 from .bus import NoReply
 from .peripheral import CcTalkPeripheral
 
+REQUEST_MASTER_INHIBIT = 227  # §1.6: same byte as 228
+
 
 class CcTalkAcceptor(CcTalkPeripheral, CashAcceptor):
     poll_header: ClassVar[int] = 0
@@ -36,6 +38,8 @@ class CcTalkAcceptor(CcTalkPeripheral, CashAcceptor):
         self._poll_task: asyncio.Task | None = None
         self._reapply = False  # re-send inhibits before the next poll (device back, reset)
         self.last_poll_at = 0.0
+        self._checked_at = 0.0
+        self._no_227 = False
 
     # -- lifecycle -----------------------------------------------------------------------
     async def start(self) -> None:
@@ -124,6 +128,8 @@ class CcTalkAcceptor(CcTalkPeripheral, CashAcceptor):
 
     async def _apply_inhibits(self) -> None:
         # §1.6 hdr 231: bit set = enabled; hdr 228: b0 = 1 normal operation, 0 = master inhibit
+        if not self.values:  # start() never reached the device: learn the table first
+            await self._read_values()
         mask = self._mask()
         await self.ask_ack(Header.MODIFY_INHIBIT_STATUS, mask.to_bytes(2, "little"))
         await self.ask_ack(Header.MODIFY_MASTER_INHIBIT, bytes([1 if mask else 0]))
@@ -136,8 +142,6 @@ class CcTalkAcceptor(CcTalkPeripheral, CashAcceptor):
             started = loop.time()
             try:
                 if self._reapply:
-                    if not self.values:  # start() never reached the device
-                        await self._read_values()
                     await self._apply_inhibits()
                 await self._poll_once()
             except NoReply:
@@ -173,6 +177,30 @@ class CcTalkAcceptor(CcTalkPeripheral, CashAcceptor):
         for a, b in result.new:
             await self._on_event(a, b)
         if self._reapply:
+            await self._apply_inhibits()
+        elif not result.new:
+            await self._check_inhibit(reply.data)
+
+    async def _check_inhibit(self, buffer: bytes) -> None:
+        """§1.7's blind spot: a reset that ends with the counter where it was looks like nothing.
+
+        A device comes up master-inhibited, so reading the master inhibit back (hdr 227) while
+        we want it enabled reveals the reset. Then the buffer is read afresh, as at start.
+        """
+        now = time.monotonic()
+        if not self.accepting or self._no_227 or now - self._checked_at < self.options.inhibit_check_ms / 1000:
+            return
+        self._checked_at = now
+        try:
+            reply = await self.ask(REQUEST_MASTER_INHIBIT, retries=1)
+        except NoReply:
+            self._no_227 = True  # unsupported: the slave stays silent (§1.5)
+            self.failures = 0
+            return
+        if reply.data and not reply.data[0] & 1:  # §1.6: b0 = 0 master inhibit active
+            self.emit(CashFault(self.name, "device_reset", "found master-inhibited while enabled: it reset unseen"))
+            await self._on_reset()
+            await self._on_first_poll(buffer)
             await self._apply_inhibits()
 
     async def _on_reset(self) -> None:

@@ -117,8 +117,10 @@ class CcTalkBillValidator(CcTalkAcceptor):
     async def _on_first_poll(self, data: bytes) -> None:
         a, b = data[1], data[2]  # result 1, the newest
         if a and b == 1:  # still pending from before we started (kioskd restart, power-up)
-            self.emit(CashFault(self.name, "bill_in_escrow_at_start", f"bill type {a} waits in escrow"))
+            if not self._after_reset:
+                self.emit(CashFault(self.name, "bill_in_escrow_at_start", f"bill type {a} waits in escrow"))
             await self._on_event(a, b)
+        self._after_reset = False
 
     async def _on_reset(self) -> None:
         if self.escrow is not None:

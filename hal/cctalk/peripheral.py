@@ -27,6 +27,7 @@ class CcTalkOptions:
     reply_timeout_ms: int = 100  # a simple poll answers within ~10 ms (§1.5)
     retries: int = 3  # §1.5: "the host retries (e.g. 3 tries)"
     silent_after: int = 3  # failed transactions in a row before "device_silent"
+    inhibit_check_ms: int = 1000  # acceptors: read back the master inhibit (227) this often
 
     def __post_init__(self) -> None:
         if self.checksum not in ("simple", "crc16"):
@@ -107,14 +108,22 @@ class CcTalkPeripheral:
             raise DeviceError(f"{self.name}: header {header} refused (reply header {reply.header}, data {reply.data.hex()})")
 
     async def identify(self) -> dict[str, Any]:
-        """§1.9: category, manufacturer, product, serial, software revision (245, 246, 244, 242, 241)."""
-        ident: dict[str, Any] = {}
-        ident["category"] = ascii_text(await self.ask(Header.EQUIPMENT_CATEGORY))
-        ident["manufacturer"] = ascii_text(await self.ask(Header.MANUFACTURER_ID))
-        ident["product"] = ascii_text(await self.ask(Header.PRODUCT_CODE))
-        serial = (await self.ask(Header.SERIAL_NUMBER)).data
-        ident["serial"] = int.from_bytes(serial, "little")  # §1.6: LSB first
-        ident["software"] = ascii_text(await self.ask(Header.SOFTWARE_REVISION))
+        """§1.9: category, manufacturer, product, serial, software revision (245, 246, 244, 242, 241).
+
+        Only the category is required; a device silent on the others (out of spec, but seen)
+        still works, with None in their place.
+        """
+        ident: dict[str, Any] = {"category": ascii_text(await self.ask(Header.EQUIPMENT_CATEGORY))}
+        for key, header in (("manufacturer", Header.MANUFACTURER_ID), ("product", Header.PRODUCT_CODE),
+                            ("serial", Header.SERIAL_NUMBER), ("software", Header.SOFTWARE_REVISION)):
+            try:
+                reply = await self.ask(header, retries=1)
+            except NoReply:
+                self.failures = 0
+                ident[key] = None
+                continue
+            # §1.6: the serial number is 3 (or 4) bytes LSB first; the rest ASCII
+            ident[key] = int.from_bytes(reply.data, "little") if key == "serial" else ascii_text(reply)
         self.identity = ident
         words = self.category_words
         if words and not any(word in ident["category"].lower() for word in words):

@@ -1,0 +1,85 @@
+"""Several ccTalk devices on one multi-drop port (§1.1), checksum forms and echo (§1.2, §1.1)."""
+import asyncio
+
+import pytest
+
+from hal.cash import CashFault, CoinAccepted, Escrow, PayoutResult, Stacked
+from hal.cctalk.bill import CcTalkBillValidator
+from hal.cctalk.coin import CcTalkCoinAcceptor
+from hal.cctalk.hopper import CcTalkHopper
+
+from .conftest import until
+
+
+@pytest.mark.parametrize("emu", [{"checksums": {"bill": "crc16"}}], indirect=True)
+async def test_coin_bill_and_hopper_share_one_port_and_one_bus(emu):
+    coin = emu.driver(CcTalkCoinAcceptor)
+    bill = emu.driver(CcTalkBillValidator, checksum="crc16")  # §1.11: per-device checksum
+    hopper = emu.driver(CcTalkHopper)
+    for device in (coin, bill, hopper):
+        await device.start()
+    try:
+        assert coin.bus is bill.bus is hopper.bus  # one bus per port, one lock
+        await coin.set_inhibit(False)
+        await bill.set_inhibit(False)
+
+        async def cash_in():
+            await emu("insert_coin", value=100)
+            await until(coin, CoinAccepted)
+            await emu("insert_bill", value=1000)
+            await until(bill, Escrow)
+            await bill.stack()
+            return (await until(bill, Stacked))[0].fen
+
+        stacked, paid = await asyncio.gather(cash_in(), hopper.dispense(3))
+        assert (stacked, paid) == (1000, PayoutResult(3, 0, 300))
+        state = await emu("state")
+        assert (state["coins_accepted_fen"], state["bills_stacked_fen"], state["hopper_paid"]) == (100, 1000, 3)
+        assert state["bad_checksum"] == 0 and coin.bus.stats["checksum_errors"] == 0  # no collisions
+    finally:
+        for device in (coin, bill, hopper):
+            await device.stop()
+    assert coin.bus is None and not emu.ctx.shared["cctalk:" + emu.path].link  # last one out closes the port
+
+
+async def test_an_adapter_that_starts_echoing_is_still_understood_without_echo_skipping(emu):
+    coin = emu.driver(CcTalkCoinAcceptor, echo=False)
+    await coin.start()
+    try:
+        await coin.set_inhibit(False)
+        await emu("set_echo", on=True)  # our own frame comes back: not addressed to the host, dropped
+        await emu("insert_coin", value=10)
+        assert (await until(coin, CoinAccepted))[0].fen == 10
+    finally:
+        await coin.stop()
+
+
+async def test_echo_expected_but_absent_ends_in_device_silent(emu):
+    coin = emu.driver(CcTalkCoinAcceptor, echo=True, silent_after=1)
+    await coin.start()
+    try:
+        event, _ = await until(coin, CashFault)
+        assert event.code == "device_silent" and "echo" in event.detail
+        await emu("set_echo", on=True)
+        await coin.set_inhibit(False)
+        await emu("insert_coin", value=50)
+        assert (await until(coin, CoinAccepted))[0].fen == 50
+    finally:
+        await coin.stop()
+
+
+@pytest.mark.parametrize(
+    "bad", [{"poll_interval_ms": 250}, {"checksum": "md5"}, {"address": 1}, {"retries": 0}]
+)
+def test_options_outside_the_spec_are_refused_at_config_time(bad):
+    with pytest.raises(ValueError):
+        CcTalkCoinAcceptor.Options(port="/dev/ttyUSB0", **bad)
+
+
+def test_every_config_key_has_a_type_kioskd_understands():
+    import dataclasses
+
+    allowed = {"str", "int", "float", "bool", "dict[str, int]", "list[int]", "list[str]"}
+    for cls in (CcTalkCoinAcceptor, CcTalkBillValidator, CcTalkHopper):
+        for f in dataclasses.fields(cls.Options):
+            assert str(f.type) in allowed, (cls.__name__, f.name, f.type)
