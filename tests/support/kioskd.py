@@ -36,9 +36,9 @@ class Kioskd(subprocess.Popen):
         return self.log_path.read_text()
 
 
-def start_kioskd(*args: str, log_path: Path, env: dict[str, str] | None = None) -> Kioskd:
+def start_kioskd(*args: str, log_path: Path, env: dict[str, str] | None = None, cwd: Path | None = None) -> Kioskd:
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     out = open(log_path, "a")
-    proc = Kioskd([sys.executable, "-m", "controller", *args], env=full_env, stdout=out, stderr=out, text=True)
+    proc = Kioskd([sys.executable, "-m", "controller", *args], env=full_env, stdout=out, stderr=out, text=True, cwd=cwd)
     proc.log_path = log_path
     return proc
