@@ -68,8 +68,8 @@ class DispenserBase(CardDispenser):
         deadline = loop.time() + timeout
         while True:
             st = await self.status()
-            if not st.known:
-                self.fail("silent", "no status while waiting for the card to be taken")
+            if not st.known:  # status() has reported the fault already
+                raise DispenseFailed("silent", "no status while waiting for the card to be taken")
             if not st.card_at_gate:
                 return True
             remaining = deadline - loop.time()

@@ -83,7 +83,7 @@ class Crt571Dispenser(SerialDispenser):
         last = "silent"
         for _ in range(self.options.retries + 1):
             self.send(frame)
-            acked = garbled = enq_sent = False
+            acked = garbled = enq_sent = fallback_enq = False
             deadline = loop.time() + self.options.ack_timeout_s
             while True:
                 event = await self.next_event(deadline)
@@ -95,7 +95,7 @@ class Crt571Dispenser(SerialDispenser):
                         break
                     if not enq_sent:  # §4.2: older Creator tools send ENQ after the ACK
                         self.send(bytes([ENQ]), fresh=False)
-                        enq_sent = self._needs_enq = True
+                        enq_sent = fallback_enq = True
                         deadline = loop.time() + self.options.response_timeout_s
                         continue
                     if not idempotent:
@@ -113,6 +113,8 @@ class Crt571Dispenser(SerialDispenser):
                     break
                 elif isinstance(event, (Positive, Negative)) and (event.cm, event.pm) == (cm, pm):
                     self.send(bytes([ACK]), fresh=False)  # §4.2: host ACKs the response
+                    if fallback_enq:
+                        self._needs_enq = True  # this unit answers only after ENQ: say it at once
                     return event
                 elif isinstance(event, (BadFrame, Positive, Negative)):
                     garbled = True  # before the ACK: noise, keep listening

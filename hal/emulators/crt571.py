@@ -149,9 +149,17 @@ class Crt571Model(EmulatorModel):
     name = "crt571"
 
     def __init__(
-        self, address: int = 0, stock: int = 50, near_empty: int = 5, bin_capacity: int = 30
+        self,
+        address: int = 0,
+        stock: int = 50,
+        near_empty: int = 5,
+        bin_capacity: int = 30,
+        needs_enq: bool = False,
     ) -> None:
         self.address = address
+        # §4.2: older Creator units answer only after the host's ENQ; the F3x needs none
+        self.needs_enq = needs_enq
+        self._held = b""  # response waiting for that ENQ
         self.cards = CardPath(stock, near_empty, bin_capacity)
         self.initialised = False  # §4.2: reset/initialise "required first after power-on"
         self.corrupt_rx = 0  # line noise on the host -> device wire: next N frames arrive damaged
@@ -168,6 +176,9 @@ class Crt571Model(EmulatorModel):
         out = bytearray()
         while self._rx:
             if self._rx[0] != 0xF2:
+                if self._rx[0] == 0x05 and self._held:
+                    out += self._held
+                    self._held = b""
                 del self._rx[0]  # host ACK/ENQ/EOT after a response, or noise: nothing to do
                 continue
             if len(self._rx) < 4:
@@ -199,7 +210,11 @@ class Crt571Model(EmulatorModel):
         if len(text) < 3 or text[0] != ord("C"):
             return b"\x15"
         self.commands += 1
-        return b"\x06" + self._execute(text[1], text[2], text[3:])
+        response = self._execute(text[1], text[2], text[3:])
+        if self.needs_enq:
+            self._held = response
+            return b"\x06"
+        return b"\x06" + response
 
     def _reply(self, cm: int, pm: int, data: bytes = b"") -> bytes:
         c = self.cards

@@ -136,3 +136,20 @@ async def test_a_device_that_forgot_its_initialisation_is_initialised_again(tmp_
 async def test_self_test_names_firmware_and_stock(tmp_path):
     async with rig(Crt571Dispenser, Crt571Model(), tmp_path, **FAST) as r:
         assert await r.driver.self_test() == "dispenser: ok, firmware CRT-571-EMU V1.0, stock enough, card at gate False"
+
+
+async def test_an_older_unit_that_answers_only_after_enq_is_learnt_once(tmp_path):
+    """§4.2: older Creator tools send ENQ after the ACK; the driver finds out and keeps doing it."""
+    async with rig(Crt571Dispenser, Crt571Model(needs_enq=True), tmp_path, **FAST) as r:
+        assert r.model.initialised and r.driver._needs_enq
+        await r.driver.dispense_to_gate()
+        assert r.model.cards.position == "gate" and r.faults() == []
+
+
+async def test_a_unit_falling_silent_while_the_card_waits_is_a_fault_not_taken(tmp_path):
+    async with rig(Crt571Dispenser, Crt571Model(), tmp_path, **FAST) as r:
+        await r.driver.dispense_to_gate()
+        await r.emu("mute")
+        with pytest.raises(DispenseFailed) as failed:
+            await r.driver.wait_taken(1.0)
+        assert failed.value.code == "silent" and r.faults() == ["silent"]
