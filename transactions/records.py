@@ -18,7 +18,7 @@ Money = tuple[str, int, str]
 # (kind, key, delta) tuples for counters.
 Count = tuple[str, str, int]
 
-FINAL_STATES = ("done", "refunded", "review")
+FINAL_STATES = ("done", "refunded", "declined", "cancelled", "failed", "review")
 _CLAIM_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read aloud at a counter
 
 

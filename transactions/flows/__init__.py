@@ -1,0 +1,20 @@
+"""The kiosk's services, each a spec (its table) and a coroutine walking a ``Run`` through it."""
+from __future__ import annotations
+
+from typing import Awaitable, Callable
+
+from ..flow import FlowSpec, Run
+from . import bill_pay, card_sale, documents, loss_report, plan_change, query, topup
+
+FLOWS: dict[str, tuple[FlowSpec, Callable[[Run], Awaitable[str]]]] = {
+    "topup": (topup.SPEC, topup.run),
+    "card_sale": (card_sale.SPEC, card_sale.run),
+    "bill_pay": (bill_pay.SPEC, bill_pay.run),
+    "balance_query": (query.SPEC, query.run),
+    "statement": (documents.STATEMENT, documents.run_statement),
+    "invoice": (documents.INVOICE, documents.run_invoice),
+    "plan_change": (plan_change.SPEC, plan_change.run),
+    "loss_report": (loss_report.SPEC, loss_report.run),
+}
+
+SPECS: dict[str, FlowSpec] = {name: spec for name, (spec, _) in FLOWS.items()}

@@ -1,0 +1,129 @@
+"""充值卡销售 / Recharge-card sale: face value -> cash -> card to the gate -> taken -> receipt.
+
+Needs no BOSS. The price counts as applied only when the customer takes the card; a card left at
+the gate is captured into the reject bin and the money paid back. The serial printed on the
+receipt is the running number of the loaded batch (counter ``card_serial``/face, set when staff
+load a batch), since the dispenser cannot read the card.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from hal.peripherals import DispenseFailed, Receipt
+
+from .. import records
+from ..customer import CustomerCancelled
+from ..effects import pay_back, print_receipt
+from ..flow import FlowSpec, Run, Settled, State, T
+from ..intake import CashStopped, take_cash
+from ..messages import both, yuan
+from .common import CASH_STATES, FINALS, cash_transitions, refund_after, selfs
+
+SPEC = FlowSpec(
+    name="card_sale", title_zh="充值卡销售", title_en="Recharge card sale", needs_boss=False, takes_cash=True,
+    states=(
+        State("start", "the customer picks a face value (stock and dispenser checked)"),
+        *CASH_STATES,
+        State("dispensing", "dispense_card intent open: one card moving to the gate"),
+        State("at_gate", "card at the gate, waiting for the customer to take it", recover="card_at_gate"),
+        State("capturing", "capture_card intent open: card not taken, pulled into the reject bin"),
+        State("delivered", "card taken, price applied: change, receipt", recover="delivered"),
+        *FINALS,
+    ),
+    transitions=(
+        T("start", "face", "collecting"),
+        T("start", "cancel", "cancelled"),
+        T("start", "decline", "declined"),
+        *cash_transitions(),
+        T("collecting", "paid", "dispensing", "dispense_card"),
+        T("dispensing", "at_gate", "at_gate"),
+        T("dispensing", "refund", "refunding"),
+        T("at_gate", "taken", "delivered"),
+        T("at_gate", "not_taken", "capturing", "capture_card"),
+        T("capturing", "refund", "refunding"),
+        *selfs("delivered", "payout", "print"),
+        T("delivered", "finish", "done"),
+    ),
+)
+
+
+async def _in_stock(r: Run, face: int) -> bool:
+    dispenser = r.services.hw.dispensers.get(face)
+    if dispenser is None:
+        return False
+    stock = (await r.journal.read(records.counters, "card_stock")).get("card_stock", {}).get(str(face))
+    if stock is not None and stock <= 0:
+        return False
+    try:
+        status = await dispenser.status()
+    except Exception:
+        return False
+    return status.known and not status.empty and not status.jammed
+
+
+async def run(r: Run) -> str:
+    cfg = r.config
+    r.say("welcome_card_sale")
+    faces = [f for f in sorted(cfg.card_prices) if await _in_stock(r, f)]
+    if not faces:
+        r.say("cards_sold_out")
+        return await r.finish("decline", "no card in stock")
+    try:
+        face = int(await r.customer.choose("choose_card", [str(f) for f in faces]))
+    except CustomerCancelled:
+        return await r.finish("cancel")
+    price = cfg.card_prices[face]
+    await r.go("face", amount_fen=price, data={"face_fen": face})
+    allow_over = cfg.max_change_fen if r.services.hw.hopper is not None else 0
+    try:
+        paid = await take_cash(r, price, allow_over)
+    except (CustomerCancelled, CashStopped) as exc:
+        return await refund_after(r, exc)
+
+    dispenser = r.services.hw.dispensers[face]
+    serial_no = (await r.journal.read(records.counters, "card_serial")).get("card_serial", {}).get(str(face), 0)
+    serial = f"{face // 100:04d}{serial_no:08d}"
+
+    def settle_dispense(result: Any) -> Settled:
+        if isinstance(result, Exception):
+            return Settled({"at_gate": False, "error": getattr(result, "code", str(result))})
+        return Settled({"at_gate": True, "serial": serial},
+                       counts=[("card_stock", str(face), -1), ("card_serial", str(face), 1)])
+
+    r.say("dispensing_card")
+    try:
+        await r.effect("paid", {"face_fen": face, "device": dispenser.name, "serial": serial},
+                       dispenser.dispense_to_gate, settle_dispense)
+    except DispenseFailed as exc:
+        return await refund_after(r, exc)
+    except Exception as exc:
+        return await refund_after(r, exc)
+    await r.go("at_gate", data={"serial": serial})
+    r.say("take_card")
+    try:
+        taken = await dispenser.wait_taken(cfg.take_timeout)
+    except Exception:
+        taken = False
+    if not taken:
+        def settle_capture(result: Any) -> Settled:
+            if isinstance(result, Exception):
+                return Settled({"captured": False, "error": str(result)})
+            return Settled({"captured": True}, counts=[("card_reject", str(face), 1)])
+        try:
+            await r.effect("not_taken", {"face_fen": face, "device": dispenser.name}, dispenser.capture, settle_capture)
+        except Exception:
+            pass  # the capture failure is journalled; the refund still happens
+        r.say("card_captured")
+        return await refund_after(r, RuntimeError("card not taken"))
+
+    await r.go("taken", money=[("applied", price, f"card:{serial}")])
+    change = paid - price
+    if change > 0:
+        await pay_back(r, change, "change", "overpayment")
+    await print_receipt(r, Receipt(
+        title=both("receipt_card_title"),
+        lines=[(both("label_txn"), r.txn), (both("label_face"), yuan(face)), (both("label_paid"), yuan(paid)),
+               (both("label_change"), yuan(change)), (both("label_card_serial"), serial)],
+        footer=both("receipt_card_footer", hotline=cfg.hotline)))
+    r.say("thank_you")
+    return await r.finish("finish")

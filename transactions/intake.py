@@ -1,0 +1,186 @@
+"""Taking cash for one transaction: bills through escrow, coins as they come, until the due amount.
+
+Why escrow matters: a bill is only credited when it is *stacked*. Before stacking, the flow decides
+whether the bill keeps the payment within the due amount (plus the change the kiosk may pay); if
+not it is returned. Each stack is a journalled side effect (intent ``stack_bill``) because a power
+cut between stack() and Stacked leaves the bill's fate unknown — recovery then holds its value
+for review instead of guessing.
+
+The caller's spec must have: collecting -escrow-> stacking [stack_bill]; stacking -stacked/
+returned/stack_failed-> collecting.
+"""
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from hal.cash import CashFault, CoinAccepted, Escrow, Rejected, Returned, Stacked
+
+from .customer import CustomerCancelled, CustomerIdle
+from .flow import Run, Settled
+from .messages import yuan
+
+
+class CashStopped(Exception):
+    """Cash intake ended by a device (fault, no acceptor, bill fate unknown); ``code`` names it."""
+
+    def __init__(self, code: str, detail: str = "") -> None:
+        super().__init__(f"{code}: {detail}" if detail else code)
+        self.code = code
+
+
+class _StackUnknown(Exception):
+    pass
+
+
+class _Events:
+    """All acceptors' events merged in arrival order, with a side list for events put back."""
+
+    def __init__(self, acceptors: list[Any]) -> None:
+        self.queue: asyncio.Queue = asyncio.Queue()
+        self.put_back: list[tuple[Any, Any]] = []
+        self.tasks = [asyncio.create_task(self._pump(a)) for a in acceptors]
+
+    async def _pump(self, acceptor: Any) -> None:
+        async for event in acceptor.events():
+            self.queue.put_nowait((acceptor, event))
+
+    async def next(self, timeout: float, cancelled: asyncio.Event | None = None) -> tuple[Any, Any]:
+        if self.put_back:
+            return self.put_back.pop(0)
+        getter = asyncio.ensure_future(self.queue.get())
+        waiters = {getter}
+        if cancelled is not None:
+            waiters.add(asyncio.ensure_future(cancelled.wait()))
+        try:
+            done, _ = await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waiters:
+                if not w.done():
+                    w.cancel()
+        if getter in done:  # an event wins over a cancel pressed at the same instant
+            return getter.result()
+        if not done:
+            raise TimeoutError
+        raise CustomerCancelled("cancel pressed while inserting cash")
+
+    async def close(self) -> None:
+        for t in self.tasks:
+            t.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
+async def _enable(acceptors: list[Any], denominations: list[int]) -> None:
+    for a in acceptors:
+        await a.accept_only(denominations)
+        await a.set_inhibit(False)
+
+
+async def _inhibit(acceptors: list[Any]) -> None:
+    for a in acceptors:
+        try:
+            await a.set_inhibit(True)
+        except Exception:  # the safe state is best effort; the device reports its own fault
+            pass
+
+
+async def _stack(run: Run, acceptor: Any, fen: int, events: _Events) -> int:
+    """Stack the escrowed bill as a journalled effect; returns the fen credited (0 if returned)."""
+    timeout = run.config.stack_timeout
+    others: list[tuple[Any, Any]] = []
+
+    async def action() -> bool:
+        await acceptor.stack()
+        try:
+            while True:
+                src, event = await events.next(timeout)
+                if src is acceptor and isinstance(event, (Stacked, Returned)):
+                    return isinstance(event, Stacked)
+                if src is acceptor and isinstance(event, CashFault):
+                    raise _StackUnknown(event.code)
+                others.append((src, event))  # a coin meanwhile: handled after the stack
+        except TimeoutError:
+            raise _StackUnknown("no Stacked/Returned in time") from None
+
+    def settle(result: Any) -> Settled:
+        if result is True:
+            return Settled({"stacked": True, "fen": fen}, [("cash_in", fen, f"bill:{acceptor.name}")],
+                           [("cashbox", f"bill:{fen}", 1)])
+        if result is False:
+            return Settled({"stacked": False, "fen": fen})
+        # Unknown: the customer may have lost the bill, or the box may hold it. Hold, do not guess.
+        return Settled({"unknown": True, "fen": fen, "error": str(result)},
+                       [("cash_in", fen, f"bill?:{acceptor.name}"), ("held", fen, "stack unknown")])
+
+    try:
+        stacked = await run.effect("escrow", {"device": acceptor.name, "fen": fen}, action, settle)
+    except _StackUnknown as exc:
+        await run.go("stack_failed")
+        raise CashStopped("stack_unknown", str(exc)) from None
+    finally:
+        events.put_back.extend(others)
+    await run.go("stacked" if stacked else "returned")
+    return fen if stacked else 0
+
+
+async def take_cash(run: Run, due_fen: int, allow_over_fen: int = 0) -> int:
+    """Collect until ``due_fen`` is in; returns the transaction's cash in (may exceed due by coins).
+
+    Raises CustomerCancelled / CustomerIdle (walked away) / CashStopped; the money already in is in
+    the journal either way, and the caller refunds it.
+    """
+    acceptors = run.services.hw.acceptors
+    if not acceptors:
+        raise CashStopped("no_acceptor")
+    paid = (await run.ledger()).cash_in
+    events = _Events(acceptors)
+    try:
+        await _enable(acceptors, [d for d in run.config.denominations if d <= due_fen - paid + allow_over_fen])
+        run.say("insert_cash", due=yuan(due_fen), paid=yuan(paid))
+        while paid < due_fen:
+            try:
+                acceptor, event = await events.next(run.config.idle_timeout, run.customer.cancelled)
+            except TimeoutError:
+                raise CustomerIdle("no cash for the idle timeout") from None
+            if isinstance(event, Escrow):
+                if paid + event.fen <= due_fen + allow_over_fen:
+                    paid += await _stack(run, acceptor, event.fen, events)
+                else:
+                    await acceptor.return_bill()
+                    run.say("bill_too_large", due=yuan(due_fen - paid))
+                    continue
+            elif isinstance(event, (CoinAccepted, Stacked)):  # Stacked without escrow: credit it all the same
+                kind = "coin" if isinstance(event, CoinAccepted) else "bill"
+                await run.money([("cash_in", event.fen, f"{kind}:{acceptor.name}")], [("cashbox", f"{kind}:{event.fen}", 1)])
+                paid += event.fen
+            elif isinstance(event, Rejected):
+                run.say("cash_rejected")
+                continue
+            elif isinstance(event, CashFault):
+                raise CashStopped(event.code, event.detail)
+            else:
+                continue
+            run.say("paid_so_far", paid=yuan(paid), due=yuan(due_fen))
+    finally:
+        await _inhibit(acceptors)
+        try:
+            paid += await _drain(run, events)
+        finally:
+            await events.close()
+    return paid
+
+
+async def _drain(run: Run, events: _Events) -> int:
+    """Money already in flight when the acceptors were inhibited still counts (a coin in the chute)."""
+    extra = 0
+    while True:
+        try:
+            acceptor, event = await events.next(run.config.drain_time)
+        except TimeoutError:
+            return extra
+        if isinstance(event, (CoinAccepted, Stacked)):
+            kind = "coin" if isinstance(event, CoinAccepted) else "bill"
+            await run.money([("cash_in", event.fen, f"{kind}:{acceptor.name}")], [("cashbox", f"{kind}:{event.fen}", 1)])
+            extra += event.fen
+        elif isinstance(event, Escrow):
+            await acceptor.return_bill()

@@ -1,0 +1,54 @@
+"""The one entry point kioskd calls to serve a customer: ``await run_flow(services, name, customer)``.
+
+Gates before any transaction starts taking cash: a flow that needs the BOSS is refused while the
+BOSS is unreachable (before any cash), and a cash flow is refused while the outbox is over its
+limit (records are never dropped, so new cash must wait).
+"""
+from __future__ import annotations
+
+from . import records
+from .customer import Customer
+from .flow import FlowResult, Run, Services
+from .flows import FLOWS
+
+
+class UnknownService(KeyError):
+    pass
+
+
+async def available(services: Services) -> dict[str, bool]:
+    """Which services can start now (for the menu); cheap, asks the BOSS once."""
+    boss_ok = services.boss is not None and await services.boss.ping()
+    depth = await services.journal.read(records.outbox_depth)
+    out = {}
+    for name, (spec, _) in FLOWS.items():
+        ok = (boss_ok or not spec.needs_boss) and not (spec.takes_cash and depth > services.config.max_outbox)
+        if spec.takes_cash and not services.hw.acceptors:
+            ok = False
+        out[name] = ok
+    return out
+
+
+async def run_flow(services: Services, name: str, customer: Customer) -> FlowResult:
+    """Serve one customer through flow ``name``; always returns a finished, balanced transaction.
+
+    Cancelling this coroutine (shutdown, power-fail) leaves the transaction open for recovery.
+    """
+    try:
+        spec, walk = FLOWS[name]
+    except KeyError:
+        raise UnknownService(name) from None
+    run = await Run.begin(services, spec, customer)
+    reason = None
+    if spec.needs_boss and (services.boss is None or not await services.boss.ping()):
+        reason, key = "boss offline", "boss_offline"
+    elif spec.takes_cash and await services.journal.read(records.outbox_depth) > services.config.max_outbox:
+        reason, key = "outbox full", "kiosk_busy"
+    if reason is not None:
+        customer.show(key)
+        await services.journal.write(records.finish_txn, run.txn, "declined", services.clock(), reason)
+        state = "declined"
+    else:
+        state = await walk(run)
+    txn = await services.journal.read(records.get_txn, run.txn)
+    return FlowResult(run.txn, state, txn["ledger"], [v["claim_code"] for v in txn["vouchers"]])
