@@ -61,7 +61,7 @@ def months(now: float, count: int = 3) -> list[str]:
 
 async def _run(r: Run, kind: str) -> str:
     boss = r.services.boss
-    r.say("welcome_" + kind)
+    r.say(f"welcome_{kind}")
     if r.services.hw.printer is None:
         r.say("no_printer")
         return await r.finish("cancel", "no printer")
