@@ -5,6 +5,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -71,12 +72,46 @@ class Kiosk:
             self.link.publish_event({"device": event.device, "kind": event.kind, "code": event.code,
                                      "detail": event.detail, "data": event.data})
 
+    # -- safety: door, tamper, power ---------------------------------------------------------
+    def _wire_safety(self) -> None:
+        """Door or tamper open: no new customers and every acceptor inhibited at once (< 100 ms).
+        Power fail: the same, then a clean stop before the battery runs out."""
+        assert self.devices is not None
+        for panel in self.devices.of_kind("panel"):
+            panel.on_door_open(lambda event: self._lock_down("door_open"))
+            panel.on("door_closed", lambda event: self._unlock("door_open"))
+        for device in self.devices.devices.values():
+            if hasattr(device, "on_power_fail"):
+                device.on_power_fail(lambda reading: self._power_fail())
+
+    def _inhibit_acceptors(self) -> None:
+        assert self.devices is not None
+        for acceptor in self.devices.of_kind("cash_acceptor"):
+            asyncio.get_running_loop().create_task(acceptor.set_inhibit(True), name=f"inhibit-{acceptor.name}")
+
+    def _lock_down(self, reason: str) -> None:
+        self._inhibit_acceptors()
+        self.admission.close(reason)
+        self._set_state("safe")
+        log.warning("locked down", extra=fields(reason=reason))
+
+    def _unlock(self, reason: str) -> None:
+        if self.admission.closed_because == reason and not self.stop_requested.is_set():
+            self.admission.open()
+            self._set_state("ready" if self.devices and self.devices.healthy() else "degraded")
+            log.info("unlocked", extra=fields(reason=reason))
+
+    def _power_fail(self) -> None:
+        self._lock_down("power_fail")
+        self.stop_requested.set()
+
     # -- commands of the local API -----------------------------------------------------------
     def _register_commands(self, api: LocalApi) -> None:
         api.command("status", lambda args: self.status())
         api.command("devices", lambda args: self.devices.status() if self.devices else {})
         api.command("test", self._cmd_test)
         api.command("emu", self._cmd_emu)
+        api.command("sim_gpio", self._cmd_sim_gpio)
 
     async def _cmd_test(self, args: dict[str, Any]) -> str:
         assert self.devices is not None
@@ -100,6 +135,17 @@ class Kiosk:
             raise ControlError(f"no emulator {name!r}; running: {', '.join(self.sim_ports.ports)}")
         cmd = args.pop("emu_cmd", "")
         return self.sim_ports.runner(name).control(cmd, args)
+
+    def _cmd_sim_gpio(self, args: dict[str, Any]) -> Any:
+        """--simulate: drive a mock GPIO input as the hardware would (door switch, buttons)."""
+        if self.sim_ports is None or self.devices is None:
+            raise ControlError("mock GPIO exists only in --simulate")
+        factory = self.devices.ctx.shared.get("gpio-mock")
+        if factory is None:
+            raise ControlError("no GPIO device in this simulated kiosk")
+        pin = factory.pin(int(args["pin"]))
+        threading.Thread(target=pin.drive_high if args.get("high") else pin.drive_low).start()
+        return None
 
     # -- signals ----------------------------------------------------------------------------
     def _reload(self) -> None:
@@ -151,6 +197,7 @@ class Kiosk:
             self.devices = await stack.enter_async_context(DeviceSet(self.config, ctx))
             if self.sim_ports:
                 await self.sim_ports.started()
+            self._wire_safety()
             api = LocalApi(runtime_dir / "kioskd.sock")
             self._register_commands(api)
             await stack.enter_async_context(api)
