@@ -96,6 +96,11 @@ class CcTalkAcceptor(CcTalkPeripheral, CashAcceptor):
         await self._apply_inhibits()
 
     @property
+    def event_counter(self) -> int | None:
+        """The device's event counter as of our last poll (None before the first)."""
+        return self._counter.last
+
+    @property
     def accepting(self) -> bool:
         return self.enabled and not self.suspended
 

@@ -103,6 +103,11 @@ class CcTalkBillValidator(CcTalkAcceptor):
         if reply.is_ack:
             return
         error = ROUTE_ERRORS.get(reply.data[0], f"route_error_{reply.data[0]}") if reply.data else "route_nak"
+        if error == "escrow_empty":
+            # The bill already moved: our first try went through and its ACK was lost, or the
+            # escrow timed out. Either way the next events (Stacked / Returned) tell the outcome.
+            self.report("status", "escrow_empty", f"route {code}: escrow already empty")
+            return
         if error == "route_failed":
             self.emit(CashFault(self.name, "route_failed", f"route {code} failed with a bill of {self.escrow[1]} fen"))
         raise DeviceError(f"{self.name}: route {code}: {error}")
