@@ -138,3 +138,21 @@ async def test_a_validator_found_holding_a_bill_at_start_is_reported(emu):
         assert event.fen == 100 and seen[0].code == "bill_in_escrow_at_start"
     finally:
         await second.stop()
+
+
+async def test_every_table_7_code_becomes_a_named_event_and_never_a_credit(emu, bill):
+    """Codes the emulator cannot script are fed to the event handler the poll loop uses."""
+    from hal.protocols.cctalk_events import BILL_EVENTS
+
+    seen = []
+    for code in list(BILL_EVENTS) + [99]:
+        await bill._on_event(0, code)
+        while not bill._queue.empty():
+            seen.append(bill._queue.get_nowait())
+    kinds = {type(e).__name__ for e in seen}
+    assert kinds <= {"Rejected", "CashFault", "Returned"} and bill.credited_fen == 0
+    faults = {e.code for e in seen if isinstance(e, CashFault)}
+    assert {"bill_jammed_unsafe", "bill_jammed_in_stacker", "bill_tamper", "stacker_removed", "stacker_full",
+            "string_fraud", "opto_fraud", "unknown_bill_stacked", "bill_event_99"} <= faults
+    assert {e.reason for e in seen if isinstance(e, Rejected)} == {
+        "invalid_bill_validation", "invalid_bill_transport", "inhibited_bill_serial", "inhibited_bill_dip"}

@@ -141,3 +141,27 @@ async def test_works_through_an_echoing_adapter(emu):
         assert coin.bus.stats["echo_errors"] == 0
     finally:
         await coin.stop()
+
+
+async def test_every_table_2_code_becomes_a_named_event_and_never_a_credit(emu):
+    from hal.protocols.cctalk_events import COIN_ERRORS
+
+    coin = emu.driver(CcTalkCoinAcceptor)
+    await coin.start()
+    codes = [c for c in COIN_ERRORS if c] + list(range(128, 160)) + [160, 200]
+    try:
+        for start in range(0, len(codes), 5):  # at most five between polls (§1.7)
+            batch = codes[start : start + 5]
+            for code in batch:
+                await emu("fraud", device="coin", code=code)  # puts (0, code) in the buffer
+            for code in batch:
+                event, _ = await until(coin, (Rejected, CashFault))
+                name, rejected = COIN_ERRORS.get(code, (None, None))
+                if name is None:
+                    assert (event.reason if isinstance(event, Rejected) else event.code).endswith(str(code - 127 if code < 160 else code))
+                else:
+                    assert isinstance(event, Rejected if rejected == "yes" else CashFault)
+                    assert (event.reason if rejected == "yes" else event.code) == name
+        assert coin.credited_fen == 0
+    finally:
+        await coin.stop()

@@ -92,3 +92,9 @@ async def test_silence_mid_payout_is_an_unknown_outcome_then_last_payout_tells(e
 async def test_self_test_reads_the_registers(emu, hopper):
     text = await hopper.self_test()
     assert "counter 0" in text and "payout_disabled" in text
+
+
+async def test_a_hopper_below_its_low_level_sensor_is_reported(emu, hopper):
+    await emu("hopper_fill", count=12)
+    await hopper.dispense(3)  # 9 left: below the emulator's low-level trigger of 10 (hdr 217 b0)
+    assert hopper.level == "low" and emu.reported("hopper_low")
