@@ -14,11 +14,18 @@ from hal.peripherals import (CardDispenser, DispenseFailed, DispenserStatus, Mod
                              PrinterStatus, SmsFailed)
 
 
+async def hang(device):
+    """Stop here for good (a power cut at this instant): the test cancels the flow once ``reached``."""
+    device.reached.set()
+    await asyncio.Event().wait()
+
+
 class BillValidator(CashAcceptor):
-    """Bills go to escrow one at a time once enabled; ``on_stack``: stack | silent | fault."""
+    """Bills go to escrow one at a time once enabled; ``on_stack``: stack | silent | fault | hang."""
 
     def __init__(self, name="bv", inserts=(), on_stack="stack"):
         super().__init__(name, None, DeviceContext())
+        self.reached = asyncio.Event()
         self.inserts = list(inserts)
         self.on_stack = on_stack
         self.queue: asyncio.Queue = asyncio.Queue()
@@ -53,6 +60,8 @@ class BillValidator(CashAcceptor):
         self.accepting = list(fen_values)
 
     async def stack(self):
+        if self.on_stack == "hang":
+            await hang(self)
         fen, self.escrow = self.escrow, None
         if self.on_stack == "silent":
             return
@@ -102,14 +111,17 @@ class CoinAcceptor(CashAcceptor):
 class Hopper(PayoutDevice):
     """Pays from ``coins``; ``jam_after`` coins it stops (a jam); ``raise_on_dispense`` loses the answer."""
 
-    def __init__(self, name="hopper", coins=100, coin_fen=100, jam_after=None, raise_on_dispense=False):
+    def __init__(self, name="hopper", coins=100, coin_fen=100, jam_after=None, raise_on_dispense=False, hang=None):
         super().__init__(name, None, DeviceContext())
+        self.hang, self.reached, self.silent = hang, asyncio.Event(), False  # hang: "before" | "after"
         self.coins, self.coin_fen, self.jam_after = coins, coin_fen, jam_after
         self.raise_on_dispense = raise_on_dispense
         self.paid_total = 0
         self.last = PayoutResult(0, 0)
 
     async def dispense(self, count):
+        if self.hang == "before":
+            await hang(self)
         can = min(count, self.coins)
         if self.jam_after is not None:
             can = min(can, self.jam_after)
@@ -118,9 +130,13 @@ class Hopper(PayoutDevice):
         self.last = PayoutResult(can, count - can, can * self.coin_fen)
         if self.raise_on_dispense:
             raise RuntimeError("hopper went silent")
+        if self.hang == "after":
+            await hang(self)
         return self.last
 
     async def last_payout(self):
+        if self.silent:
+            raise TimeoutError("hopper does not answer")
         return self.last
 
 
@@ -142,8 +158,9 @@ class FakePrinter(Printer):
 class Dispenser(CardDispenser):
     """``cards`` in stock; ``jam`` fails the dispense; ``customer_takes`` decides wait_taken."""
 
-    def __init__(self, name="cards30", cards=10, jam=False, customer_takes=True):
+    def __init__(self, name="cards30", cards=10, jam=False, customer_takes=True, hang=None):
         super().__init__(name, None, DeviceContext())
+        self.hang, self.reached = hang, asyncio.Event()  # hang: "dispense" (card at gate) | "wait_taken"
         self.cards, self.jam, self.customer_takes = cards, jam, customer_takes
         self.at_gate = False
         self.captured = 0
@@ -159,8 +176,12 @@ class Dispenser(CardDispenser):
             raise DispenseFailed("jammed", "card stuck in the throat")
         self.cards -= 1
         self.at_gate = True
+        if self.hang == "dispense":
+            await hang(self)
 
     async def wait_taken(self, timeout):
+        if self.hang == "wait_taken":
+            await hang(self)
         await asyncio.sleep(0)
         if self.customer_takes:
             self.at_gate = False

@@ -1,0 +1,204 @@
+"""Recovery at boot: every transaction left open by a crash or power cut is resolved and finished.
+
+Run it once after the journal opens and the devices started, before the first customer. For each
+open transaction (oldest first):
+
+1. each open intent is resolved by its effect kind (``flow.EFFECTS`` says how): ask the device,
+   ask the BOSS by idempotency key, or — when nobody can know — hold the money for review;
+2. the flow state's own rule (``State.recover`` in the flow's table) runs: "delivered" states
+   count the service as given, "card_at_gate" asks the dispenser whether the card was taken;
+3. whatever cash is still outstanding goes on a refund voucher (the customer may be long gone:
+   no coins are thrown into an empty tray);
+4. the transaction finishes: review if anything is held or unknown, else done if the service
+   was delivered, refunded if cash came in, cancelled/failed otherwise.
+Nothing is guessed silently: each resolution is journalled with ``resolved_by = "recovery"``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import records
+from .boss import BossError, BossRefused
+from .flow import Services, Settled
+from .flows import SPECS
+
+DELIVERED, NOT_DELIVERED, UNKNOWN = "delivered", "not_delivered", "unknown"
+
+
+@dataclass
+class Recovered:
+    txn: str
+    service: str
+    flow_state: str
+    steps: list[dict] = field(default_factory=list)  # {"step", "kind", "outcome", "verdict"}
+    final: str = ""
+    vouchers: list[str] = field(default_factory=list)
+
+
+async def _stack_bill(s: Services, txn: dict, step: dict) -> tuple[Settled, str | None]:
+    fen = step["args"]["fen"]
+    return Settled({"unknown": True, "resolution": "held for review"},
+                   [("cash_in", fen, f"bill?:{step['args'].get('device', '')}"), ("held", fen, "stack cut")]), UNKNOWN
+
+
+async def _payout(s: Services, txn: dict, step: dict) -> tuple[Settled, str | None]:
+    a = step["args"]
+    hopper = s.hw.hopper
+    try:
+        last = await hopper.last_payout() if hopper is not None else None
+    except Exception:
+        last = None
+    # Trust the hopper's answer only if it is about this payout (same coin count asked).
+    if last is not None and last.paid + last.unpaid == a["count"]:
+        paid = min(last.paid, a["count"])
+        return Settled({"paid": paid, "unpaid": a["count"] - paid, "from": "last_payout"},
+                       [(a["purpose"], paid * a["coin_fen"], f"hopper:{a.get('device', '')}")],
+                       [("hopper", a.get("device", ""), -paid)]), None
+    return Settled({"paid": None, "resolution": "hopper cannot say"},
+                   [("held", a["count"] * a["coin_fen"], "payout unknown")]), UNKNOWN
+
+
+async def _boss_keyed(s: Services, txn: dict, step: dict) -> tuple[Settled, str | None]:
+    a, kind = step["args"], step["kind"]
+    fen = a.get("fen", 0)
+    if s.boss is None:
+        return Settled({"applied": None, "resolution": "no BOSS configured"}, [("held", fen, "boss unknown")] if fen else []), UNKNOWN
+    try:
+        status = await s.boss.credit_status(a["key"])
+        if status.found:
+            return _applied(status.result.get("boss_ref", ""), fen, "op_status"), DELIVERED
+        if kind == "boss_change_plan":  # not repeated: a plan change nobody saw confirmed is not forced on
+            return Settled({"applied": False, "resolution": "not found at the BOSS"}), NOT_DELIVERED
+        # Not applied (yet): repeating with the SAME key is safe — if the first is still in
+        # flight, the BOSS applies one of them, once.
+        if kind == "boss_credit":
+            r: Any = await s.boss.credit(a["phone"], fen, a["key"])
+        elif kind == "boss_pay_bill":
+            r = await s.boss.pay_bill(a["phone"], fen, a["key"])
+        else:
+            r = await s.boss.suspend_number(a["phone"], a["key"])
+        return _applied(r.boss_ref, fen, "repeated"), DELIVERED
+    except BossRefused as exc:
+        return Settled({"applied": False, "refused": exc.code}), NOT_DELIVERED
+    except BossError as exc:
+        return Settled({"applied": None, "error": str(exc)}, [("held", fen, "boss unknown")] if fen else []), UNKNOWN
+
+
+def _applied(ref: str, fen: int, how: str) -> Settled:
+    return Settled({"applied": True, "boss_ref": ref, "from": how}, [("applied", fen, f"boss:{ref}")] if fen else [])
+
+
+async def _dispense_card(s: Services, txn: dict, step: dict) -> tuple[Settled, str | None]:
+    face = step["args"]["face_fen"]
+    dispenser = s.hw.dispensers.get(face)
+    try:
+        status = await dispenser.status()
+        if status.known and status.card_at_gate:
+            await dispenser.capture()
+            return Settled({"at_gate": True, "captured": True},
+                           counts=[("card_stock", str(face), -1), ("card_reject", str(face), 1)]), NOT_DELIVERED
+    except Exception as exc:
+        return Settled({"at_gate": None, "error": str(exc)}), UNKNOWN
+    # Not at the gate: never dispensed, or already taken by the customer. Nobody can tell.
+    return Settled({"at_gate": False, "resolution": "card not at gate: held for review"}), UNKNOWN
+
+
+async def _capture_card(s: Services, txn: dict, step: dict) -> tuple[Settled, str | None]:
+    face = step["args"]["face_fen"]
+    dispenser = s.hw.dispensers.get(face)
+    try:
+        if (await dispenser.status()).card_at_gate:
+            await dispenser.capture()
+    except Exception as exc:
+        return Settled({"captured": None, "error": str(exc)}), UNKNOWN
+    return Settled({"captured": True}, counts=[("card_reject", str(face), 1)]), NOT_DELIVERED
+
+
+async def _no_money(s: Services, txn: dict, step: dict) -> tuple[Settled, str | None]:
+    return Settled({"unknown": True, "resolution": "not repeated"}), None
+
+
+RESOLVERS = {
+    "stack_bill": _stack_bill, "payout": _payout, "boss_credit": _boss_keyed, "boss_pay_bill": _boss_keyed,
+    "boss_change_plan": _boss_keyed, "boss_suspend": _boss_keyed, "dispense_card": _dispense_card,
+    "capture_card": _capture_card, "print": _no_money, "sms": _no_money,
+}
+
+
+async def _card_at_gate(s: Services, txn: dict) -> tuple[list, list, str]:
+    """Money, counts, verdict for a sale found at ``at_gate``: was the card taken?"""
+    face = txn["data"].get("face_fen")
+    dispenser = s.hw.dispensers.get(face)
+    try:
+        status = await dispenser.status()
+        if status.known and status.card_at_gate:
+            await dispenser.capture()
+            return [], [("card_reject", str(face), 1)], NOT_DELIVERED
+        if status.known:
+            return [("applied", txn["amount_fen"], f"card:{txn['data'].get('serial', '')}")], [], DELIVERED
+    except Exception:
+        pass
+    return [], [], UNKNOWN
+
+
+async def recover_txn(s: Services, txn_id: str) -> Recovered:
+    j, now = s.journal, s.clock
+    txn = await j.read(records.get_txn, txn_id)
+    out = Recovered(txn_id, txn["service"], txn["flow_state"])
+    verdicts: list[str] = []
+    for step in txn["steps"]:
+        if step["closed_at"] is not None:
+            continue
+        settled, verdict = await RESOLVERS[step["kind"]](s, txn, step)
+        await j.write(lambda c, st=step, se=settled: records.close_intent(
+            c, st["id"], se.outcome, now(), money=se.money, counts=se.counts, resolved_by="recovery"))
+        out.steps.append({"step": step["id"], "kind": step["kind"], "outcome": settled.outcome, "verdict": verdict})
+        if verdict:
+            verdicts.append(verdict)
+
+    spec = SPECS.get(txn["service"])
+    try:
+        rule = spec.state(txn["flow_state"]).recover if spec else "unknown"
+    except KeyError:
+        rule = "unknown"
+    if rule == "delivered":
+        verdicts.append(DELIVERED)
+    elif rule == "card_at_gate" and UNKNOWN not in verdicts and NOT_DELIVERED not in verdicts:
+        money, counts, verdict = await _card_at_gate(s, txn)
+        await j.write(records.add_money, txn_id, money, now(), None, counts)
+        verdicts.append(verdict)
+    elif rule == "unknown":
+        verdicts.append(UNKNOWN)
+
+    led = await j.read(records.ledger, txn_id)
+    if UNKNOWN in verdicts:
+        out.final = "review"
+        await j.write(records.finish_for_review, txn_id, f"recovery: unknown outcome in {txn['flow_state']}", now())
+    else:
+        if led.outstanding > 0:
+            code = await j.write(records.issue_voucher, txn_id, led.outstanding, "recovered after restart", now())
+            out.vouchers.append(code)
+        if DELIVERED in verdicts or led.applied > 0:
+            out.final = "done"
+        elif led.cash_in > 0:
+            out.final = "refunded"
+        else:
+            out.final = "cancelled" if spec is not None and spec.takes_cash else "failed"
+        try:
+            await j.write(records.finish_txn, txn_id, out.final, now(), f"recovered from {txn['flow_state']}")
+        except records.LedgerUnbalanced:
+            out.final = "review"
+            await j.write(records.finish_for_review, txn_id, "recovery: unbalanced", now())
+    await j.write(records.enqueue, "event", {"kind": "txn_recovered", "txn": txn_id, "flow_state": txn["flow_state"],
+                                             "final": out.final, "steps": out.steps, "vouchers": out.vouchers}, now())
+    return out
+
+
+async def recover(s: Services) -> list[Recovered]:
+    """Resolve every transaction left open by an earlier boot; returns what was done, oldest first."""
+    boot = s.journal.boot
+    stale = await s.journal.read(
+        lambda c: [r[0] for r in c.execute("SELECT id FROM transactions WHERE state = 'open' AND boot < ?"
+                                           " ORDER BY opened_at, id", (boot,))])
+    return [await recover_txn(s, txn) for txn in stale]
