@@ -77,6 +77,13 @@ class HopperOptions(CcTalkOptions):
     cipher: str = "plain"  # see CIPHERS
     coin_time_ms: int = 1000  # allowance per coin before a payout counts as hung
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.coin_fen <= 0:
+            raise ValueError(f"coin_fen must be positive, not {self.coin_fen}")
+        if self.cipher not in CIPHERS and ":" not in self.cipher:
+            raise ValueError(f"cipher {self.cipher!r}: use one of {', '.join(CIPHERS)} or 'module:function'")
+
 
 class CcTalkHopper(CcTalkPeripheral, PayoutDevice):
     Options = HopperOptions

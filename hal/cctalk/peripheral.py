@@ -62,12 +62,15 @@ class CcTalkPeripheral:
 
     async def _open_bus(self) -> None:
         opts = self.options
+        # --simulate: the emulated bus echoes or not as its script says (set_echo); without
+        # echo-skipping we understand both, since our own frame is not addressed to the host.
+        echo = opts.echo and not opts.port.startswith("sim:")
         bus = self.ctx.share(
             f"cctalk:{opts.port}",
-            lambda: CcTalkBus(opts.port, echo=opts.echo, sim_ports=self.ctx.sim_ports),
+            lambda: CcTalkBus(opts.port, echo=echo, sim_ports=self.ctx.sim_ports),
         )
-        if bus.echo != opts.echo:
-            raise DeviceError(f"{self.name}: echo = {opts.echo} but another device on {opts.port} says {bus.echo}")
+        if bus.echo != echo:
+            raise DeviceError(f"{self.name}: echo = {echo} but another device on {opts.port} says {bus.echo}")
         await bus.open()
         self.bus = bus
 

@@ -83,3 +83,31 @@ def test_every_config_key_has_a_type_kioskd_understands():
     for cls in (CcTalkCoinAcceptor, CcTalkBillValidator, CcTalkHopper):
         for f in dataclasses.fields(cls.Options):
             assert str(f.type) in allowed, (cls.__name__, f.name, f.type)
+
+
+async def test_under_simulate_the_sim_port_works_with_the_default_echo_setting(tmp_path):
+    """kioskd --simulate rewrites port to sim:cctalk; the kiosk.toml may still say echo = true."""
+    from hal.device import DeviceContext
+    from hal.emulators.simports import SimPorts
+
+    sim = SimPorts(tmp_path)
+    ctx = DeviceContext(simulate=True, sim_ports=sim)
+    coin = CcTalkCoinAcceptor("coin", CcTalkCoinAcceptor.Options(port="sim:cctalk", poll_interval_ms=20), ctx)
+    hopper = CcTalkHopper("hopper", CcTalkHopper.Options(port="sim:cctalk", poll_interval_ms=20), ctx)
+    await coin.start()
+    await hopper.start()
+    try:
+        await sim.started()
+        await coin.set_inhibit(False)
+        assert sim.runner("cctalk").control("insert_coin", {"value": 100}) == "accepted"
+        assert (await until(coin, CoinAccepted))[0].fen == 100
+        assert await hopper.dispense(1) == PayoutResult(1, 0, 100)
+    finally:
+        await coin.stop()
+        await hopper.stop()
+        await sim.stop()
+
+
+def test_hopper_options_refuse_an_unknown_cipher():
+    with pytest.raises(ValueError):
+        CcTalkHopper.Options(port="/dev/ttyUSB0", cipher="rot13")

@@ -165,3 +165,12 @@ async def test_every_table_2_code_becomes_a_named_event_and_never_a_credit(emu):
         assert coin.credited_fen == 0
     finally:
         await coin.stop()
+
+
+async def test_self_test_names_the_device_and_its_coins(emu):
+    coin = emu.driver(CcTalkCoinAcceptor)
+    await coin.start()
+    try:
+        assert await coin.self_test() == "CcTalkCoinAcceptor: KSK EMU-COIN #12345678 ok; values 1:10, 2:50, 3:100"
+    finally:
+        await coin.stop()
