@@ -54,6 +54,7 @@ class State:
     # "settle": voucher what is outstanding; finish done if anything was applied, else refunded/failed.
     # "delivered": the service was delivered (voucher any overpayment, finish done).
     # "card_at_gate": ask the dispenser whether the card is still at the gate first.
+    # "final": a finished transaction; never open (the final state and the finish share a commit).
     recover: str = "settle"
 
 
@@ -224,11 +225,15 @@ class Run:
     async def finish(self, event: str, note: str = "") -> str:
         """Take the final transition; an unbalanced ledger sends the transaction to review instead."""
         t = self.spec.find(self.state, event)
-        await self.journal.write(records.set_flow_state, self.txn, t.dst, self.services.clock())
-        self.state = t.dst
         final = t.dst if t.dst in records.FINAL_STATES else "done"
+        now = self.services.clock()
+
+        def write(conn: Any) -> int:  # one commit: an open transaction never sits in a final state
+            records.set_flow_state(conn, self.txn, t.dst, now)
+            return records.finish_txn(conn, self.txn, final, now, note)
         try:
-            await self.journal.write(records.finish_txn, self.txn, final, self.services.clock(), note)
+            await self.journal.write(write)
+            self.state = t.dst
             return final
         except LedgerUnbalanced as exc:
             await self.journal.write(records.finish_for_review, self.txn, f"unbalanced: {exc}", self.services.clock())
@@ -239,8 +244,12 @@ class Run:
         t = self.spec.find(self.state, event)
         if t.dst != "review":
             raise IllegalTransition(f"{self.spec.name}: {event!r} does not lead to review")
-        await self.journal.write(records.set_flow_state, self.txn, t.dst, self.services.clock())
-        await self.journal.write(records.finish_for_review, self.txn, reason, self.services.clock())
+        now = self.services.clock()
+
+        def write(conn: Any) -> int:
+            records.set_flow_state(conn, self.txn, t.dst, now)
+            return records.finish_for_review(conn, self.txn, reason, now)
+        await self.journal.write(write)
         self.state = "review"
         return "review"
 

@@ -13,12 +13,12 @@ from ..flow import Run, Settled, State, T, Transition
 from ..intake import CashStopped
 
 FINALS = (
-    State("done", "finished: service delivered, ledger balanced"),
-    State("refunded", "finished: nothing delivered, every fen paid back or on a voucher"),
-    State("declined", "finished before any cash was taken (offline, bad number, nothing to pay)"),
-    State("cancelled", "finished: the customer left before any cash or side effect"),
-    State("failed", "finished: a no-cash service could not be done"),
-    State("review", "finished: money or outcome unknown, held for a person to decide"),
+    State("done", "finished: service delivered, ledger balanced", recover="final"),
+    State("refunded", "finished: nothing delivered, every fen paid back or on a voucher", recover="final"),
+    State("declined", "finished before any cash was taken (offline, bad number, nothing to pay)", recover="final"),
+    State("cancelled", "finished: the customer left before any cash or side effect", recover="final"),
+    State("failed", "finished: a no-cash service could not be done", recover="final"),
+    State("review", "finished: money or outcome unknown, held for a person to decide", recover="final"),
 )
 
 CASH_STATES = (
