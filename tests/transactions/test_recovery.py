@@ -187,3 +187,14 @@ async def test_recovery_reports_to_the_hall_and_leaves_current_boot_transactions
     await j.write(records.new_txn, "K01", j.boot, "topup", None, "start", 0.0)
     assert await recover(s) == []  # this boot's own open transaction is a live one
     await j.close()
+
+
+def test_recovery_has_a_resolver_for_every_side_effect_a_table_can_name():
+    from transactions.flow import EFFECTS
+    from transactions.flows import SPECS
+    from transactions.recovery import RESOLVERS
+    assert set(RESOLVERS) == set(EFFECTS)
+    named = {t.effect for spec in SPECS.values() for t in spec.transitions if t.effect}
+    assert named <= set(RESOLVERS)
+    for spec in SPECS.values():  # every state a recovery may find has a rule it knows
+        assert {s.recover for s in spec.states} <= {"settle", "delivered", "card_at_gate", "final"}
