@@ -121,7 +121,10 @@ def build_section(path: Path, prefix: str, cls: type, table: Any) -> Any:
             values[name] = _check_value(path, key, table[name], hints[name])
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise ConfigError(path, key, "missing (required)")
-    return cls(**values)
+    try:
+        return cls(**values)
+    except (ValueError, TypeError) as exc:  # a driver's own range checks (__post_init__)
+        raise ConfigError(path, prefix, str(exc)) from None
 
 
 def _check_device_port(path: Path, key: str, port: str, simulate: bool) -> None:

@@ -60,11 +60,11 @@ class CcTalkBus(EmulatorModel):
         )
         self.bill = BillValidator(
             _table(bills, DEFAULT_BILLS), country, escrow_timeout, checksum=per_device["bill"],
-            product="EMU-BILL", serial=22345678,
+            product="EMU-BILL", serial=2345679,
         )
         self.hopper = Hopper(
             hopper_level, hopper_coin_fen, payout_rate, dry_timeout, checksum=per_device["hopper"],
-            product="EMU-HOPPER", serial=32345678,
+            product="EMU-HOPPER", serial=3345678,
         )
         self.devices: dict[str, Peripheral] = {"coin": self.coin, "bill": self.bill, "hopper": self.hopper}
         self._splitter = FrameSplitter()

@@ -8,12 +8,15 @@ Line faults every emulator shares live here, not in the models:
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 from typing import Any, Callable
 
 from .control import serve_control
 from .model import ControlError, EmulatorModel
+
+log = logging.getLogger("hal.emulators")
 
 
 class EmulatorRunner:
@@ -29,7 +32,11 @@ class EmulatorRunner:
     # -- bytes ---------------------------------------------------------------------------
     def feed(self, data: bytes) -> None:
         self.bytes_in += len(data)
-        reply = self.model.receive(data, time.monotonic())
+        try:
+            reply = self.model.receive(data, time.monotonic())
+        except Exception:  # a model bug must not take the line down: a real device would just not answer
+            log.exception("emulator %s failed on %r; no reply", self.model.name, data[:32])
+            return
         self._send(reply)
 
     def _send(self, reply: bytes) -> None:

@@ -42,6 +42,9 @@ BAD = {
     "bad log level": (GOOD.replace('hall = "H1"', 'hall = "H1"\nlog_level = "loud"'), "kiosk.log_level", "expected one of"),
     "unknown driver": (GOOD + '\n[devices.coin]\ndriver = "cctalk-coyn"\n', "devices.coin.driver", "unknown driver"),
     "device without driver": (GOOD + '\n[devices.coin]\nport = "/dev/ttyUSB0"\n', "devices.coin.driver", "missing"),
+    "out of the driver's range": (GOOD + '\n[devices.coin]\ndriver = "cctalk-coin"\nport = "sim:cctalk"\npoll_interval_ms = 500\n', "devices.coin", "poll_interval_ms"),
+    "missing serial port": (GOOD + '\n[devices.coin]\ndriver = "cctalk-coin"\nport = "/dev/ttyNOPE0"\n', "devices.coin.port", "no such port"),
+    "unknown device option": (GOOD + '\n[devices.printer]\ndriver = "escpos"\nport = "sim:escpos"\npaper = 58\n', "devices.printer.paper", "unknown key"),
     "list of wrong items": (GOOD.replace('hall = "H1"', 'hall = "H1"\nservices = ["topup", 3]'), "kiosk.services[1]", "expected str"),
 }
 
