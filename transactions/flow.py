@@ -228,11 +228,15 @@ class Run:
         final = t.dst if t.dst in records.FINAL_STATES else "done"
         now = self.services.clock()
 
-        def write(conn: Any) -> int:  # one commit: an open transaction never sits in a final state
+        def write(conn: Any) -> str:  # one commit: an open transaction never sits in a final state
             records.set_flow_state(conn, self.txn, t.dst, now)
-            return records.finish_txn(conn, self.txn, final, now, note)
+            if records.ledger(conn, self.txn).held_for_review > 0:  # money held: a person must look
+                records.finish_for_review(conn, self.txn, note or "money held", now)
+                return "review"
+            records.finish_txn(conn, self.txn, final, now, note)
+            return final
         try:
-            await self.journal.write(write)
+            final = await self.journal.write(write)
             self.state = t.dst
             return final
         except LedgerUnbalanced as exc:

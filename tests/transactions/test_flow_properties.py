@@ -73,4 +73,5 @@ def test_every_finish_balances(flow, inserts, amount, boss_fault, hopper_coins, 
     if result.state == "done":
         assert led.applied >= amount
     if result.state == "refunded":
-        assert led.applied == 0 and led.refunded == led.cash_in - led.held_for_review
+        assert led.applied == 0 and led.held_for_review == 0 and led.refunded == led.cash_in
+    assert (led.held_for_review > 0) == (result.state == "review")
