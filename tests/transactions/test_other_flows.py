@@ -162,3 +162,24 @@ async def test_every_finished_transaction_is_queued_for_the_hall_in_seq_order(se
     txns = [o["payload"] for o in await services.journal.read(records.outbox_pending) if o["topic"] == "txn"]
     assert [(t["seq"], t["service"]) for t in txns] == [(1, "topup"), (2, "balance_query")]
     assert txns[0]["cash_in"] == txns[0]["applied"] == 1000
+
+
+async def test_the_hopper_counter_limits_what_is_paid_and_the_rest_goes_on_a_voucher(services, sim, hw):
+    await services.journal.write(records.set_counter, "hopper", "hopper", 5, 0.0)
+    hw.acceptors[0].inserts = [2000]
+    await sim.fault(op="credit", mode="refuse")
+    result = await run_flow(services, "topup", ScriptedCustomer(["13800138000", "2000"]))
+    assert result.state == "refunded" and hw.hopper.paid_total == 5
+    txn = await txn_of(services, result.txn)
+    assert [v["fen"] for v in txn["vouchers"]] == [1500]
+    assert (await services.journal.read(records.counters, "hopper"))["hopper"]["hopper"] == 0
+
+
+async def test_the_menu_offers_only_what_can_run_now(services, sim, hw):
+    from transactions.boss import http_boss
+    from transactions.service import available
+    assert all((await available(services)).values())
+    await services.boss.close()
+    services.boss = http_boss("http://127.0.0.1:9", timeout=0.3)
+    menu = await available(services)
+    assert menu["card_sale"] and not menu["topup"] and not menu["plan_change"]
