@@ -50,6 +50,7 @@ async def test_a_fifty_yuan_top_up_with_three_bills_is_credited_once_with_sms_re
     rows = await books.outbox(kiosk.journal)
     mine = [r for r in rows if r["topic"] == "txn" and r["payload"]["txn"] == result.txn]
     assert len(mine) == 1 and mine[0]["payload"]["state"] == "done"
+    assert kiosk.reports == []  # no device complained on the way
 
 
 async def test_overpayment_is_paid_back_as_change_coin_by_coin_by_the_hopper(kiosk):
@@ -132,6 +133,7 @@ async def test_a_boss_refusal_with_a_hopper_running_dry_pays_coins_then_a_vouche
     led = balanced(result)
     cash = kiosk.cash()
     assert (cash["hopper_paid"], cash["hopper_unpaid"]) == (3, 7)
+    assert [r.code for r in kiosk.reports if r.device == "hopper"] == ["hopper_empty"]
     txn = await kiosk.txn(result.txn)
     vouchers = txn["vouchers"]
     assert [v["fen"] for v in vouchers] == [700] and result.vouchers == [vouchers[0]["claim_code"]]
@@ -196,3 +198,17 @@ async def test_the_customer_cancelling_mid_payment_gets_the_money_back_from_the_
     assert physically_in(cash) == 1000 and cash["hopper_paid_fen"] == 1000
     assert not cash["bill"]["master_enabled"] and not cash["coin"]["master_enabled"]
     assert await kiosk.boss.balance(PHONE) == before
+
+
+async def test_a_lost_boss_reply_is_repeated_with_the_same_key_and_credited_once(kiosk):
+    before = await kiosk.boss.balance(PHONE)
+    await kiosk.boss.fault(op="credit", mode="drop_reply", delay=1.5)  # applied; the answer comes too late
+    customer = ScriptedCustomer([PHONE, "1000"])
+    customer.on_show = customer_inserting([1000], kiosk=kiosk)
+    result = await run_flow(kiosk.services, "topup", customer)
+
+    assert result.state == "done", customer.shown_keys
+    assert balanced(result).applied == 1000 and physically_in(kiosk.cash()) == 1000
+    assert await kiosk.boss.balance(PHONE) == before + 1000  # not 2000: the repeat carried the same key
+    book = await kiosk.boss.ledger()
+    assert book["requests"].count("credit") == 2 and kiosk.cash()["hopper_paid"] == 0
