@@ -48,6 +48,19 @@ class MqttSection:
 
 
 @dataclass(frozen=True)
+class BossSection:
+    url: str = ""  # the BOSS adapter (bosssim in the demo); empty: BOSS services are refused politely
+    timeout_s: float = 5.0
+
+
+@dataclass(frozen=True)
+class SalesSection:
+    """Which dispenser holds which recharge card: face value in fen (as a string key) -> device name."""
+
+    card_dispensers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class DeviceConfig:
     name: str
     driver: str
@@ -60,7 +73,10 @@ class Config:
     kiosk: KioskSection
     mqtt: MqttSection
     devices: dict[str, DeviceConfig]
-    raw_hash: str  # reported in the birth message so the hall sees config drift
+    raw_hash: str
+    boss: BossSection = BossSection()
+    sales: SalesSection = SalesSection()
+    flows: Any = None  # transactions.FlowConfig  # reported in the birth message so the hall sees config drift
 
     @property
     def simulate(self) -> bool:
@@ -95,8 +111,15 @@ def _check_value(path: Path, key: str, value: Any, tp: Any) -> Any:
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(path, key, f"expected a table, got {type(value).__name__} ({value!r})")
-        _, item = typing.get_args(tp)
-        return {k: _check_value(path, f"{key}.{k}", v, item) for k, v in value.items()}
+        key_type, item = typing.get_args(tp)
+        out = {}
+        for k, v in value.items():
+            if key_type is int:
+                if not str(k).lstrip("-").isdigit():
+                    raise ConfigError(path, f"{key}.{k}", "expected an integer key (TOML: \"3000\" = ...)")
+                k = int(k)
+            out[k] = _check_value(path, f"{key}.{k}", v, item)
+        return out
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if tp is int and isinstance(value, bool) or not isinstance(value, tp):
@@ -177,7 +200,7 @@ def load(path: Path | str, *, simulate: bool = False) -> Config:
         data = tomllib.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(path, "", f"not valid TOML: {exc}") from None
-    known = {"kiosk", "mqtt", "devices"}
+    known = {"kiosk", "mqtt", "boss", "sales", "flows", "devices"}
     for key in data:
         if key not in known:
             raise ConfigError(path, key, f"unknown section (known: {', '.join(sorted(known))})")
@@ -194,4 +217,14 @@ def load(path: Path | str, *, simulate: bool = False) -> Config:
     if not isinstance(devices_table, dict):
         raise ConfigError(path, "devices", "expected tables [devices.NAME]")
     devices = {name: _device(path, name, t, kiosk.simulate) for name, t in devices_table.items()}
-    return Config(str(path), kiosk, mqtt, devices, hashlib.sha256(raw).hexdigest()[:12])
+    boss = build_section(path, "boss", BossSection, data.get("boss", {}))
+    sales = build_section(path, "sales", SalesSection, data.get("sales", {}))
+    for face, device in sales.card_dispensers.items():
+        if not face.isdigit():
+            raise ConfigError(path, f"sales.card_dispensers.{face}", "expected a face value in fen, e.g. \"3000\"")
+        if device not in devices:
+            raise ConfigError(path, f"sales.card_dispensers.{face}", f"no device named {device!r}")
+    from transactions.flow import FlowConfig
+
+    flows = build_section(path, "flows", FlowConfig, data.get("flows", {}))
+    return Config(str(path), kiosk, mqtt, devices, hashlib.sha256(raw).hexdigest()[:12], boss, sales, flows)

@@ -16,7 +16,6 @@ from hal.emulators.model import ControlError
 from . import __version__, config as config_mod
 from .admission import Admission
 from .api import LocalApi
-from .boot import next_session
 from .devices import DeviceSet, log_event
 from .link import HallLink
 from .logs import fields
@@ -37,6 +36,9 @@ class Kiosk:
         self.link: HallLink | None = None
         self.sim_ports: Any = None
         self.session = 0
+        self.journal: Any = None
+        self.desk: Any = None
+        self.outbox_depth = 0
         self._critical: list[asyncio.Task] = []
 
     # -- status -----------------------------------------------------------------------------
@@ -50,7 +52,7 @@ class Kiosk:
             "config_hash": self.config.raw_hash,
             "simulate": self.config.simulate,
             "uptime_s": round(time.time() - self.started_at, 1),
-            "outbox": len(self.link.pending) if self.link else 0,
+            "outbox": self.outbox_depth,
             "hall_link": bool(self.link and self.link.connected.is_set()),
             "devices": self.devices.status() if self.devices else {},
         }
@@ -68,9 +70,26 @@ class Kiosk:
     # -- events -----------------------------------------------------------------------------
     def _report(self, event: DeviceEvent) -> None:
         log_event(event)
-        if self.link:
-            self.link.publish_event({"device": event.device, "kind": event.kind, "code": event.code,
-                                     "detail": event.detail, "data": event.data})
+        if self.journal is not None:
+            from transactions import books
+
+            async def journal_it() -> None:
+                await books.device_event(self.journal, event)
+                self.outbox_depth += 1
+                if self.link:
+                    self.link.wake()
+
+            asyncio.get_running_loop().create_task(journal_it())
+
+    def _visit_finished(self) -> None:
+        async def refresh() -> None:
+            from transactions import books
+
+            self.outbox_depth = await books.outbox_depth(self.journal)
+            if self.link:
+                self.link.wake()
+
+        asyncio.get_running_loop().create_task(refresh())
 
     # -- safety: door, tamper, power ---------------------------------------------------------
     def _wire_safety(self) -> None:
@@ -83,6 +102,22 @@ class Kiosk:
         for device in self.devices.devices.values():
             if hasattr(device, "on_power_fail"):
                 device.on_power_fail(lambda reading: self._power_fail())
+        if any(panel.door_open for panel in self.devices.of_kind("panel")):
+            self._lock_down("door_open")  # a kiosk that boots with its door open takes no money
+
+    async def _close_simulated_cabinet(self) -> None:
+        """--simulate: the mock switches start open (pull-ups); a real kiosk boots with its door shut."""
+        assert self.devices is not None
+        factory = self.devices.ctx.shared.get("gpio-mock")
+        for panel in self.devices.of_kind("panel"):
+            o = panel.options
+            for pin in (o.door_pin, o.tamper_pin, o.cashbox_pin):
+                if pin >= 0 and factory is not None:
+                    mock = factory.pin(pin)
+                    await asyncio.to_thread(mock.drive_low if o.switches_to_ground else mock.drive_high)
+            async with asyncio.timeout(2):
+                while panel.door_open:
+                    await asyncio.sleep(0.01)
 
     def _inhibit_acceptors(self) -> None:
         assert self.devices is not None
@@ -110,6 +145,13 @@ class Kiosk:
         api.command("status", lambda args: self.status())
         api.command("devices", lambda args: self.devices.status() if self.devices else {})
         api.command("test", self._cmd_test)
+        assert self.desk is not None
+        desk = self.desk
+        api.command("menu", lambda args: desk.menu())
+        api.command("begin", lambda args: desk.begin(str(args["service"])))
+        api.command("screen", lambda args: desk.screen())
+        api.command("answer", lambda args: desk.answer(args["value"], args.get("n")))
+        api.command("cancel", lambda args: desk.cancel())
         api.command("emu", self._cmd_emu)
         api.command("sim_gpio", self._cmd_sim_gpio)
 
@@ -175,7 +217,30 @@ class Kiosk:
             self.notifier.watchdog()
 
     # -- lifecycle --------------------------------------------------------------------------
+    def _services(self, journal: Any) -> Any:
+        """The flows' view of the kiosk: hardware by role, the BOSS, the flow settings."""
+        from transactions import Hardware, Services, http_boss
+
+        assert self.devices is not None
+        devices = self.devices
+        dispensers = {int(face): devices[name] for face, name in self.config.sales.card_dispensers.items()}
+        if not dispensers and devices.of_kind("dispenser"):
+            dispensers = {face: devices.of_kind("dispenser")[0] for face in self.config.flows.card_prices}
+        hw = Hardware(
+            acceptors=devices.of_kind("cash_acceptor"),
+            hopper=next(iter(devices.of_kind("payout")), None),
+            printer=next(iter(devices.of_kind("printer")), None),
+            dispensers=dispensers,
+            modem=next(iter(devices.of_kind("modem")), None),
+        )
+        boss = http_boss(self.config.boss.url, timeout=self.config.boss.timeout_s) if self.config.boss.url else None
+        return Services(journal=journal, hw=hw, boss=boss, config=self.config.flows)
+
     async def run(self) -> int:
+        from transactions import Journal, books, recover
+
+        from .desk import Desk
+
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, self.stop_requested.set)
         loop.add_signal_handler(signal.SIGINT, self.stop_requested.set)
@@ -183,10 +248,15 @@ class Kiosk:
         kiosk = self.config.kiosk
         runtime_dir = Path(kiosk.runtime_dir)
         runtime_dir.mkdir(parents=True, exist_ok=True)
-        self.session = next_session(Path(kiosk.state_dir))
-        log.info("kioskd starting", extra=fields(kiosk=kiosk.id, hall=kiosk.hall, session=self.session,
-                                                 simulate=kiosk.simulate, config=self.config.path))
+        state_dir = Path(kiosk.state_dir)
+        state_dir.mkdir(parents=True, exist_ok=True)
         async with contextlib.AsyncExitStack() as stack:
+            journal = await stack.enter_async_context(
+                Journal(state_dir / "journal.db", kiosk=kiosk.id, version=__version__))
+            self.journal = journal
+            self.session = journal.boot
+            log.info("kioskd starting", extra=fields(kiosk=kiosk.id, hall=kiosk.hall, session=self.session,
+                                                     simulate=kiosk.simulate, config=self.config.path))
             if kiosk.simulate:
                 from hal.emulators.simports import SimPorts
 
@@ -197,16 +267,29 @@ class Kiosk:
             self.devices = await stack.enter_async_context(DeviceSet(self.config, ctx))
             if self.sim_ports:
                 await self.sim_ports.started()
+                await self._close_simulated_cabinet()
             self._wire_safety()
+            services = self._services(journal)
+            if services.boss is not None:
+                stack.push_async_callback(services.boss.close)
+            for item in await recover(services):
+                log.warning("recovered a transaction left open", extra=fields(recovered=repr(item)))
+            self.desk = Desk(services, self.admission, self.config.flows.idle_timeout)
             api = LocalApi(runtime_dir / "kioskd.sock")
             self._register_commands(api)
             await stack.enter_async_context(api)
-            self.admission.open()
-            self._set_state("ready" if self.devices.healthy() else "degraded")
+            self.outbox_depth = await books.outbox_depth(journal)
+            if self.admission.closed_because == "starting" or self.admission.closed_because is None:
+                self.admission.open()
+                self._set_state("ready" if self.devices.healthy() else "degraded")
             self.notifier.ready(self._one_line())
             log.info("ready", extra=fields(state=self.state, devices=len(self.devices.devices)))
-            self.link = await stack.enter_async_context(HallLink(self.config, self.session, self.status))
+            self.link = await stack.enter_async_context(HallLink(self.config, self.session, self.status, journal))
             self._critical.append(self.link.task)
+            self.link.acked = await journal.read(lambda conn: conn.execute(
+                "SELECT COALESCE(MAX(seq), 0) FROM outbox WHERE delivered = 1").fetchone()[0])
+            self.link.on_depth = lambda depth: setattr(self, "outbox_depth", depth)
+            self.desk.on_finished = self._visit_finished
             interval = watchdog_interval()
             if interval:
                 watchdog = loop.create_task(self._watchdog(interval), name="watchdog")
@@ -222,5 +305,7 @@ class Kiosk:
         self.admission.close("stopping")
         if not await self.admission.drain(self.config.kiosk.stop_grace_s):
             log.warning("customer still in flight at the stop deadline; parked by the journal")
+            if self.desk:
+                await self.desk.park()
         assert self.devices is not None
         await self.devices.safe_state()

@@ -1,12 +1,14 @@
-"""The kiosk's MQTT link to the hall: birth/will status, events, telemetry (topic tree v1).
+"""The kiosk's MQTT link to the hall: birth/will status, the journal's outbox, acks, telemetry.
 
-Thin for now: the hall-link issue grows it into the journal-backed outbox with halld's acks.
-aiomqtt is imported here only, and only once the daemon is READY, to keep start-up lean.
+The journal is the truth; MQTT carries a copy. Outbox rows (finished transactions, device events)
+go out in order, each with its per-kiosk ``msg_seq``; a row counts as delivered only when halld
+acks it (``.../ack`` carries the high-water msg_seq halld has committed), never on PUBACK.
+Unacked rows are sent again after a reconnect or when acks stall; halld stores idempotently.
+aiomqtt is imported here only, once the daemon is READY, to keep start-up lean.
 """
 from __future__ import annotations
 
 import asyncio
-import collections
 import json
 import logging
 import random
@@ -20,6 +22,8 @@ log = logging.getLogger("kioskd.link")
 
 SCHEMA = 1
 BACKOFF_MAX_S = 60.0
+BATCH = 100
+ACK_STALL_S = 10.0  # sent but unacked for this long: send again from the last ack
 
 
 def topic(config: Config, leaf: str) -> str:
@@ -31,37 +35,73 @@ def encode(payload: dict[str, Any]) -> bytes:
 
 
 class HallLink:
-    def __init__(self, config: Config, session: int, status: Callable[[], dict[str, Any]]) -> None:
+    def __init__(self, config: Config, session: int, status: Callable[[], dict[str, Any]], journal: Any) -> None:
         self.config = config
         self.session = session
         self.status = status  # the daemon's current status (devices, outbox, state)
+        self.journal = journal
         self.connected = asyncio.Event()
-        self.pending: collections.deque[tuple[str, bytes]] = collections.deque(maxlen=10_000)
+        self.acked = 0  # high-water msg_seq halld has committed
+        self.sent = 0
+        self._waiting_since: float | None = None  # when the oldest unacked send went out
         self._wake = asyncio.Event()
         self._client: Any = None
         self._task: asyncio.Task | None = None
+        self.on_depth: Callable[[int], None] = lambda depth: None
 
     @property
     def task(self) -> asyncio.Task:
         assert self._task is not None
         return self._task
 
-    def publish_event(self, payload: dict[str, Any]) -> None:
-        """Queue an event (QoS 1); kept while the broker is away."""
-        self.pending.append((topic(self.config, "event"), encode({"ts": time.time(), **payload})))
+    def wake(self) -> None:
+        """Something new is in the outbox."""
         self._wake.set()
 
     def _status_payload(self, online: bool) -> bytes:
         return encode({"online": online, "session": self.session, "ts": time.time(), **self.status()})
 
     async def _pump(self, client: Any) -> None:
+        from transactions import books
+
+        self.sent = self.acked  # after a (re)connect everything unacked goes again
         while True:
-            while self.pending:
-                leaf, payload = self.pending[0]
-                await client.publish(leaf, payload, qos=1)
-                self.pending.popleft()  # only after PUBACK
-            self._wake.clear()
-            await self._wake.wait()
+            waiting = self._waiting_since
+            if self.sent > self.acked and waiting is not None and time.monotonic() - waiting > ACK_STALL_S:
+                log.warning("acks stalled; resending", extra=fields(sent=self.sent, acked=self.acked))
+                self.sent, self._waiting_since = self.acked, None
+            rows = await books.outbox(self.journal, after_seq=self.sent, limit=BATCH)
+            for row in rows:
+                leaf = row["topic"] if row["topic"] in ("txn", "event") else "event"
+                await client.publish(topic(self.config, leaf), encode({**row["payload"], "msg_seq": row["seq"]}), qos=1)
+                if self._waiting_since is None:
+                    self._waiting_since = time.monotonic()
+                self.sent = row["seq"]
+            if not rows:
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), 1.0)
+                except TimeoutError:
+                    pass
+
+    async def _acks(self, client: Any) -> None:
+        from transactions import books
+
+        ack_topic = topic(self.config, "ack")
+        await client.subscribe(ack_topic, qos=1)
+        async for message in client.messages:
+            if str(message.topic) != ack_topic:
+                continue
+            try:
+                seq = int(json.loads(message.payload)["msg_seq"])
+            except (ValueError, KeyError, TypeError) as exc:
+                log.warning("malformed ack ignored", extra=fields(error=str(exc)))
+                continue
+            if seq > self.acked:
+                await books.ack(self.journal, seq)
+                self.acked = seq
+                self._waiting_since = None if seq >= self.sent else time.monotonic()
+                self.on_depth(await books.outbox_depth(self.journal))
 
     async def _telemetry(self, client: Any) -> None:
         while True:
@@ -91,7 +131,7 @@ class HallLink:
                     self.connected.set()
                     backoff = 1.0
                     log.info("connected to hall broker", extra=fields(host=mqtt.host, port=mqtt.port))
-                    await asyncio.gather(self._pump(client), self._telemetry(client))
+                    await asyncio.gather(self._acks(client), self._pump(client), self._telemetry(client))
             except aiomqtt.MqttError as exc:
                 if self.connected.is_set():
                     log.warning("hall link lost", extra=fields(error=str(exc)))

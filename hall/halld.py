@@ -21,6 +21,10 @@ log = logging.getLogger("halld")
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
     id INTEGER PRIMARY KEY, hall TEXT, kiosk TEXT, kind TEXT, received_at REAL, payload TEXT);
+CREATE TABLE IF NOT EXISTS records (
+    hall TEXT, kiosk TEXT, msg_seq INTEGER, kind TEXT, txn TEXT, received_at REAL, payload TEXT,
+    PRIMARY KEY (kiosk, msg_seq));
+CREATE TABLE IF NOT EXISTS acked (kiosk TEXT PRIMARY KEY, msg_seq INTEGER);
 CREATE TABLE IF NOT EXISTS fleet (
     hall TEXT, kiosk TEXT, online INTEGER, session INTEGER, last_seen REAL, status TEXT,
     PRIMARY KEY (hall, kiosk));
@@ -35,12 +39,15 @@ def open_db(path: str) -> sqlite3.Connection:
     return db
 
 
-def store(db: sqlite3.Connection, topic: str, payload: bytes) -> None:
-    """Store one message; malformed topics or payloads are logged and dropped, never fatal."""
+def store(db: sqlite3.Connection, topic: str, payload: bytes) -> tuple[str, int] | None:
+    """Store one message; malformed topics or payloads are logged and dropped, never fatal.
+
+    Returns (ack topic, high-water msg_seq) when a kiosk's outbox record moved its high water:
+    the contiguous run of msg_seq committed here, so the kiosk may forget everything up to it."""
     parts = topic.split("/")
     if len(parts) < 5 or parts[:2] != ["kiosk", "v1"]:
         log.warning("ignored message on unexpected topic %s", topic)
-        return
+        return None
     hall, kiosk, kind = parts[2], parts[3], "/".join(parts[4:])
     try:
         body = json.loads(payload)
@@ -48,8 +55,12 @@ def store(db: sqlite3.Connection, topic: str, payload: bytes) -> None:
             raise ValueError("not an object")
     except ValueError as exc:
         log.warning("malformed payload on %s: %s", topic, exc)
-        return
+        return None
+    if kind in ("ack", "telemetry") or kind.startswith("cmd/"):
+        return None  # our own acks and commands echo back on kiosk/v1/#; telemetry is not kept
     now = time.time()
+    if kind in ("txn", "event"):
+        return _store_record(db, hall, kiosk, kind, body, now)
     with db:
         db.execute("INSERT INTO messages (hall, kiosk, kind, received_at, payload) VALUES (?,?,?,?,?)",
                    (hall, kiosk, kind, now, json.dumps(body, ensure_ascii=False)))
@@ -57,12 +68,29 @@ def store(db: sqlite3.Connection, topic: str, payload: bytes) -> None:
             session = body.get("session")
             row = db.execute("SELECT session FROM fleet WHERE hall=? AND kiosk=?", (hall, kiosk)).fetchone()
             if not body.get("online") and row and row[0] is not None and session is not None and session < row[0]:
-                return  # a late will from an earlier boot: the kiosk is back, ignore it
+                return None  # a late will from an earlier boot: the kiosk is back, ignore it
             db.execute("INSERT OR REPLACE INTO fleet VALUES (?,?,?,?,?,?)",
                        (hall, kiosk, int(bool(body.get("online"))), session, now, json.dumps(body, ensure_ascii=False)))
         else:
             db.execute("UPDATE fleet SET last_seen=? WHERE hall=? AND kiosk=?", (now, hall, kiosk))
+    return None
 
+
+def _store_record(db: sqlite3.Connection, hall: str, kiosk: str, kind: str, body: dict, now: float):
+    seq = body.get("msg_seq")
+    if not isinstance(seq, int) or seq < 1:
+        log.warning("record without msg_seq from %s/%s dropped", hall, kiosk)
+        return None
+    with db:
+        db.execute("INSERT OR IGNORE INTO records VALUES (?,?,?,?,?,?,?)",
+                   (hall, kiosk, seq, kind, body.get("txn"), now, json.dumps(body, ensure_ascii=False)))
+        db.execute("UPDATE fleet SET last_seen=? WHERE hall=? AND kiosk=?", (now, hall, kiosk))
+        row = db.execute("SELECT msg_seq FROM acked WHERE kiosk=?", (kiosk,)).fetchone()
+        high = row[0] if row else 0
+        while db.execute("SELECT 1 FROM records WHERE kiosk=? AND msg_seq=?", (kiosk, high + 1)).fetchone():
+            high += 1
+        db.execute("INSERT OR REPLACE INTO acked VALUES (?, ?)", (kiosk, high))
+    return f"kiosk/v1/{hall}/{kiosk}/ack", high
 
 async def serve(db_path: str, host: str, port: int, ready: asyncio.Event | None = None) -> None:
     import aiomqtt
@@ -91,13 +119,21 @@ async def serve(db_path: str, host: str, port: int, ready: asyncio.Event | None 
 
 async def _receive(client, db: sqlite3.Connection) -> None:
     async for message in client.messages:
-        store(db, str(message.topic), bytes(message.payload or b""))
+        ack = store(db, str(message.topic), bytes(message.payload or b""))
+        if ack:  # after the commit, never before: the kiosk forgets what we acknowledge
+            await client.publish(ack[0], json.dumps({"schema": 1, "msg_seq": ack[1]}).encode(), qos=1)
 
 
 def fleet(db_path: str) -> list[dict]:
     db = open_db(db_path)
     rows = db.execute("SELECT hall, kiosk, online, session, last_seen FROM fleet ORDER BY hall, kiosk").fetchall()
     return [dict(zip(("hall", "kiosk", "online", "session", "last_seen"), r)) for r in rows]
+
+
+def transactions(db_path: str, n: int = 20) -> list[dict]:
+    db = open_db(db_path)
+    rows = db.execute("SELECT hall, kiosk, msg_seq, payload FROM records WHERE kind='txn' ORDER BY received_at DESC LIMIT ?", (n,))
+    return [dict(zip(("hall", "kiosk", "msg_seq"), r[:3]), **json.loads(r[3])) for r in rows]
 
 
 def recent(db_path: str, n: int) -> list[dict]:
@@ -109,13 +145,13 @@ def recent(db_path: str, n: int) -> list[dict]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="halld")
     sub = parser.add_subparsers(dest="cmd", required=True)
-    for name in ("serve", "fleet", "recent"):
+    for name in ("serve", "fleet", "recent", "txns"):
         p = sub.add_parser(name)
         p.add_argument("--db", default="hall.db")
         if name == "serve":
             p.add_argument("--mqtt-host", default="127.0.0.1")
             p.add_argument("--mqtt-port", type=int, default=1883)
-        if name == "recent":
+        if name in ("recent", "txns"):
             p.add_argument("-n", type=int, default=20)
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s halld %(levelname)s %(message)s")
@@ -126,6 +162,12 @@ def main(argv: list[str] | None = None) -> int:
         for row in fleet(args.db):
             seen = time.strftime("%H:%M:%S", time.localtime(row["last_seen"]))
             print(f"{row['hall']}/{row['kiosk']}  {'online ' if row['online'] else 'offline'}  session {row['session']}  last seen {seen}")
+    elif args.cmd == "txns":
+        from transactions.messages import yuan
+
+        for t in transactions(args.db, args.n):
+            print(f"{t['hall']}/{t['kiosk']} #{t.get('seq')} {t.get('service'):<12} {t.get('state'):<9} "
+                  f"{yuan(t.get('amount_fen') or 0):>9} yuan  txn {t.get('txn')}")
     else:
         for row in recent(args.db, args.n):
             print(f"{row['hall']}/{row['kiosk']} {row['kind']:<10} {json.dumps(row['payload'], ensure_ascii=False)[:160]}")

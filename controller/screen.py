@@ -1,0 +1,89 @@
+"""The touch screen, as the flow sees it (transactions.customer.Customer), served over the local API.
+
+The flow asks (``choose``/``enter``) and shows message keys; whoever holds the screen — the
+kiosk's UI, the demo's scripted customer, the crash harness — reads ``snapshot()`` and calls
+``answer()`` or ``cancel()`` through kioskd.sock. No touch for ``idle_timeout_s`` is a walk-away.
+"""
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Sequence
+
+from transactions.customer import CustomerCancelled, CustomerIdle
+from transactions.messages import catalogue
+
+
+class AnswerRefused(ValueError):
+    """An answer that does not fit the question on the screen (no question, or not an option)."""
+
+
+def _words(key: str, fmt: dict[str, Any]) -> dict[str, str]:
+    entry = catalogue().get(key)
+    if entry is None:
+        return {"zh": key, "en": key}
+    out = {}
+    for lang in ("zh", "en"):
+        try:
+            out[lang] = entry[lang].format(**fmt)
+        except (KeyError, IndexError, ValueError):
+            out[lang] = entry[lang]
+    return out
+
+
+class ScreenCustomer:
+    def __init__(self, idle_timeout_s: float = 60.0) -> None:
+        self.idle_timeout_s = idle_timeout_s
+        self.cancelled = asyncio.Event()
+        self.question: dict[str, Any] | None = None
+        self.shown: list[dict[str, Any]] = []
+        self._answer: asyncio.Future[str] | None = None
+        self.asked = 0  # questions so far: lets a script wait for "the next question"
+
+    # -- the flow's side ------------------------------------------------------------------
+    async def choose(self, prompt: str, options: Sequence[str], **fmt: Any) -> str:
+        return await self._ask({"prompt": prompt, "options": list(options), "fmt": fmt,
+                                "words": _words(prompt, fmt)})
+
+    async def enter(self, prompt: str, kind: str, **fmt: Any) -> str:
+        return await self._ask({"prompt": prompt, "kind": kind, "fmt": fmt, "words": _words(prompt, fmt)})
+
+    def show(self, key: str, **fmt: Any) -> None:
+        self.shown.append({"key": key, "fmt": {k: str(v) for k, v in fmt.items()}, "words": _words(key, fmt)})
+        del self.shown[:-20]
+
+    async def _ask(self, question: dict[str, Any]) -> str:
+        if self.cancelled.is_set():
+            raise CustomerCancelled(question["prompt"])
+        loop = asyncio.get_running_loop()
+        self._answer = loop.create_future()
+        self.asked += 1
+        self.question = {"n": self.asked, **question}
+        cancel = loop.create_task(self.cancelled.wait())
+        try:
+            done, _ = await asyncio.wait({self._answer, cancel}, timeout=self.idle_timeout_s,
+                                         return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            cancel.cancel()
+            self.question = None
+        if self._answer in done:
+            return self._answer.result()
+        if self.cancelled.is_set():
+            raise CustomerCancelled(question["prompt"])
+        raise CustomerIdle(question["prompt"])
+
+    # -- the screen's side (local API) ----------------------------------------------------
+    def answer(self, value: str, n: int | None = None) -> None:
+        q = self.question
+        if q is None or self._answer is None or self._answer.done():
+            raise AnswerRefused("no question on the screen")
+        if n is not None and n != q["n"]:
+            raise AnswerRefused(f"question {n} is gone; the screen shows question {q['n']}")
+        if "options" in q and value not in q["options"]:
+            raise AnswerRefused(f"{value!r} is not one of {q['options']}")
+        self._answer.set_result(str(value))
+
+    def cancel(self) -> None:
+        self.cancelled.set()
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"question": self.question, "shown": self.shown[-5:], "cancelled": self.cancelled.is_set()}
