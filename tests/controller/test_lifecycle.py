@@ -61,9 +61,11 @@ def test_boot_counter_gives_each_start_a_new_session(tmp_path, broker, notify):
         proc = start_kioskd("--config", str(config), log_path=tmp_path / "kioskd.log", env={"NOTIFY_SOCKET": notify.path})
         notify.messages.clear()
         notify.wait_for("READY=1")
+        ctl = subprocess.run([sys.executable, "-m", "controller.kioskctl", "--config", str(config), "--json", "status"],
+                             capture_output=True, text=True, timeout=10)
+        assert json.loads(ctl.stdout)["session"] == expected
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
-    assert (tmp_path / "state" / "boot").read_text().strip() == "2"
 
 
 def test_sighup_reloads_and_a_bad_reload_keeps_running(tmp_path, broker, notify):
