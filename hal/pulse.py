@@ -221,6 +221,11 @@ class PulseAcceptor(CashAcceptor):
             self._train.count += 1
         self._end_timer = self._loop.call_later(self.options.train_gap_ms / 1000, self._end_of_train)
 
+    @property
+    def between_trains(self) -> bool:
+        """No pulse or train in progress: the next pulse starts a new coin."""
+        return self._end_timer is None and self._pulse_start is None
+
     def _stuck(self) -> None:
         self._stuck_timer = None
         self._train.stuck_reported = True

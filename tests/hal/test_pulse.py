@@ -29,6 +29,13 @@ def drive_train(pin, widths_ms, gap_ms, active_low=True):
         release()
 
 
+async def until(condition, timeout=3.0):
+    """Wait for a state the device reaches by itself (a train closed, a glitch counted)."""
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.005)
+
+
 async def next_event(events, timeout=3.0):
     async with asyncio.timeout(timeout):
         return await anext(events)
@@ -85,14 +92,9 @@ async def test_back_to_back_coins_are_two_trains(ctx, board):
     device = await started(ctx, pulses_to_fen={"1": 10, "2": 50})
     events = device.events()
     pin = board.pin(COIN_PIN)
-
-    def two_coins():
-        drive_train(pin, [50], 50)
-        time.sleep(0.4)  # longer than the 250 ms end-of-train timeout
-        drive_train(pin, [50, 50], 50)
-
-    await asyncio.to_thread(two_coins)
-    assert await next_event(events) == CoinAccepted("coin", 10)
+    await asyncio.to_thread(drive_train, pin, [50], 50)
+    assert await next_event(events) == CoinAccepted("coin", 10)  # the first train closed on its own
+    await asyncio.to_thread(drive_train, pin, [50, 50], 50)
     assert await next_event(events) == CoinAccepted("coin", 50)
     await device.stop()
 
@@ -101,13 +103,9 @@ async def test_a_lone_glitch_is_noise_and_credits_nothing(ctx, board):
     device = await started(ctx, pulses_to_fen={"1": 10, "2": 50})
     events = device.events()
     pin = board.pin(COIN_PIN)
-
-    def glitch_then_coin():
-        drive_train(pin, [2], 0)
-        time.sleep(0.4)
-        drive_train(pin, [50, 50], 50)
-
-    await asyncio.to_thread(glitch_then_coin)
+    await asyncio.to_thread(drive_train, pin, [2], 0)
+    await until(lambda: device.glitches == 1 and device.between_trains)
+    await asyncio.to_thread(drive_train, pin, [50, 50], 50)
     assert await next_event(events) == CoinAccepted("coin", 50)  # the glitch made no event of its own
     assert device.glitches == 1
     await device.stop()
@@ -133,13 +131,9 @@ async def test_a_stuck_line_is_a_width_fault_and_clears_when_released(ctx, board
     assert device.health is Health.FAULT
     assert any(r.kind == "fault" and r.code == "pulse_width" for r in reports)
 
-    def release_then_coin():
-        time.sleep(0.05)
-        pin.drive_high()
-        time.sleep(0.4)
-        drive_train(pin, [50], 50)
-
-    await asyncio.to_thread(release_then_coin)
+    await asyncio.to_thread(pin.drive_high)
+    await until(lambda: device.between_trains)  # the stuck train closed, crediting nothing
+    await asyncio.to_thread(drive_train, pin, [50], 50)
     assert await next_event(events) == CoinAccepted("coin", 10)  # the stuck train itself credited nothing
     assert device.health is Health.OK
     await device.stop()
