@@ -300,6 +300,7 @@ class Kiosk:
         return 0
 
     async def _stop(self) -> None:
+        log.info("stopping", extra=fields(state=self.state))
         self.notifier.stopping()
         self.state = "stopping"
         self.admission.close("stopping")

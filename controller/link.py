@@ -154,6 +154,8 @@ class HallLink:
                 )
             except Exception as exc:  # broker gone during shutdown: the will says offline
                 log.info("offline status not sent", extra=fields(error=repr(exc)))
-        if self._task:
+        # Python 3.11's wait_for can swallow a cancel that lands as the connect completes
+        # (aiomqtt connects through it), so cancel until the task is really gone.
+        while self._task and not self._task.done():
             self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await asyncio.wait({self._task}, timeout=1)
