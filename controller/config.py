@@ -42,15 +42,21 @@ class MqttSection:
     port: int = 1883
     keepalive_s: int = 30
     telemetry_interval_s: float = 60.0
-    ca_file: str = ""
+    ca_file: str = ""  # all three set: TLS with this kiosk's client certificate (CN = kiosk id)
     cert_file: str = ""
     key_file: str = ""
+    session_expiry_s: int = 86400  # the broker keeps our session (subscriptions, queued acks/commands)
 
 
 @dataclass(frozen=True)
 class BossSection:
-    url: str = ""  # the BOSS adapter (bosssim in the demo); empty: BOSS services are refused politely
+    via: str = ""  # "hall" (boss/req over MQTT, halld forwards) | "url" (HTTP straight to `url`); "": url if set, else hall
+    url: str = ""  # the BOSS adapter for via = "url" (bosssim in tests and the bench)
     timeout_s: float = 5.0
+
+    @property
+    def route(self) -> str:
+        return self.via or ("url" if self.url else "hall")
 
 
 @dataclass(frozen=True)
@@ -189,6 +195,29 @@ def _check_files(path: Path, prefix: str, section: Any) -> None:
             raise ConfigError(path, f"{prefix}.{f.name}", f"no such file {value!r}")
 
 
+def _check_tls(path: Path, mqtt: MqttSection, kiosk_id: str) -> None:
+    """TLS is all three files or none; the certificate's CN must be this kiosk's id, because the
+    broker takes the CN as user name and client id (docs/security.md) and the ACL keys on it."""
+    files = {"ca_file": mqtt.ca_file, "cert_file": mqtt.cert_file, "key_file": mqtt.key_file}
+    given = [k for k, v in files.items() if v]
+    if not given:
+        return
+    if len(given) != 3:
+        missing = next(k for k, v in files.items() if not v)
+        raise ConfigError(path, f"mqtt.{missing}", "missing (TLS needs ca_file, cert_file and key_file)")
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    try:
+        cert = x509.load_pem_x509_certificate(Path(mqtt.cert_file).read_bytes())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(path, "mqtt.cert_file", f"not a PEM certificate: {exc}") from None
+    cns = [a.value for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+    if cns != [kiosk_id]:
+        raise ConfigError(path, "mqtt.cert_file", f"certificate CN {', '.join(map(str, cns)) or '(none)'} "
+                                                  f"is not this kiosk's id {kiosk_id!r}")
+
+
 def load(path: Path | str, *, simulate: bool = False) -> Config:
     """Read and validate kiosk.toml; ``simulate`` forces --simulate on top of the file's setting."""
     path = Path(path)
@@ -213,11 +242,16 @@ def load(path: Path | str, *, simulate: bool = False) -> Config:
         raise ConfigError(path, "kiosk.log_level", f"expected one of {sorted(LOG_LEVELS)}, got {kiosk.log_level!r}")
     mqtt = build_section(path, "mqtt", MqttSection, data.get("mqtt", {}))
     _check_files(path, "mqtt", mqtt)
+    _check_tls(path, mqtt, kiosk.id)
     devices_table = data.get("devices", {})
     if not isinstance(devices_table, dict):
         raise ConfigError(path, "devices", "expected tables [devices.NAME]")
     devices = {name: _device(path, name, t, kiosk.simulate) for name, t in devices_table.items()}
     boss = build_section(path, "boss", BossSection, data.get("boss", {}))
+    if boss.via not in ("", "hall", "url"):
+        raise ConfigError(path, "boss.via", f"expected \"hall\" or \"url\", got {boss.via!r}")
+    if boss.via == "url" and not boss.url:
+        raise ConfigError(path, "boss.url", "missing (required with via = \"url\")")
     sales = build_section(path, "sales", SalesSection, data.get("sales", {}))
     for face, device in sales.card_dispensers.items():
         if not face.isdigit():
@@ -228,3 +262,69 @@ def load(path: Path | str, *, simulate: bool = False) -> Config:
 
     flows = build_section(path, "flows", FlowConfig, data.get("flows", {}))
     return Config(str(path), kiosk, mqtt, devices, hashlib.sha256(raw).hexdigest()[:12], boss, sales, flows)
+
+
+# -- set_config (hall command): one key, validated by this loader, persisted atomically ----------
+
+IDENTITY_KEYS = {"kiosk.id", "kiosk.hall", "kiosk.state_dir", "kiosk.runtime_dir"}  # never changed remotely
+
+
+def with_setting(path: Path | str, key: str, value: Any, *, simulate: bool = False) -> tuple[str, "Config"]:
+    """kiosk.toml's text with ``key`` (dotted, e.g. ``flows.idle_timeout``) set to ``value``, and
+    the Config it loads to. Comments and layout survive (tomlkit). Raises ConfigError naming the
+    key when the result does not validate, exactly as kioskd would refuse it at start."""
+    import tomlkit
+
+    path = Path(path)
+    parts = key.split(".")
+    if len(parts) < 2 or not all(parts):
+        raise ConfigError(path, key, "expected section.key (e.g. flows.idle_timeout)")
+    if key in IDENTITY_KEYS:
+        raise ConfigError(path, key, "the kiosk's identity and directories are set by provisioning, not remotely")
+    try:
+        doc = tomlkit.parse(path.read_text("utf-8"))
+    except OSError as exc:
+        raise ConfigError(path, "", f"cannot read: {exc.strerror}") from None
+    except Exception as exc:  # tomlkit's own parse errors
+        raise ConfigError(path, "", f"not valid TOML: {exc}") from None
+    table: Any = doc
+    for i, part in enumerate(parts[:-1]):
+        if part not in table:
+            table[part] = tomlkit.table(is_super_table=i == 0 and parts[0] == "devices")
+        table = table[part]
+        if not isinstance(table, dict):
+            raise ConfigError(path, ".".join(parts[: i + 1]), "is a value, not a table")
+    table[parts[-1]] = value
+    text = tomlkit.dumps(doc)
+    tmp = path.with_name(f".{path.name}.check")
+    tmp.write_text(text, "utf-8")
+    try:
+        config = load(tmp, simulate=simulate)
+    except ConfigError as exc:
+        raise ConfigError(path, exc.key, exc.problem) from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    return text, config
+
+
+def write_atomically(path: Path | str, text: str) -> None:
+    """Replace the file so that a power cut leaves the old or the new one, never half of either:
+    write a temporary file beside it, fsync it, rename over, fsync the directory (the rename)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.new")
+    try:
+        mode = os.stat(path).st_mode & 0o777
+    except OSError:
+        mode = 0o640
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        os.write(fd, text.encode("utf-8"))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    dfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)

@@ -23,7 +23,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--simulate", action="store_true", help="every device on its emulator")
     parser.add_argument("--check-config", action="store_true", help="validate the config and exit")
     parser.add_argument("--mqtt-port", type=int, help="override [mqtt] port (demo, tests)")
-    parser.add_argument("--boss-url", help="override [boss] url (demo, tests)")
+    parser.add_argument("--boss-url", help="override [boss]: via = \"url\" with this url (demo, tests)")
     parser.add_argument("--version", action="version", version=f"kioskd {__version__}")
     return parser.parse_args(argv)
 
@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.boss_url:
         import dataclasses
 
-        config = dataclasses.replace(config, boss=dataclasses.replace(config.boss, url=args.boss_url))
+        config = dataclasses.replace(config, boss=dataclasses.replace(config.boss, url=args.boss_url, via="url"))
     if args.check_config:
         print(f"{path}: ok ({len(config.devices)} devices, kiosk {config.kiosk.id})")
         return 0

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import signal
 import threading
@@ -18,6 +19,7 @@ from .admission import Admission
 from .api import LocalApi
 from .devices import DeviceSet, log_event
 from .link import HallLink
+from .outbox import Outbox
 from .logs import fields
 from .sdnotify import Notifier, watchdog_interval
 
@@ -38,8 +40,19 @@ class Kiosk:
         self.session = 0
         self.journal: Any = None
         self.desk: Any = None
-        self.outbox_depth = 0
+        self.outbox: Outbox | None = None
+        self.disabled_services: set[str] = set()  # hall commands enable_service / disable_service
+        self.cash_inhibited = False  # hall command inhibit_cash
+        self.exit_code = 0  # 75 after the hall's restart command: Restart=on-failure brings us back
         self._critical: list[asyncio.Task] = []
+        self._background: set[asyncio.Task] = set()
+
+    @property
+    def outbox_depth(self) -> int:
+        return self.outbox.depth if self.outbox else 0
+
+    def alarms(self) -> list[str]:
+        return ["outbox_full"] if self.outbox and self.outbox.full else []
 
     # -- status -----------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
@@ -53,13 +66,101 @@ class Kiosk:
             "simulate": self.config.simulate,
             "uptime_s": round(time.time() - self.started_at, 1),
             "outbox": self.outbox_depth,
+            "alarms": self.alarms(),
             "hall_link": bool(self.link and self.link.connected.is_set()),
+            "hall_online": self.link.hall_online if self.link else None,
+            "disabled_services": sorted(self.disabled_services),
+            "cash_inhibited": self.cash_inhibited,
             "devices": self.devices.status() if self.devices else {},
         }
 
+    async def hall_status(self) -> dict[str, Any]:
+        """The retained birth status (docs/mqtt.md "Status"); the link adds online, session, ts."""
+        from transactions import books
+
+        counters = await books.counters(self.journal) if self.journal is not None else {}
+        by_denomination: dict[str, int] = {}
+        for key, count in counters.get("cashbox", {}).items():
+            denomination = key.split(":")[-1]
+            by_denomination[denomination] = by_denomination.get(denomination, 0) + count
+        hoppers = {d.name: d for d in self.devices.of_kind("payout")} if self.devices else {}
+        hopper = counters.get("hopper", {})
+        return {
+            "kiosk": self.config.kiosk.id, "hall": self.config.kiosk.hall, "version": __version__,
+            "config_hash": self.config.raw_hash, "state": self.state, "outbox_depth": self.outbox_depth,
+            "alarms": self.alarms(),
+            "devices": {n: d["health"] for n, d in (self.devices.status() if self.devices else {}).items()},
+            "cashbox": {"fen": counters.get("cashbox_fen", 0), "by_denomination": by_denomination},
+            "card_stock": counters.get("card_stock", {}),
+            "hopper": hopper,
+            "hopper_fen": sum(coins * getattr(hoppers.get(name), "coin_fen", 0) for name, coins in hopper.items()),
+            "disabled_services": sorted(self.disabled_services), "cash_inhibited": self.cash_inhibited,
+        }
+
+    async def telemetry(self) -> dict[str, Any]:
+        return {**await self.hall_status(), "uptime_s": round(time.time() - self.started_at, 1),
+                "hall_online": self.link.hall_online if self.link else None}
+
+    # -- what is offered: hall commands, alarms -----------------------------------------------
+    def offered(self, service: str) -> str | None:
+        """Why ``service`` is not offered now on top of the flows' own gates, or None."""
+        from transactions import SPECS
+
+        if service in self.disabled_services:
+            return "disabled by the hall"
+        spec = SPECS.get(service)
+        if spec is not None and spec.takes_cash:
+            if self.cash_inhibited:
+                return "cash inhibited by the hall"
+            if self.outbox is not None and self.outbox.full:
+                return "outbox_full"
+        return None
+
+    async def menu(self) -> dict[str, bool]:
+        assert self.desk is not None
+        return {name: ok and self.offered(name) is None for name, ok in (await self.desk.menu()).items()}
+
+    async def begin(self, service: str) -> int:
+        assert self.desk is not None
+        reason = self.offered(service)
+        if reason is not None:
+            raise ControlError(f"service {service!r} is not available now: {reason}")
+        return await self.desk.begin(service)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def offer_changed(self) -> None:
+        """State, alarms or the offer moved: the hall's retained status follows."""
+        if self.link is not None and self.link.connected.is_set():
+            self._spawn(self.link.publish_status())
+
+    def require_journal(self) -> Any:
+        if self.journal is None:
+            from .commands import CommandError
+
+            raise CommandError("refused", "kioskd is starting")
+        return self.journal
+
+    async def journal_event(self, event: dict[str, Any]) -> None:
+        from transactions import records
+
+        await self.require_journal().write(records.enqueue, "event", {**event, "at": time.time()}, time.time())
+        await self._outbox_moved()
+
+    async def _outbox_moved(self) -> None:
+        if self.outbox is not None:
+            self.outbox.wake()
+            await self.outbox.refresh()
+
     def _set_state(self, state: str) -> None:
+        changed = state != self.state
         self.state = state
         self.notifier.status(self._one_line())
+        if changed:
+            self.offer_changed()
 
     def _one_line(self) -> str:
         devices = self.devices.status() if self.devices else {}
@@ -75,21 +176,12 @@ class Kiosk:
 
             async def journal_it() -> None:
                 await books.device_event(self.journal, event)
-                self.outbox_depth += 1
-                if self.link:
-                    self.link.wake()
+                await self._outbox_moved()
 
-            asyncio.get_running_loop().create_task(journal_it())
+            self._spawn(journal_it())
 
     def _visit_finished(self) -> None:
-        async def refresh() -> None:
-            from transactions import books
-
-            self.outbox_depth = await books.outbox_depth(self.journal)
-            if self.link:
-                self.link.wake()
-
-        asyncio.get_running_loop().create_task(refresh())
+        self._spawn(self._outbox_moved())
 
     # -- safety: door, tamper, power ---------------------------------------------------------
     def _wire_safety(self) -> None:
@@ -147,8 +239,8 @@ class Kiosk:
         api.command("test", self._cmd_test)
         assert self.desk is not None
         desk = self.desk
-        api.command("menu", lambda args: desk.menu())
-        api.command("begin", lambda args: desk.begin(str(args["service"])))
+        api.command("menu", lambda args: self.menu())
+        api.command("begin", lambda args: self.begin(str(args["service"])))
         api.command("screen", lambda args: desk.screen())
         api.command("answer", lambda args: desk.answer(args["value"], args.get("n")))
         api.command("cancel", lambda args: desk.cancel())
@@ -198,12 +290,52 @@ class Kiosk:
         except config_mod.ConfigError as exc:
             log.error("reload refused: %s", exc)
         else:
-            logging.getLogger().setLevel(new.kiosk.log_level.upper())
-            if new.devices != self.config.devices or new.mqtt != self.config.mqtt:
-                log.warning("devices or mqtt changed: they take effect at the next restart")
-            self.config = new
-            log.info("configuration reloaded", extra=fields(config_hash=new.raw_hash))
+            self._apply(new, "configuration reloaded")
         self.notifier.ready(self._one_line())
+
+    def _apply(self, new: config_mod.Config, how: str) -> list[str]:
+        """Take a validated config live (SIGHUP, set_config); returns what waits for a restart."""
+        old = self.config
+        logging.getLogger().setLevel(new.kiosk.log_level.upper())
+        restart = [name for name, a, b in (("devices", old.devices, new.devices), ("sales", old.sales, new.sales),
+                                           ("boss", (old.boss.route, old.boss.url), (new.boss.route, new.boss.url)))
+                   if a != b]
+        restart += [f"mqtt.{f}" for f in ("host", "port", "keepalive_s", "ca_file", "cert_file", "key_file",
+                                          "session_expiry_s") if getattr(old.mqtt, f) != getattr(new.mqtt, f)]
+        if restart:
+            log.warning("changed settings take effect at the next restart", extra=fields(settings=restart))
+        if self.desk is not None:  # flows read their settings per visit
+            self.desk.services.config = new.flows
+            self.desk.idle_timeout_s = new.flows.idle_timeout
+            if self.desk.services.boss is not None:
+                self.desk.services.boss.timeout = new.boss.timeout_s
+        if self.outbox is not None:
+            self.outbox.max_outbox = new.flows.max_outbox
+        if self.link is not None:
+            self.link.config = dataclasses.replace(new, kiosk=old.kiosk, mqtt=dataclasses.replace(
+                old.mqtt, telemetry_interval_s=new.mqtt.telemetry_interval_s))
+        self.config = new
+        log.info(how, extra=fields(config_hash=new.raw_hash))
+        self.offer_changed()
+        return restart
+
+    async def set_config(self, key: str, value: Any) -> dict[str, Any]:
+        """The hall's set_config: validated by the loader kioskd starts with, persisted atomically
+        (fsync'd file and directory), then applied as SIGHUP would."""
+        path = self.config.path
+        text, new = await asyncio.to_thread(config_mod.with_setting, path, key, value, simulate=self.config.simulate)
+        await asyncio.to_thread(config_mod.write_atomically, path, text)
+        new = config_mod.load(path, simulate=self.config.simulate)
+        restart = self._apply(new, "configuration set by the hall")
+        if self.outbox is not None:
+            await self.outbox.refresh()
+        return {"key": key, "value": value, "config_hash": new.raw_hash, "restart_needed": restart}
+
+    def request_restart(self) -> None:
+        """The hall's restart: drain like SIGTERM, then exit 75 so systemd (Restart=on-failure) starts us again."""
+        log.warning("restart requested by the hall")
+        self.exit_code = 75
+        self.stop_requested.set()
 
     # -- watchdog ---------------------------------------------------------------------------
     async def _watchdog(self, interval: float) -> None:
@@ -219,7 +351,7 @@ class Kiosk:
     # -- lifecycle --------------------------------------------------------------------------
     def _services(self, journal: Any) -> Any:
         """The flows' view of the kiosk: hardware by role, the BOSS, the flow settings."""
-        from transactions import Hardware, Services, http_boss
+        from transactions import Boss, Hardware, Services, http_boss
 
         assert self.devices is not None
         devices = self.devices
@@ -233,11 +365,42 @@ class Kiosk:
             dispensers=dispensers,
             modem=next(iter(devices.of_kind("modem")), None),
         )
-        boss = http_boss(self.config.boss.url, timeout=self.config.boss.timeout_s) if self.config.boss.url else None
+        cfg = self.config.boss
+        if cfg.route == "url":
+            boss = http_boss(cfg.url, timeout=cfg.timeout_s)
+        else:  # docs/mqtt.md "BOSS over the hall"
+            from .boss_link import HallBossTransport
+
+            assert self.link is not None
+            boss = Boss(HallBossTransport(self.link), timeout=cfg.timeout_s)
         return Services(journal=journal, hw=hw, boss=boss, config=self.config.flows)
 
+    async def _link_before_recovery(self, stack: contextlib.AsyncExitStack, journal: Any) -> bool:
+        """With the BOSS over the hall, recovery asks the BOSS by key through the link: start the
+        link first and give it ``boss.timeout_s`` to connect, or every open BOSS step would be held
+        for review just because the link was not up yet. Only when something is left to recover."""
+        if self.config.boss.route != "hall":
+            return False
+        stale = await journal.read(lambda conn: conn.execute(
+            "SELECT COUNT(*) FROM transactions WHERE state = 'open' AND boot < ?", (journal.boot,)).fetchone()[0])
+        if not stale:
+            return False
+        await self._enter_link(stack)
+        assert self.link is not None
+        try:
+            async with asyncio.timeout(self.config.boss.timeout_s):
+                await self.link.connected.wait()
+        except TimeoutError:
+            log.warning("hall link not up for recovery: BOSS steps may be held for review")
+        return True
+
+    async def _enter_link(self, stack: contextlib.AsyncExitStack) -> None:
+        assert self.link is not None
+        await stack.enter_async_context(self.link)
+        self._critical.append(self.link.task)
+
     async def run(self) -> int:
-        from transactions import Journal, books, recover
+        from transactions import Journal, recover
 
         from .desk import Desk
 
@@ -255,6 +418,13 @@ class Kiosk:
                 Journal(state_dir / "journal.db", kiosk=kiosk.id, version=__version__))
             self.journal = journal
             self.session = journal.boot
+            self.outbox = Outbox(journal, self.config.flows.max_outbox)
+            await self.outbox.load()
+            self.outbox.on_change = self.offer_changed
+            self.link = HallLink(self.config, self.session, self.hall_status, self.outbox, self.telemetry)
+            from .commands import Commands
+
+            Commands(self, self.link)
             log.info("kioskd starting", extra=fields(kiosk=kiosk.id, hall=kiosk.hall, session=self.session,
                                                      simulate=kiosk.simulate, config=self.config.path))
             if kiosk.simulate:
@@ -272,23 +442,21 @@ class Kiosk:
             services = self._services(journal)
             if services.boss is not None:
                 stack.push_async_callback(services.boss.close)
+            link_started = await self._link_before_recovery(stack, journal)
             for item in await recover(services):
                 log.warning("recovered a transaction left open", extra=fields(recovered=repr(item)))
             self.desk = Desk(services, self.admission, self.config.flows.idle_timeout)
             api = LocalApi(runtime_dir / "kioskd.sock")
             self._register_commands(api)
             await stack.enter_async_context(api)
-            self.outbox_depth = await books.outbox_depth(journal)
+            await self.outbox.refresh()
             if self.admission.closed_because == "starting" or self.admission.closed_because is None:
                 self.admission.open()
                 self._set_state("ready" if self.devices.healthy() else "degraded")
             self.notifier.ready(self._one_line())
             log.info("ready", extra=fields(state=self.state, devices=len(self.devices.devices)))
-            self.link = await stack.enter_async_context(HallLink(self.config, self.session, self.status, journal))
-            self._critical.append(self.link.task)
-            self.link.acked = await journal.read(lambda conn: conn.execute(
-                "SELECT COALESCE(MAX(seq), 0) FROM outbox WHERE delivered = 1").fetchone()[0])
-            self.link.on_depth = lambda depth: setattr(self, "outbox_depth", depth)
+            if not link_started:
+                await self._enter_link(stack)
             self.desk.on_finished = self._visit_finished
             interval = watchdog_interval()
             if interval:
@@ -296,8 +464,8 @@ class Kiosk:
                 stack.callback(watchdog.cancel)
             await self.stop_requested.wait()
             await self._stop()
-        log.info("stopped")
-        return 0
+        log.info("stopped", extra=fields(exit_code=self.exit_code))
+        return self.exit_code
 
     async def _stop(self) -> None:
         log.info("stopping", extra=fields(state=self.state))

@@ -1,0 +1,311 @@
+"""Hall -> kiosk commands (docs/mqtt.md "Commands"): one table of name -> (args validator, handler).
+
+A command arrives on ``kiosk/v1/H/K/cmd/{name}`` as ``{"schema":1,"args":{...}}`` with an MQTT 5
+response topic (under our own ``cmdresp/``) and correlation data. Whatever arrives — an unknown
+name, garbage bytes, wrong argument types, a handler that fails — ends in an error reply
+(``unknown_command | bad_args | bad_payload | refused | failed``) and a log line, never a crash.
+A command without a response topic is still executed when valid; nothing is sent back.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
+
+from .link import HallLink, Incoming, LinkDown
+from .logs import fields
+
+if TYPE_CHECKING:
+    from .kiosk import Kiosk
+
+log = logging.getLogger("kioskd.commands")
+
+
+class CommandError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass
+class Reply:
+    """A handler's result, with something to do once the reply is on its way (restart)."""
+
+    result: Any = None
+    then: Callable[[], None] | None = field(default=None, repr=False)
+
+
+# -- argument validators: args dict in, checked args out, CommandError("bad_args") otherwise ------
+
+Validator = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def shape(required: dict[str, Any] | None = None, optional: dict[str, Any] | None = None) -> Validator:
+    """Exactly these keys with these types (``float`` accepts int; ``int`` refuses bool)."""
+    required, optional = required or {}, optional or {}
+
+    def check(args: dict[str, Any]) -> dict[str, Any]:
+        for key in args:
+            if key not in required and key not in optional:
+                raise CommandError("bad_args", f"unknown argument {key!r} (expected: {', '.join([*required, *optional]) or 'none'})")
+        for key, tp in {**required, **optional}.items():
+            if key not in args:
+                if key in required:
+                    raise CommandError("bad_args", f"missing argument {key!r}")
+                continue
+            value = args[key]
+            if tp is Any:
+                continue
+            if not isinstance(value, tp) or (isinstance(value, bool) and tp is not bool):
+                want = "number" if isinstance(tp, tuple) else tp.__name__
+                raise CommandError("bad_args", f"{key}: expected {want}, got {type(value).__name__}")
+        return args
+    return check
+
+
+def _service(args: dict[str, Any]) -> dict[str, Any]:
+    from transactions import FLOWS
+
+    shape({"service": str})(args)
+    if args["service"] not in FLOWS:
+        raise CommandError("bad_args", f"unknown service {args['service']!r} (services: {', '.join(FLOWS)})")
+    return args
+
+
+def _sync_time(args: dict[str, Any]) -> dict[str, Any]:
+    shape({"ts": (int, float)})(args)
+    if not 1_500_000_000 <= args["ts"] <= 4_000_000_000:  # 2017..2096: anything else is a broken sender
+        raise CommandError("bad_args", f"ts {args['ts']!r} is not a plausible UNIX time")
+    return args
+
+
+def _one_of(key: str, values: tuple[str, ...], ident: str) -> Validator:
+    def check(args: dict[str, Any]) -> dict[str, Any]:
+        shape({ident: str, key: str}, {"note": str})(args)
+        if args[key] not in values:
+            raise CommandError("bad_args", f"{key}: expected one of {', '.join(values)}, got {args[key]!r}")
+        return args
+    return check
+
+
+# -- handlers --------------------------------------------------------------------------------------
+
+Handler = Callable[["Kiosk", dict[str, Any]], Awaitable[Any]]
+
+
+async def enable_service(k: "Kiosk", args: dict[str, Any]) -> Any:
+    k.disabled_services.discard(args["service"])
+    k.offer_changed()
+    return {"service": args["service"], "enabled": True, "disabled": sorted(k.disabled_services)}
+
+
+async def disable_service(k: "Kiosk", args: dict[str, Any]) -> Any:
+    k.disabled_services.add(args["service"])
+    k.offer_changed()
+    return {"service": args["service"], "enabled": False, "disabled": sorted(k.disabled_services)}
+
+
+async def inhibit_cash(k: "Kiosk", args: dict[str, Any]) -> Any:
+    """Inhibit every acceptor now, and offer no cash-taking service until released (a flow would
+    otherwise enable its acceptors again); a customer in flight finishes as on a door opening."""
+    k.cash_inhibited = args["inhibit"]
+    done = []
+    if args["inhibit"] and k.devices is not None:
+        for acceptor in k.devices.of_kind("cash_acceptor"):
+            await acceptor.set_inhibit(True)
+            done.append(acceptor.name)
+    k.offer_changed()
+    return {"inhibit": k.cash_inhibited, "acceptors": done}
+
+
+async def reprint(k: "Kiosk", args: dict[str, Any]) -> Any:
+    from transactions import SPECS, books
+    from transactions.messages import both, yuan
+
+    from hal.peripherals import Receipt
+
+    txn = await books.transaction(k.require_journal(), args["txn"])
+    if txn is None:
+        raise CommandError("refused", f"no transaction {args['txn']!r}")
+    if txn["state"] == "open":
+        raise CommandError("refused", f"transaction {args['txn']} is still open")
+    printer = next(iter(k.devices.of_kind("printer")), None) if k.devices else None
+    if printer is None:
+        raise CommandError("refused", "this kiosk has no printer")
+    spec = SPECS.get(txn["service"])
+    title = f"{spec.title_zh} / {spec.title_en}" if spec else txn["service"]
+    phone = txn.get("phone") or ""
+    led = txn["ledger"]
+    lines = [(both("label_txn"), txn["id"]), (both("label_status"), txn["state"])]
+    if phone:
+        lines.append((both("label_phone"), phone[:3] + "****" + phone[-4:] if len(phone) >= 11 else phone))
+    lines.append((both("label_amount"), yuan(int(txn["amount_fen"] or 0))))
+    if led.get("cash_in"):
+        lines.append((both("label_paid"), yuan(int(led["cash_in"]))))
+    if led.get("change_paid"):
+        lines.append((both("label_change"), yuan(int(led["change_paid"]))))
+    for v in txn["vouchers"]:
+        lines.append((both("label_claim_code"), v["claim_code"]))
+    lines.append(("时间 / Time", time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(txn["finished_at"] or txn["opened_at"]))))
+    receipt = Receipt(title=f"补打 / REPRINT  {title}", lines=lines, footer=both("receipt_footer", hotline=k.config.flows.hotline))
+    try:
+        await printer.print_receipt(receipt)
+    except Exception as exc:  # PrintFailed and device faults: an answer for the hall, not a crash
+        raise CommandError("failed", f"printer: {exc}") from None
+    await k.journal_event({"kind": "reprint", "txn": txn["id"]})
+    return {"txn": txn["id"], "printed": True}
+
+
+async def sync_time(k: "Kiosk", args: dict[str, Any]) -> Any:
+    """Set the RTC chip(s) to the hall's time. The system clock is chrony's (kioskd runs with
+    ProtectClock): we report its offset so the hall sees a drifting kiosk."""
+    ts = float(args["ts"])
+    out: dict[str, Any] = {"system_offset_s": round(ts - time.time(), 3), "rtc": {}}
+    for device in (k.devices.devices.values() if k.devices else ()):
+        if hasattr(device, "write_time") and hasattr(device, "read_time"):
+            try:
+                before = await device.read_time()
+                await device.write_time(dt.datetime.fromtimestamp(ts, dt.timezone.utc).replace(tzinfo=None))
+                out["rtc"][device.name] = {"offset_s": round(ts - before.replace(tzinfo=dt.timezone.utc).timestamp(), 3)
+                                           if before else None, "set": True}
+            except Exception as exc:
+                out["rtc"][device.name] = {"set": False, "error": str(exc)}
+    return out
+
+
+async def request_telemetry(k: "Kiosk", args: dict[str, Any]) -> Any:
+    assert k.link is not None
+    try:
+        return await k.link.publish_telemetry()
+    except LinkDown as exc:
+        raise CommandError("failed", str(exc)) from None
+
+
+async def set_config(k: "Kiosk", args: dict[str, Any]) -> Any:
+    from .config import ConfigError
+
+    try:
+        return await k.set_config(args["key"], args["value"])
+    except ConfigError as exc:
+        raise CommandError("bad_args", f"{exc.key}: {exc.problem}" if exc.key else exc.problem) from None
+
+
+async def restart(k: "Kiosk", args: dict[str, Any]) -> Any:
+    return Reply({"restarting": True, "in_flight": k.admission.in_flight}, then=k.request_restart)
+
+
+async def resolve_review(k: "Kiosk", args: dict[str, Any]) -> Any:
+    journal = k.require_journal()
+    try:
+        return await journal.write(_resolve_review, args["txn"], args["resolution"], args.get("note", ""), time.time())
+    except ValueError as exc:
+        raise CommandError("refused", str(exc)) from None
+
+
+def _resolve_review(conn: Any, txn: str, resolution: str, note: str, now: float) -> dict:
+    """A person has looked at a transaction held for review: the resolution is recorded on it and
+    reported. The ledger is not rewritten: what was held stays held in the kiosk's books; the
+    resolution says what became of it (refunded at the counter, credited by hand, written off)."""
+    from transactions import records
+
+    row = conn.execute("SELECT state, data FROM transactions WHERE id = ?", (txn,)).fetchone()
+    if row is None:
+        raise ValueError(f"no transaction {txn!r}")
+    if row["state"] != "review":
+        raise ValueError(f"transaction {txn} is {row['state']}, not held for review")
+    data = json.loads(row["data"])
+    if "review_resolution" in data:
+        raise ValueError(f"transaction {txn} was already resolved ({data['review_resolution']['resolution']})")
+    held = records.ledger(conn, txn).held_for_review
+    data["review_resolution"] = {"resolution": resolution, "note": note, "at": now, "held_fen": held}
+    conn.execute("UPDATE transactions SET data = ?, updated_at = ? WHERE id = ?",
+                 (json.dumps(data, ensure_ascii=False, sort_keys=True), now, txn))
+    records.enqueue(conn, "event", {"kind": "review_resolved", "txn": txn, "resolution": resolution,
+                                    "note": note, "held_fen": held, "at": now}, now)
+    return {"txn": txn, "resolution": resolution, "held_fen": held}
+
+
+async def resolve_refund(k: "Kiosk", args: dict[str, Any]) -> Any:
+    from transactions import books
+
+    try:
+        row = await books.claim_voucher(k.require_journal(), args["claim"])
+    except ValueError as exc:
+        raise CommandError("refused", str(exc)) from None
+    return {"claim": args["claim"], "txn": row["txn"], "fen": row["fen"], "resolution": "paid"}
+
+
+COMMANDS: dict[str, tuple[Validator, Handler]] = {
+    "enable_service": (_service, enable_service),
+    "disable_service": (_service, disable_service),
+    "inhibit_cash": (shape({"inhibit": bool}), inhibit_cash),
+    "reprint": (shape({"txn": str}), reprint),
+    "sync_time": (_sync_time, sync_time),
+    "request_telemetry": (shape(), request_telemetry),
+    "set_config": (shape({"key": str, "value": Any}), set_config),
+    "restart": (shape(), restart),
+    "resolve_review": (_one_of("resolution", ("refunded", "credited", "written_off"), "txn"), resolve_review),
+    "resolve_refund": (_one_of("resolution", ("paid",), "claim"), resolve_refund),
+}
+
+
+# -- dispatch --------------------------------------------------------------------------------------
+
+def parse(name: str, payload: bytes) -> tuple[Validator, Handler, dict[str, Any]]:
+    if name not in COMMANDS:
+        raise CommandError("unknown_command", f"unknown command {name!r} (known: {', '.join(COMMANDS)})")
+    try:
+        body = json.loads(payload)
+    except ValueError as exc:  # UnicodeDecodeError included
+        raise CommandError("bad_payload", f"not JSON: {exc}") from None
+    if not isinstance(body, dict) or body.get("schema") != 1:
+        raise CommandError("bad_payload", 'expected {"schema":1,"args":{...}}')
+    args = body.get("args", {})
+    if not isinstance(args, dict):
+        raise CommandError("bad_payload", "args must be an object")
+    validator, handler = COMMANDS[name]
+    return validator, handler, validator(dict(args))
+
+
+async def run(kiosk: "Kiosk", name: str, payload: bytes) -> Reply | dict[str, Any]:
+    """Validate and execute one command; the reply envelope (without schema) or a Reply to unwrap."""
+    try:
+        _, handler, args = parse(name, payload)
+        result = await handler(kiosk, args)
+    except CommandError as exc:
+        log.warning("command refused", extra=fields(command=name, code=exc.code, error=str(exc)))
+        return {"ok": False, "error": {"code": exc.code, "message": str(exc)}}
+    except Exception as exc:
+        log.exception("command failed", extra=fields(command=name))
+        return {"ok": False, "error": {"code": "failed", "message": f"{type(exc).__name__}: {exc}"}}
+    log.info("command done", extra=fields(command=name))
+    return result if isinstance(result, Reply) else Reply(result)
+
+
+class Commands:
+    """Subscribes ``cmd/#`` on the link and answers each command on its response topic."""
+
+    def __init__(self, kiosk: "Kiosk", link: HallLink) -> None:
+        self.kiosk = kiosk
+        self.link = link
+        self.reply_prefix = link.topic("cmdresp/")
+        link.on("cmd/#", self.handle, concurrent=True)
+
+    async def handle(self, message: Incoming) -> None:
+        name = message.leaf[len("cmd/"):]
+        outcome = await run(self.kiosk, name, message.payload)
+        reply = {"ok": True, "result": outcome.result} if isinstance(outcome, Reply) else outcome
+        if message.response_topic is None:
+            log.info("command without response topic: no reply", extra=fields(command=name, ok=reply["ok"]))
+        elif not message.response_topic.startswith(self.reply_prefix):
+            log.warning("response topic outside our cmdresp/: no reply", extra=fields(command=name, topic=message.response_topic))
+        else:
+            try:
+                await self.link.publish(None, reply, topic=message.response_topic, correlation=message.correlation)
+            except LinkDown as exc:
+                log.warning("command reply lost with the link", extra=fields(command=name, error=str(exc)))
+        if isinstance(outcome, Reply) and outcome.then is not None:
+            outcome.then()
