@@ -88,6 +88,13 @@ class Hall:
                 if (not leaves or got.leaf in leaves) and (where is None or where(got)):
                     return got
 
+    async def reply(self, request: Got, body: Any, correlation: bytes | None = None) -> None:
+        """Answer a request on its response topic with its correlation data (what halld does)."""
+        props = Properties(PacketTypes.PUBLISH)
+        props.CorrelationData = correlation or request.props.CorrelationData
+        raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+        await self.client.publish(request.props.ResponseTopic, raw, qos=1, properties=props)
+
     async def records(self, n: int, timeout: float = 10.0) -> list[Got]:
         return [await self.next("txn", "event", timeout=timeout) for _ in range(n)]
 
@@ -151,7 +158,8 @@ async def enqueue(journal: Journal, n: int, outbox: Outbox | None = None, topic:
 
 
 @contextlib.asynccontextmanager
-async def kiosk_link(config: Config, *, window: int = 64, stall_s: float = 10.0, max_outbox: int = 20000):
+async def kiosk_link(config: Config, *, window: int = 64, stall_s: float = 10.0, max_outbox: int = 20000,
+                     setup: Any = None):
     """The real Journal + Outbox + HallLink as kioskd composes them (without devices)."""
     async with Journal(Path(config.kiosk.state_dir) / "journal.db", kiosk=config.kiosk.id) as journal:
         outbox = Outbox(journal, max_outbox, window=window, stall_s=stall_s)
@@ -163,6 +171,8 @@ async def kiosk_link(config: Config, *, window: int = 64, stall_s: float = 10.0,
 
         link = HallLink(config, journal.boot, status, outbox)
         link.backoff_min_s = 0.05
+        if setup is not None:
+            setup(link)  # subscriptions are made at connect: register handlers first
         async with link:
             yield link, journal, outbox
 
