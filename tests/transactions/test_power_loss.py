@@ -280,6 +280,38 @@ def test_control_write_tmp_then_rename_without_fsync_loses_the_file_and_with_fsy
         assert sorted(os.listdir(mnt)) == ["careful.toml"]
 
 
+def test_the_lossy_disk_undoes_an_unsynced_truncate_unlink_and_overwrite_but_keeps_synced_ones(tmp_path):
+    """POSIX, strictly: data needs fsync of the file, a name change needs fsync of its directory."""
+    backing, mnt = tmp_path / "disk", tmp_path / "mnt"
+    (backing / "d").mkdir(parents=True)
+    for name in ("trunc", "gone", "over", "kept-trunc", "kept-gone"):
+        (backing / "d" / name).write_bytes(b"0123456789")  # on the disk before the mount: durable
+    with LossyMount(backing, mnt) as mount:
+        d = mnt / "d"
+        os.truncate(d / "trunc", 3)
+        with open(d / "over", "r+b") as f:
+            f.write(b"XX")  # overwritten in place, closed, never fsync'd
+        with open(d / "kept-trunc", "r+b") as f:
+            f.truncate(3)
+            os.fsync(f.fileno())
+        os.unlink(d / "kept-gone")
+        fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)  # the unlink of kept-gone is durable; no file's data is
+        finally:
+            os.close(fd)
+        os.unlink(d / "gone")  # after the directory's fsync: not durable
+        assert sorted(os.listdir(d)) == ["kept-trunc", "over", "trunc"]
+        mount.crash()
+    with LossyMount(backing, mnt):
+        d = mnt / "d"
+        assert sorted(os.listdir(d)) == ["gone", "kept-trunc", "over", "trunc"]
+        assert (d / "trunc").read_bytes() == b"0123456789"
+        assert (d / "gone").read_bytes() == b"0123456789"
+        assert (d / "over").read_bytes() == b"0123456789"
+        assert (d / "kept-trunc").read_bytes() == b"012"
+
+
 if __name__ == "__main__" and sys.argv[1:2] == ["writer"]:
     _db, _mode, _seed = sys.argv[2], sys.argv[3], int(sys.argv[4])
     asyncio.run(_writer(_db, _mode, _seed))
