@@ -42,3 +42,23 @@ def secure_broker(pki, tmp_path_factory):
     b: SecureBroker = start_secure_broker(tmp_path_factory.mktemp("secure-mosquitto"), pki.ca, pki.server, FLEET)
     yield b
     b.stop()
+
+
+# --- halld: databases -------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def postgres():
+    """One private PostgreSQL cluster for the session (tests/support/postgres.py)."""
+    from tests.support.postgres import start_postgres
+
+    pg = start_postgres()
+    yield pg
+    pg.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path):
+    """The same test on SQLite and on a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return str(tmp_path / "hall.db")
+    return request.getfixturevalue("postgres").new_database()

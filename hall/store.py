@@ -1,0 +1,277 @@
+"""What a kiosk's message means for the hall's tables, and the acks that follow (docs/mqtt.md).
+
+A batch of inbound messages is applied in one transaction (hall/writer.py commits it), grouped by
+kiosk in sorted order: every writer takes a kiosk's `highwater` row lock before touching that
+kiosk's rows, always in the same order, so two workers on PostgreSQL never deadlock and the high
+water each computes inside its transaction sees the other's committed rows.
+
+Records (`txn`, `event`) are stored idempotently on (kiosk, msg_seq) and their meaning once more
+on (kiosk, txn id) / (kiosk, claim code); the ack carries the contiguous high water committed
+here. A row beyond high water + 1 is a hole: the ack adds `resend_from` (docs/mqtt.md "Records
+and acks"), asked again for the same hole only after RESEND_HOLDOFF_S, since with several workers a
+hole is often just a sibling worker's batch not committed yet.
+
+Malformed input (bad JSON, wrong schema, a missing or non-integer msg_seq, a payload naming
+another kiosk) is logged and counted in `stats`, never raised.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+from .db import Database
+
+log = logging.getLogger("halld.store")
+
+SCHEMA = 1
+LEAVES = ("status", "txn", "event", "telemetry")  # what the writer stores
+RESEND_HOLDOFF_S = 2.0
+
+
+class Malformed(ValueError):
+    pass
+
+
+@dataclass
+class Inbound:
+    hall: str
+    kiosk: str
+    leaf: str
+    payload: bytes
+    received_at: float
+
+
+@dataclass(frozen=True)
+class Ack:
+    hall: str
+    kiosk: str
+    msg_seq: int
+    resend_from: int | None = None
+
+    @property
+    def topic(self) -> str:
+        return f"kiosk/v1/{self.hall}/{self.kiosk}/ack"
+
+    def payload(self) -> bytes:
+        body: dict[str, Any] = {"schema": SCHEMA, "msg_seq": self.msg_seq}
+        if self.resend_from is not None:
+            body["resend_from"] = self.resend_from
+        return json.dumps(body, separators=(",", ":")).encode()
+
+
+def _j(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _int(value: Any) -> int | None:
+    return value if type(value) is int else None  # bool is not an int here; money is never float
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def decode(m: Inbound) -> dict[str, Any]:
+    """The payload as a dict, checked against the contract's envelope; raises Malformed."""
+    try:
+        body = json.loads(m.payload)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise Malformed(f"not JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise Malformed("payload is not a JSON object")
+    if body.get("schema") != SCHEMA:
+        raise Malformed(f"schema {body.get('schema')!r}, expected {SCHEMA}")
+    for key, want in (("kiosk", m.kiosk), ("hall", m.hall)):
+        if key in body and m.leaf in ("status", "telemetry") and body[key] != want:
+            raise Malformed(f"payload says {key} {body[key]!r} on {want!r}'s topic")
+    if m.leaf in ("txn", "event"):
+        seq = body.get("msg_seq")
+        if type(seq) is not int or seq < 1:
+            raise Malformed(f"msg_seq {seq!r} is not a positive integer")
+        if m.leaf == "txn" and not isinstance(body.get("txn"), str):
+            raise Malformed("txn record without a txn id")
+        if m.leaf == "event" and not isinstance(body.get("kind"), str):
+            raise Malformed("event without a kind")
+    if m.leaf == "status" and (type(body.get("online")) is not bool or _int(body.get("session")) is None):
+        raise Malformed("status needs online (bool) and session (int)")
+    return body
+
+
+class Store:
+    def __init__(self) -> None:
+        self.stats: Counter[str] = Counter()
+        self._resend_asked: dict[str, tuple[int, float]] = {}
+
+    def malformed(self, where: str, why: str) -> None:
+        self.stats["malformed"] += 1
+        log.warning("malformed message on %s dropped: %s", where, why)
+
+    def apply(self, db: Database, batch: list[Inbound]) -> list[Ack]:
+        """Apply a batch inside the caller's transaction; returns the acks to publish after commit."""
+        by_kiosk: dict[tuple[str, str], list[tuple[Inbound, dict]]] = defaultdict(list)
+        for m in batch:
+            self.stats["received"] += 1
+            try:
+                body = decode(m)
+            except Malformed as exc:
+                self.malformed(f"kiosk/v1/{m.hall}/{m.kiosk}/{m.leaf}", str(exc))
+                continue
+            by_kiosk[(m.kiosk, m.hall)].append((m, body))
+        acks = []
+        for (kiosk, hall), items in sorted(by_kiosk.items()):
+            ack = self._apply_kiosk(db, hall, kiosk, items)
+            if ack is not None:
+                acks.append(ack)
+        return acks
+
+    def _apply_kiosk(self, db: Database, hall: str, kiosk: str, items: list[tuple[Inbound, dict]]) -> Ack | None:
+        records = [(m, b) for m, b in items if m.leaf in ("txn", "event")]
+        now = max(m.received_at for m, _ in items)
+        high = 0
+        if records:  # the per-kiosk lock first, always in the same (sorted) order
+            db.execute("INSERT INTO highwater (kiosk, hall, msg_seq, updated_at) VALUES (?, ?, 0, ?)"
+                       " ON CONFLICT (kiosk) DO NOTHING", (kiosk, hall, now))
+            high = db.one("SELECT msg_seq FROM highwater WHERE kiosk = ?" + db.for_update, (kiosk,))[0]
+        for m, body in items:
+            if m.leaf == "status":
+                self._status(db, hall, kiosk, body, m.received_at)
+            elif m.leaf == "telemetry":
+                self._telemetry(db, hall, kiosk, body, m.received_at)
+        if not records:
+            return None
+        fresh = [(m, b) for m, b in records if b["msg_seq"] > high]
+        self.stats["duplicates"] += len(records) - len(fresh)
+        db.executemany(
+            "INSERT INTO records (hall, kiosk, msg_seq, kind, txn, received_at, payload) VALUES (?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (kiosk, msg_seq) DO NOTHING",
+            [(hall, kiosk, b["msg_seq"], m.leaf, _str(b.get("txn")), m.received_at, _j(b)) for m, b in fresh])
+        for m, body in fresh:
+            (self._txn if m.leaf == "txn" else self._event)(db, hall, kiosk, body, m.received_at)
+        self.stats["records"] += len(fresh)
+        db.execute("UPDATE fleet SET last_seen = ? WHERE hall = ? AND kiosk = ?", (now, hall, kiosk))
+        return self._advance(db, hall, kiosk, high, now)
+
+    def _advance(self, db: Database, hall: str, kiosk: str, high: int, now: float) -> Ack:
+        beyond = [r[0] for r in db.query(
+            "SELECT msg_seq FROM records WHERE kiosk = ? AND msg_seq > ? ORDER BY msg_seq", (kiosk, high))]
+        new_high = high
+        for seq in beyond:
+            if seq != new_high + 1:
+                break
+            new_high = seq
+        if new_high != high:
+            db.execute("UPDATE highwater SET msg_seq = ?, updated_at = ? WHERE kiosk = ?", (new_high, now, kiosk))
+        resend_from = None
+        if len(beyond) > new_high - high:  # rows past a hole
+            asked = self._resend_asked.get(kiosk)
+            mono = time.monotonic()
+            if asked is None or asked[0] != new_high + 1 or mono - asked[1] > RESEND_HOLDOFF_S:
+                resend_from = new_high + 1
+                self._resend_asked[kiosk] = (resend_from, mono)
+                self.stats["resends"] += 1
+                log.info("hole in %s/%s after msg_seq %d: asking a resend", hall, kiosk, new_high)
+        return Ack(hall, kiosk, new_high, resend_from)
+
+    def _status(self, db: Database, hall: str, kiosk: str, body: dict, now: float) -> None:
+        """Birth, will or clean goodbye. A status whose session is older than the one held is a
+        late will from an earlier boot (docs/mqtt.md "Status"): ignored."""
+        row = db.one("SELECT session FROM fleet WHERE hall = ? AND kiosk = ?" + db.for_update, (hall, kiosk))
+        session = body["session"]
+        db.execute("INSERT INTO messages (hall, kiosk, kind, received_at, payload) VALUES (?, ?, 'status', ?, ?)",
+                   (hall, kiosk, now, _j(body)))
+        if row is not None and row[0] is not None and session < row[0]:
+            self.stats["late_wills"] += 1
+            log.info("late status from %s/%s session %s ignored (holding %s)", hall, kiosk, session, row[0])
+            return
+        if not body["online"] and row is not None:
+            db.execute("UPDATE fleet SET online = 0, session = ?, status_at = ? WHERE hall = ? AND kiosk = ?",
+                       (session, now, hall, kiosk))
+            return
+        cash = body.get("cashbox") if isinstance(body.get("cashbox"), dict) else {}
+        db.execute(
+            "INSERT INTO fleet (hall, kiosk, online, session, last_seen, state, version, config_hash, outbox_depth,"
+            " alarms, devices, cashbox_fen, cashbox, card_stock, hopper_fen, status, status_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (hall, kiosk) DO UPDATE SET"
+            " online = excluded.online, session = excluded.session, last_seen = excluded.last_seen,"
+            " state = excluded.state, version = excluded.version, config_hash = excluded.config_hash,"
+            " outbox_depth = excluded.outbox_depth, alarms = excluded.alarms, devices = excluded.devices,"
+            " cashbox_fen = excluded.cashbox_fen, cashbox = excluded.cashbox, card_stock = excluded.card_stock,"
+            " hopper_fen = excluded.hopper_fen, status = excluded.status, status_at = excluded.status_at",
+            (hall, kiosk, int(body["online"]), session, now, _str(body.get("state")), _str(body.get("version")),
+             _str(body.get("config_hash")), _int(body.get("outbox_depth")), _j(body.get("alarms") or []),
+             _j(body.get("devices") or {}), _int(cash.get("fen")), _j(cash), _j(body.get("card_stock") or {}),
+             _int(body.get("hopper_fen")), _j(body), now))
+
+    def _telemetry(self, db: Database, hall: str, kiosk: str, body: dict, now: float) -> None:
+        """Gauges between births: depth, health, cash box, card stock. Kept only in the fleet row."""
+        cash = body.get("cashbox") if isinstance(body.get("cashbox"), dict) else None
+        db.execute(
+            "UPDATE fleet SET last_seen = ?, state = COALESCE(?, state), outbox_depth = COALESCE(?, outbox_depth),"
+            " alarms = COALESCE(?, alarms), devices = COALESCE(?, devices), cashbox_fen = COALESCE(?, cashbox_fen),"
+            " cashbox = COALESCE(?, cashbox), card_stock = COALESCE(?, card_stock),"
+            " hopper_fen = COALESCE(?, hopper_fen) WHERE hall = ? AND kiosk = ?",
+            (now, _str(body.get("state")), _int(body.get("outbox_depth")),
+             _j(body["alarms"]) if isinstance(body.get("alarms"), list) else None,
+             _j(body["devices"]) if isinstance(body.get("devices"), dict) else None,
+             _int(cash.get("fen")) if cash else None, _j(cash) if cash else None,
+             _j(body["card_stock"]) if isinstance(body.get("card_stock"), dict) else None,
+             _int(body.get("hopper_fen")), hall, kiosk))
+
+    def _txn(self, db: Database, hall: str, kiosk: str, b: dict, now: float) -> None:
+        db.execute(
+            "INSERT INTO txns (hall, kiosk, txn, seq, msg_seq, service, phone, amount_fen, state, finished_at,"
+            " received_at, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (kiosk, txn) DO NOTHING",
+            (hall, kiosk, b["txn"], _int(b.get("seq")), b["msg_seq"], _str(b.get("service")), _str(b.get("phone")),
+             _int(b.get("amount_fen")), _str(b.get("state")), b.get("finished_at") if isinstance(
+                 b.get("finished_at"), (int, float)) else None, now, _j(b)))
+        if b.get("state") == "review":
+            self._review(db, hall, kiosk, b["txn"], _str(b.get("note")), _int(b.get("held_for_review")), now)
+        for v in b.get("vouchers") or []:
+            if isinstance(v, dict) and isinstance(v.get("code"), str):
+                self._refund(db, hall, kiosk, v["code"], b["txn"], _int(v.get("fen")), "", now)
+
+    def _event(self, db: Database, hall: str, kiosk: str, b: dict, now: float) -> None:
+        kind = b["kind"]
+        at = b.get("at") if isinstance(b.get("at"), (int, float)) else None
+        db.execute(
+            "INSERT INTO events (hall, kiosk, msg_seq, kind, device, code, detail, txn, at, received_at, payload)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (kiosk, msg_seq) DO NOTHING",
+            (hall, kiosk, b["msg_seq"], kind, _str(b.get("device")), _str(b.get("code")), _str(b.get("detail")),
+             _str(b.get("txn")), at, now, _j(b)))
+        if kind == "refund_voucher" and isinstance(b.get("claim_code"), str):
+            self._refund(db, hall, kiosk, b["claim_code"], _str(b.get("txn")), _int(b.get("fen")),
+                         _str(b.get("reason")) or "", now)
+        elif kind == "voucher_claimed" and isinstance(b.get("claim_code"), str):
+            self._refund(db, hall, kiosk, b["claim_code"], None, _int(b.get("fen")), "", now)
+            self.resolve_refund(db, kiosk, b["claim_code"], "claimed", "", now)
+        elif kind == "txn_review" and isinstance(b.get("txn"), str):
+            self._review(db, hall, kiosk, b["txn"], _str(b.get("reason")), _int(b.get("held_for_review")), now)
+        elif kind == "review_resolved" and isinstance(b.get("txn"), str):
+            self.resolve_review(db, kiosk, b["txn"], _str(b.get("resolution")) or "resolved",
+                                _str(b.get("note")) or "", now)
+
+    @staticmethod
+    def _refund(db, hall, kiosk, code, txn, fen, reason, now) -> None:
+        db.execute("INSERT INTO refunds (hall, kiosk, claim_code, txn, fen, reason, state, created_at)"
+                   " VALUES (?, ?, ?, ?, ?, ?, 'issued', ?) ON CONFLICT (kiosk, claim_code) DO NOTHING",
+                   (hall, kiosk, code, txn, fen, reason, now))
+
+    @staticmethod
+    def _review(db, hall, kiosk, txn, reason, held, now) -> None:
+        db.execute("INSERT INTO reviews (hall, kiosk, txn, reason, held_fen, state, opened_at)"
+                   " VALUES (?, ?, ?, ?, ?, 'open', ?) ON CONFLICT (kiosk, txn) DO NOTHING",
+                   (hall, kiosk, txn, reason, held, now))
+
+    @staticmethod
+    def resolve_refund(db: Database, kiosk: str, code: str, resolution: str, note: str, now: float) -> None:
+        db.execute("UPDATE refunds SET state = ?, resolved_at = ?, note = ? WHERE kiosk = ? AND claim_code = ?",
+                   (resolution, now, note, kiosk, code))
+
+    @staticmethod
+    def resolve_review(db: Database, kiosk: str, txn: str, resolution: str, note: str, now: float) -> None:
+        db.execute("UPDATE reviews SET state = 'closed', resolution = ?, resolved_at = ?, note = ?"
+                   " WHERE kiosk = ? AND txn = ?", (resolution, now, note, kiosk, txn))
