@@ -56,7 +56,11 @@ class Postgres:
         return f"{self.url}?options=-csearch_path%3D{name}"
 
     def stop(self) -> None:
-        self.proc.send_signal(signal.SIGINT)  # "fast" shutdown: do not wait for clients to leave
+        try:  # SIGINT = "fast" shutdown (no waiting for clients), sent to postgres itself: runuser
+            # forwards SIGTERM ("smart", waits for every client) but not SIGINT
+            os.kill(int((self.dir / "data" / "postmaster.pid").read_text().split()[0]), signal.SIGINT)
+        except (OSError, ValueError, IndexError):
+            self.proc.terminate()
         try:
             self.proc.wait(10)
         except subprocess.TimeoutExpired:
