@@ -200,9 +200,11 @@ async def restart(k: "Kiosk", args: dict[str, Any]) -> Any:
 async def resolve_review(k: "Kiosk", args: dict[str, Any]) -> Any:
     journal = k.require_journal()
     try:
-        return await journal.write(_resolve_review, args["txn"], args["resolution"], args.get("note", ""), time.time())
+        result = await journal.write(_resolve_review, args["txn"], args["resolution"], args.get("note", ""), time.time())
     except ValueError as exc:
         raise CommandError("refused", str(exc)) from None
+    await k.outbox_moved()
+    return result
 
 
 def _resolve_review(conn: Any, txn: str, resolution: str, note: str, now: float) -> dict:
@@ -235,6 +237,7 @@ async def resolve_refund(k: "Kiosk", args: dict[str, Any]) -> Any:
         row = await books.claim_voucher(k.require_journal(), args["claim"])
     except ValueError as exc:
         raise CommandError("refused", str(exc)) from None
+    await k.outbox_moved()
     return {"claim": args["claim"], "txn": row["txn"], "fen": row["fen"], "resolution": "paid"}
 
 

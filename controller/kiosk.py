@@ -148,9 +148,9 @@ class Kiosk:
         from transactions import records
 
         await self.require_journal().write(records.enqueue, "event", {**event, "at": time.time()}, time.time())
-        await self._outbox_moved()
+        await self.outbox_moved()
 
-    async def _outbox_moved(self) -> None:
+    async def outbox_moved(self) -> None:
         if self.outbox is not None:
             self.outbox.wake()
             await self.outbox.refresh()
@@ -176,12 +176,12 @@ class Kiosk:
 
             async def journal_it() -> None:
                 await books.device_event(self.journal, event)
-                await self._outbox_moved()
+                await self.outbox_moved()
 
             self._spawn(journal_it())
 
     def _visit_finished(self) -> None:
-        self._spawn(self._outbox_moved())
+        self._spawn(self.outbox_moved())
 
     # -- safety: door, tamper, power ---------------------------------------------------------
     def _wire_safety(self) -> None:

@@ -95,6 +95,13 @@ class Hall:
         raw = body if isinstance(body, bytes) else json.dumps(body).encode()
         await self.client.publish(request.props.ResponseTopic, raw, qos=1, properties=props)
 
+    async def find(self, *leaves: str, where: Any = None, timeout: float = 10.0) -> Got:
+        """Like ``next`` but also looks at what has already arrived (order between leaves is free)."""
+        for got in self.seen:
+            if (not leaves or got.leaf in leaves) and (where is None or where(got)):
+                return got
+        return await self.next(*leaves, where=where, timeout=timeout)
+
     async def records(self, n: int, timeout: float = 10.0) -> list[Got]:
         return [await self.next("txn", "event", timeout=timeout) for _ in range(n)]
 
