@@ -150,9 +150,9 @@ class Outbox:
                 log.warning("acks stalled; resending", extra=fields(sent=self.sent, acked=self.acked))
                 self.rewind(self.acked, "ack stall")
             room = self.window - (self.sent - self.acked)
+            self._wake.clear()  # before looking: a wake() during the query must not be lost
             rows = await books.outbox(self.journal, after_seq=self.sent, limit=room) if room > 0 else []
             if not rows:
-                self._wake.clear()
                 try:
                     await asyncio.wait_for(self._wake.wait(), min(1.0, self.stall_s / 2))
                 except TimeoutError:
