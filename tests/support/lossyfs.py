@@ -272,10 +272,13 @@ def make_operations(backing: str, control: str | None = None, trace: str | None 
 
         # -- durability -----------------------------------------------------------------------------
         def fsync(self, path, datasync, fh):
-            self._sync_file(self._node(path, fh))
+            node = self._node(path, fh)
+            changed = bool(node.dirty) or len(node.data) != len(node.synced)
+            self._sync_file(node)
             self.stats["fsync"] += 1
-            name = (path or "?").rsplit("/", 1)[-1]
-            self.stats["fsync_by_name"][name] = self.stats["fsync_by_name"].get(name, 0) + 1
+            if changed:  # per file name: fsyncs that made new data durable (a checkpoint of journal.db, ...)
+                name = (path or "?").rsplit("/", 1)[-1]
+                self.stats["fsync_by_name"][name] = self.stats["fsync_by_name"].get(name, 0) + 1
 
         def fsyncdir(self, path, datasync, fh):
             node = self._node(path, fh)

@@ -216,14 +216,13 @@ async def test_a_power_cut_at_any_instant_keeps_every_committed_record_and_the_b
     rng.seed(seed)
     backing, mnt = tmp_path / "disk", tmp_path / "mnt"
     promised_all: list[Committed] = []
-    checkpoints = 0
-    for round_ in range(ROUNDS):
-        cut_after = rng.randrange(15, 600)
+    # from just after the boot to a few hundred commits; the last run long enough for checkpoints
+    cuts = [rng.randrange(5, 600) for _ in range(ROUNDS - 1)] + [rng.randrange(1200, 1500)]
+    for round_, cut_after in enumerate(cuts):
         with LossyMount(backing, mnt) as mount:
             promised = await _run_writer_until_power_cut(mount, "journal", rng.randrange(1 << 30), cut_after)
             stats = mount.stats()
-        checkpoints += stats["fsync_by_name"].get("journal.db", 0)
-        assert promised.boot is not None and len(promised.done) > 0, promised.lines[:5]
+        assert promised.boot is not None, promised.lines[:5]
         promised_all.append(promised)
         with LossyMount(backing, mnt):  # the disk after reboot
             where = f"seed {seed}, round {round_}, cut after {cut_after} promises, {stats}"
@@ -232,7 +231,10 @@ async def test_a_power_cut_at_any_instant_keeps_every_committed_record_and_the_b
             async with Journal(mnt / DB, kiosk="K-PL") as journal:  # the real reopen: WAL recovery, migration
                 await journal.read(_books_balance)
                 assert journal.boot > promised.boot
-    assert checkpoints > 0, "no checkpoint ran under a power cut: the runs were too short to cover one"
+    assert sum(len(p.done) for p in promised_all) > 0, "no transaction finished before a cut"
+    # journal.db gets new data only from checkpoints: one at open (the WAL the last cut left), then
+    # the writer's own. The long run must have checkpointed and restarted the WAL under the cut.
+    assert stats["fsync_by_name"].get("journal.db", 0) >= 2, stats
 
 
 async def test_control_the_same_writer_with_synchronous_off_loses_committed_rows(tmp_path):
