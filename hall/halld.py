@@ -1,177 +1,296 @@
-"""`halld`: the hall server. For now a subscriber that stores what the kiosks report, and answers
-queries about it; the hall-link issue adds acks, commands, the BOSS gateway and PostgreSQL.
+"""`halld`, the hall server: the wiring of store, writer, BOSS gateway, commands and HTTP API.
 
-    halld serve --db hall.db [--mqtt-host H] [--mqtt-port P]
-    halld fleet --db hall.db        kiosks, online or not, last seen
-    halld recent --db hall.db [-n 20]
+One worker = one `Halld`: an MQTT v5 client (TLS with its own certificate when given), a writer
+thread, the API. Several workers split the kiosks' records and BOSS requests through shared
+subscriptions (`$share/halld/kiosk/v1/+/+/<leaf>`); statuses (retained births, which shared
+subscriptions never deliver) and command replies are subscribed unshared by every worker.
+Each worker publishes the retained `hall/v1/H/state` online, with a will saying offline; when a
+sibling's will or goodbye says offline while this worker lives, it says online again (a kiosk
+holds its outbox while the hall is offline). docs/hall.md; the contract is docs/mqtt.md.
+
+    halld serve --db hall.db | postgresql://... [--mqtt-host H --mqtt-port P] [--boss URL] ...
+    halld fleet | txns | events | refunds | reviews | kiosk K | recent | cmd K NAME --args JSON
 """
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import logging
+import random
 import signal
-import sqlite3
+import ssl
 import sys
 import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import queries
+from .api import Reader, make_app, start_api
+from .commands import Commands
+from .db import connect
+from .gateway import Gateway
+from .store import LEAVES, Ack, Inbound, Store
+from .writer import Writer
 
 log = logging.getLogger("halld")
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS messages (
-    id INTEGER PRIMARY KEY, hall TEXT, kiosk TEXT, kind TEXT, received_at REAL, payload TEXT);
-CREATE TABLE IF NOT EXISTS records (
-    hall TEXT, kiosk TEXT, msg_seq INTEGER, kind TEXT, txn TEXT, received_at REAL, payload TEXT,
-    PRIMARY KEY (kiosk, msg_seq));
-CREATE TABLE IF NOT EXISTS acked (kiosk TEXT PRIMARY KEY, msg_seq INTEGER);
-CREATE TABLE IF NOT EXISTS fleet (
-    hall TEXT, kiosk TEXT, online INTEGER, session INTEGER, last_seen REAL, status TEXT,
-    PRIMARY KEY (hall, kiosk));
-"""
+SHARE_GROUP = "halld"
+SHARED_LEAVES = ("txn", "event", "telemetry", "boss/req")
+BACKOFF_MAX_S = 30.0
 
 
-def open_db(path: str) -> sqlite3.Connection:
-    db = sqlite3.connect(path)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=FULL")
-    db.executescript(SCHEMA)
-    return db
+@dataclass
+class HalldConfig:
+    db: str = "hall.db"
+    mqtt_host: str = "127.0.0.1"
+    mqtt_port: int = 1883
+    worker: str = "halld"  # MQTT client id; with TLS the certificate's CN is used instead
+    halls: list[str] = field(default_factory=list)  # announced in hall/v1/H/state; learnt from births too
+    boss_url: str | None = None
+    boss_timeout_s: float = 5.0
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    http_host: str = "127.0.0.1"
+    http_port: int | None = 8470  # None: no HTTP API; 0: any free port
+
+    def tls(self) -> ssl.SSLContext | None:
+        if not self.ca_file:
+            return None
+        from provisioning.certs import tls_context
+
+        return tls_context(self.ca_file, self.cert_file, self.key_file)
 
 
-def store(db: sqlite3.Connection, topic: str, payload: bytes) -> tuple[str, int] | None:
-    """Store one message; malformed topics or payloads are logged and dropped, never fatal.
+class Halld:
+    def __init__(self, config: HalldConfig) -> None:
+        self.config = config
+        self.store = Store()
+        self.stats: Counter[str] = Counter()  # the event loop's own counts (the store's are the writer's)
+        self.halls: list[str] = list(dict.fromkeys(config.halls))
+        self.connected = asyncio.Event()
+        self.http_port: int | None = None
+        self._client: Any = None
+        self._tasks: set[asyncio.Task] = set()
+        self._mqtt: asyncio.Task | None = None
+        self._writer = Writer(config.db, self.store, self._publish_acks)
+        self._reader = Reader(config.db)
+        transport = None
+        if config.boss_url:
+            from transactions.boss import HttpTransport
 
-    Returns (ack topic, high-water msg_seq) when a kiosk's outbox record moved its high water:
-    the contiguous run of msg_seq committed here, so the kiosk may forget everything up to it."""
-    parts = topic.split("/")
-    if len(parts) < 5 or parts[:2] != ["kiosk", "v1"]:
-        log.warning("ignored message on unexpected topic %s", topic)
-        return None
-    hall, kiosk, kind = parts[2], parts[3], "/".join(parts[4:])
-    try:
-        body = json.loads(payload)
-        if not isinstance(body, dict):
-            raise ValueError("not an object")
-    except ValueError as exc:
-        log.warning("malformed payload on %s: %s", topic, exc)
-        return None
-    if kind in ("ack", "telemetry") or kind.startswith("cmd/"):
-        return None  # our own acks and commands echo back on kiosk/v1/#; telemetry is not kept
-    now = time.time()
-    if kind in ("txn", "event"):
-        return _store_record(db, hall, kiosk, kind, body, now)
-    with db:
-        db.execute("INSERT INTO messages (hall, kiosk, kind, received_at, payload) VALUES (?,?,?,?,?)",
-                   (hall, kiosk, kind, now, json.dumps(body, ensure_ascii=False)))
-        if kind == "status":
-            session = body.get("session")
-            row = db.execute("SELECT session FROM fleet WHERE hall=? AND kiosk=?", (hall, kiosk)).fetchone()
-            if not body.get("online") and row and row[0] is not None and session is not None and session < row[0]:
-                return None  # a late will from an earlier boot: the kiosk is back, ignore it
-            db.execute("INSERT OR REPLACE INTO fleet VALUES (?,?,?,?,?,?)",
-                       (hall, kiosk, int(bool(body.get("online"))), session, now, json.dumps(body, ensure_ascii=False)))
+            transport = HttpTransport(config.boss_url)
+        self.gateway = Gateway(transport, self._publish_reply, self.stats)
+        self.commands = Commands(config.worker, self._publish_cmd, self._writer.call)
+        self._api = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def __aenter__(self) -> "Halld":
+        await self._writer.__aenter__()
+        for hall in await self._reader(queries.halls):
+            if hall not in self.halls:
+                self.halls.append(hall)
+        if self.config.http_port is not None:
+            app = make_app(self._reader, self.commands, self.snapshot)
+            self._api, self.http_port = await start_api(app, self.config.http_host, self.config.http_port)
+        self._mqtt = asyncio.get_running_loop().create_task(self._run(), name="halld-mqtt")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        client = self._client
+        if client is not None:  # a clean goodbye; the will covers the unclean one
+            try:
+                async with asyncio.timeout(2):
+                    for hall in self.halls:
+                        await client.publish(f"hall/v1/{hall}/state", self._state(False), qos=1, retain=True)
+            except Exception as exc:
+                log.info("offline state not sent: %s", exc)
+        # Python 3.11's wait_for can swallow a cancel that lands as aiomqtt connects: cancel until gone.
+        while self._mqtt is not None and not self._mqtt.done():
+            self._mqtt.cancel()
+            await asyncio.wait({self._mqtt}, timeout=1)
+        await self.gateway.aclose()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._api is not None:
+            await self._api.cleanup()
+        await self._writer.__aexit__()
+        await asyncio.to_thread(self._reader.close)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"worker": self.config.worker, "connected": self.connected.is_set(), "halls": self.halls,
+                "batches": self._writer.batches, **(self.store.stats + self.stats)}
+
+    # -- MQTT ------------------------------------------------------------------------------
+    def _state(self, online: bool) -> bytes:
+        return json.dumps({"schema": 1, "online": online, "ts": time.time(), "worker": self.config.worker}).encode()
+
+    async def _run(self) -> None:
+        import aiomqtt
+
+        cfg = self.config
+        backoff = 1.0
+        while True:
+            will = aiomqtt.Will(f"hall/v1/{self.halls[0]}/state", self._state(False), qos=1, retain=True) \
+                if self.halls else None
+            try:
+                async with aiomqtt.Client(cfg.mqtt_host, cfg.mqtt_port, identifier=cfg.worker,
+                                          protocol=aiomqtt.ProtocolVersion.V5, will=will, tls_context=cfg.tls(),
+                                          keepalive=30, timeout=10, max_inflight_messages=200,
+                                          logger=logging.getLogger("halld.mqtt")) as client:
+                    for leaf in SHARED_LEAVES:
+                        await client.subscribe(f"$share/{SHARE_GROUP}/kiosk/v1/+/+/{leaf}", qos=1)
+                    await client.subscribe("kiosk/v1/+/+/status", qos=1)
+                    await client.subscribe("kiosk/v1/+/+/cmdresp/#", qos=1)
+                    await client.subscribe("hall/v1/+/state", qos=1)
+                    for hall in self.halls:
+                        await client.publish(f"hall/v1/{hall}/state", self._state(True), qos=1, retain=True)
+                    self._client = client
+                    self.connected.set()
+                    backoff = 1.0
+                    print(f"halld: listening on mqtt://{cfg.mqtt_host}:{cfg.mqtt_port} as {cfg.worker}, storing in "
+                          f"{_redact(cfg.db)}" + (f", API on http://{cfg.http_host}:{self.http_port}" if self.http_port
+                                                  else ""), flush=True)
+                    async for message in client.messages:
+                        self._route(message)
+            except aiomqtt.MqttError as exc:
+                log.warning("broker %s:%s: %s (TLS refused?)", cfg.mqtt_host, cfg.mqtt_port, exc)
+            finally:
+                self._client = None
+                self.connected.clear()
+            await asyncio.sleep(backoff * random.uniform(0.5, 1.5))
+            backoff = min(backoff * 2, BACKOFF_MAX_S)
+
+    def _route(self, message: Any) -> None:
+        topic = str(message.topic)
+        payload = bytes(message.payload or b"")
+        props = message.properties
+        parts = topic.split("/")
+        if parts[:2] == ["hall", "v1"] and len(parts) == 4:
+            return self._sibling_state(parts[2], payload)
+        if len(parts) < 5 or parts[:2] != ["kiosk", "v1"]:
+            return self._malformed(topic, "unknown topic")
+        hall, kiosk, leaf = parts[2], parts[3], "/".join(parts[4:])
+        if leaf in LEAVES:
+            self._writer.put(Inbound(hall, kiosk, leaf, payload, time.time()))
+            if leaf == "status" and hall not in self.halls:
+                self._learn_hall(hall)
+        elif leaf == "boss/req":
+            self.gateway.submit(hall, kiosk, payload, getattr(props, "ResponseTopic", None),
+                                getattr(props, "CorrelationData", None), getattr(props, "MessageExpiryInterval", None))
+        elif leaf.startswith("cmdresp/"):
+            if not self.commands.on_reply(topic, payload, getattr(props, "CorrelationData", None)):
+                self.stats["cmdresp_unmatched"] += 1
         else:
-            db.execute("UPDATE fleet SET last_seen=? WHERE hall=? AND kiosk=?", (now, hall, kiosk))
-    return None
+            self._malformed(topic, "unknown topic")
+
+    def _malformed(self, topic: str, why: str) -> None:
+        self.stats["malformed"] += 1
+        log.warning("message on %s dropped: %s", topic, why)
+
+    def _learn_hall(self, hall: str) -> None:
+        self.halls.append(hall)
+        log.info("hall %s seen for the first time: announcing it online", hall)
+        self._spawn(self._publish(f"hall/v1/{hall}/state", self._state(True), retain=True))
+
+    def _sibling_state(self, hall: str, payload: bytes) -> None:
+        try:
+            body = json.loads(payload)
+        except ValueError:
+            return
+        if (isinstance(body, dict) and body.get("online") is False and body.get("worker") != self.config.worker
+                and hall in self.halls and self.connected.is_set()):
+            log.info("worker %s left hall %s offline; this worker is alive: online again", body.get("worker"), hall)
+            self._spawn(self._publish(f"hall/v1/{hall}/state", self._state(True), retain=True))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False, props: Any = None) -> None:
+        client = self._client
+        if client is None:
+            raise ConnectionError("not connected to the broker")
+        await client.publish(topic, payload, qos=qos, retain=retain, properties=props)
+
+    def _publish_acks(self, acks: list[Ack]) -> None:
+        """After the writer's commit (never before: the kiosk forgets what we ack)."""
+        for ack in acks:
+            self.stats["acks"] += 1
+            self._spawn(self._publish_quiet(ack.topic, ack.payload()))
+
+    async def _publish_quiet(self, topic: str, payload: bytes) -> None:
+        try:
+            await self._publish(topic, payload)
+        except Exception as exc:  # link down: the kiosk rewinds after reconnecting and gets a new ack
+            log.info("ack on %s not sent: %s", topic, exc)
+
+    async def _publish_reply(self, topic: str, payload: bytes, correlation: bytes, expiry: int | None) -> None:
+        await self._publish(topic, payload, props=_props(CorrelationData=correlation, MessageExpiryInterval=expiry))
+
+    async def _publish_cmd(self, topic: str, payload: bytes, response_topic: str, correlation: bytes) -> None:
+        await self._publish(topic, payload, props=_props(ResponseTopic=response_topic, CorrelationData=correlation))
 
 
-def _store_record(db: sqlite3.Connection, hall: str, kiosk: str, kind: str, body: dict, now: float):
-    seq = body.get("msg_seq")
-    if not isinstance(seq, int) or seq < 1:
-        log.warning("record without msg_seq from %s/%s dropped", hall, kiosk)
-        return None
-    with db:
-        db.execute("INSERT OR IGNORE INTO records VALUES (?,?,?,?,?,?,?)",
-                   (hall, kiosk, seq, kind, body.get("txn"), now, json.dumps(body, ensure_ascii=False)))
-        db.execute("UPDATE fleet SET last_seen=? WHERE hall=? AND kiosk=?", (now, hall, kiosk))
-        row = db.execute("SELECT msg_seq FROM acked WHERE kiosk=?", (kiosk,)).fetchone()
-        high = row[0] if row else 0
-        while db.execute("SELECT 1 FROM records WHERE kiosk=? AND msg_seq=?", (kiosk, high + 1)).fetchone():
-            high += 1
-        db.execute("INSERT OR REPLACE INTO acked VALUES (?, ?)", (kiosk, high))
-    return f"kiosk/v1/{hall}/{kiosk}/ack", high
+def _props(**values: Any) -> Any:
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
 
-async def serve(db_path: str, host: str, port: int, ready: asyncio.Event | None = None) -> None:
-    import aiomqtt
+    props = Properties(PacketTypes.PUBLISH)
+    for name, value in values.items():
+        if value is not None:
+            setattr(props, name, value)
+    return props
 
-    db = open_db(db_path)
+
+def _redact(url: str) -> str:
+    """A PostgreSQL URL may carry a password: never print it."""
+    if "://" in url and "@" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        return f"{scheme}://{creds.split(':', 1)[0]}@{host}"
+    return url
+
+
+async def serve(db: str, host: str = "127.0.0.1", port: int = 1883, ready: asyncio.Event | None = None,
+                config: HalldConfig | None = None) -> None:
+    """Run until SIGTERM/SIGINT; a clean stop commits what is queued and says the hall is offline."""
+    config = config or HalldConfig(db=db, mqtt_host=host, mqtt_port=port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    while not stop.is_set():
-        try:
-            async with aiomqtt.Client(host, port, identifier="halld", protocol=aiomqtt.ProtocolVersion.V5) as client:
-                await client.subscribe("kiosk/v1/#", qos=1)
-                log.info("halld subscribed on %s:%s", host, port)
-                print(f"halld: listening on mqtt://{host}:{port}, storing in {db_path}", flush=True)
-                if ready:
-                    ready.set()
-                receive = asyncio.ensure_future(_receive(client, db))
-                await asyncio.wait([receive, asyncio.ensure_future(stop.wait())], return_when=asyncio.FIRST_COMPLETED)
-                receive.cancel()
-        except aiomqtt.MqttError as exc:
-            log.warning("broker unreachable: %s", exc)
-            await asyncio.sleep(1)
-    db.close()
+    async with Halld(config) as halld:
+        if ready is not None:
+            await halld.connected.wait()
+            ready.set()
+        await stop.wait()
+        log.info("stopping")
 
 
-async def _receive(client, db: sqlite3.Connection) -> None:
-    async for message in client.messages:
-        ack = store(db, str(message.topic), bytes(message.payload or b""))
-        if ack:  # after the commit, never before: the kiosk forgets what we acknowledge
-            await client.publish(ack[0], json.dumps({"schema": 1, "msg_seq": ack[1]}).encode(), qos=1)
-
-
+# The first halld's helpers, still used by controller/demo.py and the README.
 def fleet(db_path: str) -> list[dict]:
-    db = open_db(db_path)
-    rows = db.execute("SELECT hall, kiosk, online, session, last_seen FROM fleet ORDER BY hall, kiosk").fetchall()
-    return [dict(zip(("hall", "kiosk", "online", "session", "last_seen"), r)) for r in rows]
+    db = connect(db_path)
+    try:
+        return queries.fleet(db)
+    finally:
+        db.close()
 
 
 def transactions(db_path: str, n: int = 20) -> list[dict]:
-    db = open_db(db_path)
-    rows = db.execute("SELECT hall, kiosk, msg_seq, payload FROM records WHERE kind='txn' ORDER BY received_at DESC LIMIT ?", (n,))
-    return [dict(zip(("hall", "kiosk", "msg_seq"), r[:3]), **json.loads(r[3])) for r in rows]
-
-
-def recent(db_path: str, n: int) -> list[dict]:
-    db = open_db(db_path)
-    rows = db.execute("SELECT hall, kiosk, kind, received_at, payload FROM messages ORDER BY id DESC LIMIT ?", (n,))
-    return [dict(zip(("hall", "kiosk", "kind", "received_at"), r[:4]), payload=json.loads(r[4])) for r in rows]
+    db = connect(db_path)
+    try:
+        return [{**t.pop("payload"), **t} for t in queries.txns(db, limit=n)]
+    finally:
+        db.close()
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="halld")
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    for name in ("serve", "fleet", "recent", "txns"):
-        p = sub.add_parser(name)
-        p.add_argument("--db", default="hall.db")
-        if name == "serve":
-            p.add_argument("--mqtt-host", default="127.0.0.1")
-            p.add_argument("--mqtt-port", type=int, default=1883)
-        if name in ("recent", "txns"):
-            p.add_argument("-n", type=int, default=20)
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s halld %(levelname)s %(message)s")
-    logging.getLogger("mqtt").setLevel(logging.ERROR)
-    if args.cmd == "serve":
-        asyncio.run(serve(args.db, args.mqtt_host, args.mqtt_port))
-    elif args.cmd == "fleet":
-        for row in fleet(args.db):
-            seen = time.strftime("%H:%M:%S", time.localtime(row["last_seen"]))
-            print(f"{row['hall']}/{row['kiosk']}  {'online ' if row['online'] else 'offline'}  session {row['session']}  last seen {seen}")
-    elif args.cmd == "txns":
-        from transactions.messages import yuan
+    from .cli import main as cli_main
 
-        for t in transactions(args.db, args.n):
-            print(f"{t['hall']}/{t['kiosk']} #{t.get('seq')} {t.get('service'):<12} {t.get('state'):<9} "
-                  f"{yuan(t.get('amount_fen') or 0):>9} yuan  txn {t.get('txn')}")
-    else:
-        for row in recent(args.db, args.n):
-            print(f"{row['hall']}/{row['kiosk']} {row['kind']:<10} {json.dumps(row['payload'], ensure_ascii=False)[:160]}")
-    return 0
+    return cli_main(sys.argv[1:] if argv is None else argv)
 
 
 if __name__ == "__main__":
