@@ -282,6 +282,21 @@ def test_control_write_tmp_then_rename_without_fsync_loses_the_file_and_with_fsy
         assert sorted(os.listdir(mnt)) == ["careful.toml"]
 
 
+def test_kiosk_toml_rewritten_by_set_config_is_the_new_one_after_a_power_cut(tmp_path):
+    """The one other file kioskd writes that must survive: the config, via ``write_atomically``."""
+    from controller.config import write_atomically
+
+    backing, mnt = tmp_path / "disk", tmp_path / "mnt"
+    (backing / "etc").mkdir(parents=True)
+    (backing / "etc" / "kiosk.toml").write_text("[flows]\nidle_timeout = 60\n")
+    with LossyMount(backing, mnt) as mount:
+        write_atomically(mnt / "etc" / "kiosk.toml", "[flows]\nidle_timeout = 90\n")
+        mount.crash()  # right after it returned
+    with LossyMount(backing, mnt):
+        assert (mnt / "etc" / "kiosk.toml").read_text() == "[flows]\nidle_timeout = 90\n"
+        assert os.listdir(mnt / "etc") == ["kiosk.toml"]
+
+
 def test_the_lossy_disk_undoes_an_unsynced_truncate_unlink_and_overwrite_but_keeps_synced_ones(tmp_path):
     """POSIX, strictly: data needs fsync of the file, a name change needs fsync of its directory."""
     backing, mnt = tmp_path / "disk", tmp_path / "mnt"
