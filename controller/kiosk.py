@@ -75,31 +75,14 @@ class Kiosk:
         }
 
     async def hall_status(self) -> dict[str, Any]:
-        """The retained birth status (docs/mqtt.md "Status"); the link adds online, session, ts."""
-        from transactions import books
+        from .hall_status import birth
 
-        counters = await books.counters(self.journal) if self.journal is not None else {}
-        by_denomination: dict[str, int] = {}
-        for key, count in counters.get("cashbox", {}).items():
-            denomination = key.split(":")[-1]
-            by_denomination[denomination] = by_denomination.get(denomination, 0) + count
-        hoppers = {d.name: d for d in self.devices.of_kind("payout")} if self.devices else {}
-        hopper = counters.get("hopper", {})
-        return {
-            "kiosk": self.config.kiosk.id, "hall": self.config.kiosk.hall, "version": __version__,
-            "config_hash": self.config.raw_hash, "state": self.state, "outbox_depth": self.outbox_depth,
-            "alarms": self.alarms(),
-            "devices": {n: d["health"] for n, d in (self.devices.status() if self.devices else {}).items()},
-            "cashbox": {"fen": counters.get("cashbox_fen", 0), "by_denomination": by_denomination},
-            "card_stock": counters.get("card_stock", {}),
-            "hopper": hopper,
-            "hopper_fen": sum(coins * getattr(hoppers.get(name), "coin_fen", 0) for name, coins in hopper.items()),
-            "disabled_services": sorted(self.disabled_services), "cash_inhibited": self.cash_inhibited,
-        }
+        return await birth(self)
 
     async def telemetry(self) -> dict[str, Any]:
-        return {**await self.hall_status(), "uptime_s": round(time.time() - self.started_at, 1),
-                "hall_online": self.link.hall_online if self.link else None}
+        from .hall_status import telemetry
+
+        return await telemetry(self)
 
     # -- what is offered: hall commands, alarms -----------------------------------------------
     def offered(self, service: str) -> str | None:
