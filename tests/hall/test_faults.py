@@ -1,0 +1,371 @@
+"""Faults between the kiosks and the hall: whatever breaks, every outbox row reaches the hall
+database exactly once, in each kiosk's sequence order, and each kiosk counts it delivered.
+
+Real processes throughout: mosquitto (restarted on the same port with its persistence dir),
+``halld serve`` on SQLite, ``kioskd`` (no devices: the link is what is under test). The traffic
+is a kiosk that was offline for a while: its journal outbox pre-filled, through the journal's
+own API, with finished transactions and device events (docs/mqtt.md "Records and acks").
+Faults strike when the hall holds part of the backlog; the check then waits (with a deadline)
+for the kiosks' outboxes to drain and compares both ends row by row.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from hal.emulators.control import call_sync
+from hall.broker import Broker, free_port, start_broker
+from tests.support.kioskd import Kioskd, start_kioskd, write_config
+from tests.support.tcpproxy import TcpProxy
+from transactions import records
+from transactions.journal import Journal
+
+pytestmark = pytest.mark.timeout(120)
+
+HALL = "H-FAULT"
+ROWS = 700  # per kiosk: enough that every fault lands mid-traffic
+DRAIN_S = 45.0  # deadline for the hall to hold everything after the last fault
+
+
+# -- the traffic: a kiosk's journal with a backlog ---------------------------------------------
+
+def _finished_topups(conn: sqlite3.Connection, kiosk: str, boot: int, start: int, n: int) -> None:
+    """Cash top-ups, finished and balanced, as the flow leaves them; every 7th row a device event."""
+    now = time.time()
+    for i in range(start, start + n):
+        if i % 7 == 6:
+            records.record_device_event(conn, "printer", "paper", "near_end", f"row {i}", {"i": i}, now)
+            continue
+        fen = 1000 * (1 + i % 5)
+        txn = records.new_txn(conn, kiosk, boot, "topup", "13800138000", "credited", now, {"i": i})
+        records.add_money(conn, txn, [("cash_in", fen, "bill:bill"), ("applied", fen, "boss")], now)
+        records.set_flow_state(conn, txn, "credited", now, amount_fen=fen)
+        records.finish_txn(conn, txn, "done", now)
+
+
+async def fill_backlog(journal: Path, kiosk: str, rows: int) -> None:
+    async with Journal(journal, kiosk=kiosk) as j:
+        for start in range(0, rows, 500):
+            await j.write(_finished_topups, kiosk, j.boot, start, min(500, rows - start))
+
+
+def outbox(journal: Path) -> list[tuple[int, str, dict, int]]:
+    """The kiosk's side: (seq, topic, payload, delivered) for every outbox row ever queued."""
+    with sqlite3.connect(journal) as db:
+        rows = db.execute("SELECT seq, topic, payload, delivered FROM outbox ORDER BY seq").fetchall()
+    return [(s, t, json.loads(p), d) for s, t, p, d in rows]
+
+
+# -- the hall ---------------------------------------------------------------------------------
+
+class Hall:
+    """mosquitto on a fixed port (so a restart keeps the address) and halld storing into SQLite."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.db = workdir / "hall.db"
+        self.port = free_port()
+        self.broker: Broker | None = None
+        self.halld: subprocess.Popen | None = None
+
+    def start_broker(self) -> None:
+        self.broker = start_broker(self.workdir / "mosquitto", port=self.port)
+
+    def kill_broker(self) -> None:
+        assert self.broker is not None
+        self.broker.proc.kill()
+        self.broker.proc.wait(5)
+
+    def start_halld(self, port: int | None = None) -> None:
+        log = open(self.workdir / "halld.log", "a")
+        self.halld = subprocess.Popen(
+            [sys.executable, "-m", "hall.halld", "serve", "--db", str(self.db),
+             "--mqtt-host", "127.0.0.1", "--mqtt-port", str(port or self.port)],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def kill_halld(self) -> None:
+        assert self.halld is not None
+        os.killpg(self.halld.pid, signal.SIGKILL)  # halld and any worker it runs: no goodbye
+        self.halld.wait(5)
+
+    def rows(self) -> dict[str, list[tuple[int, str, dict]]]:
+        """The hall's side: per kiosk, (msg_seq, kind, payload) in msg_seq order."""
+        if not self.db.exists():
+            return {}
+        try:
+            with sqlite3.connect(self.db, timeout=5) as db:
+                got = db.execute("SELECT kiosk, msg_seq, kind, payload FROM records WHERE hall = ?"
+                                 " ORDER BY kiosk, msg_seq", (HALL,)).fetchall()
+        except sqlite3.OperationalError:  # halld has not created its schema yet
+            return {}
+        out: dict[str, list[tuple[int, str, dict]]] = {}
+        for kiosk, seq, kind, payload in got:
+            out.setdefault(kiosk, []).append((seq, kind, json.loads(payload)))
+        return out
+
+    def count(self) -> int:
+        return sum(len(v) for v in self.rows().values())
+
+    def stop(self) -> None:
+        if self.halld and self.halld.poll() is None:
+            os.killpg(self.halld.pid, signal.SIGTERM)
+            try:
+                self.halld.wait(5)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.halld.pid, signal.SIGKILL)
+                self.halld.wait()
+        if self.broker and self.broker.proc.poll() is None:
+            self.broker.stop()
+
+    def logs(self) -> str:
+        return "".join((self.workdir / name).read_text()[-1500:] for name in ("halld.log",)
+                       if (self.workdir / name).exists())
+
+
+class Kiosk:
+    """One kioskd with its own journal, talking to ``port`` (the broker, or a proxy in front)."""
+
+    def __init__(self, workdir: Path, kiosk_id: str, port: int) -> None:
+        self.id = kiosk_id
+        self.dir = workdir / kiosk_id
+        self.dir.mkdir(parents=True)
+        self.config = write_config(self.dir, port)
+        text = self.config.read_text().replace('id = "K-TEST-1"', f'id = "{kiosk_id}"')
+        text = text.replace('hall = "H-TEST"', f'hall = "{HALL}"')
+        # a 4G link that dies silently is noticed by the keepalive: keep it short here
+        text = text.replace("telemetry_interval_s = 0.5", "telemetry_interval_s = 5\nkeepalive_s = 2")
+        self.config.write_text(text)
+        self.journal = self.dir / "state" / "journal.db"
+        self.proc: Kioskd | None = None
+
+    def start(self) -> None:
+        self.proc = start_kioskd("--config", str(self.config), log_path=self.dir / "kioskd.log")
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()  # SIGKILL: no clean shutdown, acks in flight are lost
+        self.proc.wait(5)
+
+    async def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                await asyncio.to_thread(self.proc.wait, 10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def hall_link(self) -> bool | None:
+        """The kiosk's own view of its link (kioskd's local API), None while it does not answer."""
+        try:
+            return bool(call_sync(str(self.dir / "run" / "kioskd.sock"), "status")["hall_link"])
+        except (OSError, ValueError):
+            return None
+
+    def undelivered(self) -> int:
+        with sqlite3.connect(self.journal) as db:
+            return db.execute("SELECT COUNT(*) FROM outbox WHERE delivered = 0").fetchone()[0]
+
+
+async def wait_until(what: str, check, timeout: float, explain=lambda: "") -> None:
+    """Poll ``check`` until true; fail with ``explain()`` at the deadline."""
+    start = time.monotonic()
+    while not check():
+        if time.monotonic() > start + timeout:
+            pytest.fail(f"{what}: not within {timeout} s\n{explain()}")
+        await asyncio.sleep(0.05)
+    print(f"{what}: {time.monotonic() - start:.1f} s")  # shown with -s: where a slow run spends its time
+
+
+# -- the check ---------------------------------------------------------------------------------
+
+def assert_exactly_once_in_order(hall: Hall, kiosks: list[Kiosk], backlog: int) -> None:
+    held = hall.rows()
+    txn_ids: list[str] = []
+    for k in kiosks:
+        queued = outbox(k.journal)
+        got = held.get(k.id, [])
+        assert [d for *_, d in queued] == [1] * len(queued), f"{k.id}: the kiosk still holds undelivered rows"
+        # both ends: the hall holds exactly the kiosk's outbox rows, at the same msg_seq, nothing else
+        assert [s for s, *_ in got] == [s for s, *_ in queued] == list(range(1, len(queued) + 1)), \
+            f"{k.id}: msg_seq in the hall differ from the kiosk's outbox (holes or extras)"
+        for (seq, topic, payload, _), (msg_seq, kind, body) in zip(queued, got):
+            assert kind == topic, f"{k.id} msg_seq {seq}: stored as {kind}, queued as {topic}"
+            stored = {key: v for key, v in body.items() if key != "msg_seq"}
+            assert stored == {"schema": 1, **payload}, f"{k.id} msg_seq {seq}: the hall holds a different record"
+        txns = [body for _, kind, body in got if kind == "txn"]
+        assert len(txns) >= backlog * 6 // 7, f"{k.id}: transactions missing"
+        seqs = [t["seq"] for t in txns]
+        assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs), f"{k.id}: transactions out of order"
+        txn_ids += [t["txn"] for t in txns]
+    assert len(txn_ids) == len(set(txn_ids)), "a transaction is in the hall database twice"
+
+
+# -- fixtures ----------------------------------------------------------------------------------
+
+@pytest.fixture
+async def hall(tmp_path):
+    h = Hall(tmp_path / "hall")
+    h.workdir.mkdir()
+    h.start_broker()
+    h.start_halld()
+    yield h
+    h.stop()
+
+
+@pytest.fixture
+async def fleet(tmp_path, hall):
+    """Two kiosks with a backlog each (not started: each test decides where they connect)."""
+    kiosks: list[Kiosk] = []
+
+    async def make(port: int | None = None, n: int = 2, rows: int = ROWS) -> list[Kiosk]:
+        for i in range(n):
+            k = Kiosk(tmp_path, f"K-F{i + 1}", port or hall.port)
+            await fill_backlog(k.journal, k.id, rows)
+            kiosks.append(k)
+        return kiosks
+
+    yield make
+    for k in kiosks:
+        await k.stop()
+
+
+def explain(hall: Hall, kiosks: list[Kiosk]):
+    def text() -> str:
+        out = [f"hall rows: { {k: len(v) for k, v in hall.rows().items()} }"]
+        for k in kiosks:
+            out.append(f"{k.id} undelivered: {k.undelivered()}\n{(k.dir / 'kioskd.log').read_text()[-1500:]}")
+        out.append(hall.logs())
+        return "\n".join(out)
+    return text
+
+
+async def drained(hall: Hall, kiosks: list[Kiosk], backlog: int) -> None:
+    await wait_until("every kiosk's outbox delivered", lambda: all(k.undelivered() == 0 for k in kiosks),
+                     DRAIN_S, explain(hall, kiosks))
+    assert_exactly_once_in_order(hall, kiosks, backlog)
+
+
+def part_of(total: int, fraction: float):
+    return lambda hall: fraction * total <= hall.count()
+
+
+# -- the faults --------------------------------------------------------------------------------
+
+async def test_broker_killed_and_restarted_mid_traffic_loses_and_doubles_nothing(hall, fleet):
+    kiosks = await fleet()
+    total = 2 * ROWS
+    for k in kiosks:
+        k.start()
+    await wait_until("a fifth of the backlog in the hall", lambda: part_of(total, 0.2)(hall), 30,
+                     explain(hall, kiosks))
+    hall.kill_broker()  # SIGKILL: whatever mosquitto held in memory is gone
+    hall.start_broker()  # same port, same persistence dir
+    await wait_until("more than half in the hall", lambda: part_of(total, 0.55)(hall), 30, explain(hall, kiosks))
+    hall.kill_broker()  # and once more, later in the drain
+    hall.start_broker()
+    await drained(hall, kiosks, ROWS)
+
+
+async def test_halld_killed_mid_batch_commits_or_gets_it_again(hall, fleet):
+    kiosks = await fleet()
+    total = 2 * ROWS
+    for k in kiosks:
+        k.start()
+    for fraction in (0.15, 0.5):
+        await wait_until(f"{fraction:.0%} in the hall", lambda: part_of(total, fraction)(hall), 30,
+                         explain(hall, kiosks))
+        hall.kill_halld()  # while rows are streaming in: some committed and not acked
+        hall.start_halld()
+    await drained(hall, kiosks, ROWS)
+
+
+async def test_kiosk_killed_while_draining_sends_again_and_the_hall_keeps_one_copy(hall, fleet):
+    kiosks = await fleet()
+    total = 2 * ROWS
+    for k in kiosks:
+        k.start()
+    await wait_until("a fifth in the hall", lambda: part_of(total, 0.2)(hall), 30, explain(hall, kiosks))
+    for k in kiosks:
+        k.kill()  # acks received but not yet journalled die with it: those rows go again
+    for k in kiosks:
+        k.start()
+    await wait_until("more than half in the hall", lambda: part_of(total, 0.55)(hall), 30, explain(hall, kiosks))
+    kiosks[0].kill()
+    kiosks[0].start()
+    await drained(hall, kiosks, ROWS)
+
+
+async def test_network_reset_and_blackhole_between_kiosks_and_hall(hall, fleet):
+    async with TcpProxy(hall.port) as proxy:
+        kiosks = await fleet(port=proxy.port)
+        total = 2 * ROWS
+        for k in kiosks:
+            k.start()
+        await wait_until("a fifth in the hall", lambda: part_of(total, 0.2)(hall), 30, explain(hall, kiosks))
+        # the route resets every connection and the hall's address refuses for a while
+        assert proxy.cut(refuse=True) == len(kiosks)
+        await wait_until("the kiosks seeing their link down", lambda: not any(k.hall_link() for k in kiosks), 10)
+        await proxy.restore()
+        await wait_until("half in the hall", lambda: part_of(total, 0.5)(hall), 30, explain(hall, kiosks))
+        # a route that swallows bytes without a word: only the kiosk's keepalive (2 s here) can tell
+        proxy.blackhole()
+        await wait_until("the kiosks giving up on their silent connections",
+                         lambda: not any(k.hall_link() for k in kiosks), 20, explain(hall, kiosks))
+        assert proxy.hangups >= len(kiosks)  # the kiosks hung up themselves: nobody reset them
+        await proxy.restore()
+        await drained(hall, kiosks, ROWS)
+        assert proxy.dropped_bytes > 0  # the blackhole did swallow traffic
+
+
+async def closed(reader: asyncio.StreamReader) -> bool:
+    try:
+        async with asyncio.timeout(5):
+            return await reader.read(1024) == b""
+    except ConnectionResetError:
+        return True
+
+
+async def test_proxy_blackhole_drops_bytes_and_restore_resets_the_broken_stream():
+    """The instrument itself: an echo server behind the proxy."""
+    async def echo(reader, writer):
+        while data := await reader.read(1024):
+            writer.write(data)
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(echo, "127.0.0.1", 0)
+    try:
+        async with TcpProxy(server.sockets[0].getsockname()[1]) as proxy:
+            reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+            writer.write(b"ping")
+            assert await asyncio.wait_for(reader.readexactly(4), 5) == b"ping"
+            proxy.blackhole()
+            writer.write(b"lost")
+            await wait_until("the proxy swallowing the bytes", lambda: proxy.dropped_bytes >= 4, 5)
+            await proxy.restore()
+            assert await closed(reader)  # reset: the stream lost bytes
+            reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+            writer.write(b"again")
+            assert await asyncio.wait_for(reader.readexactly(5), 5) == b"again"
+            assert proxy.cut(refuse=True) == 1
+            assert await closed(reader)  # cut: reset
+            with pytest.raises(ConnectionRefusedError):
+                await asyncio.open_connection("127.0.0.1", proxy.port)
+            await proxy.restore()
+            reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)  # the same port again
+            writer.write(b"back")
+            assert await asyncio.wait_for(reader.readexactly(4), 5) == b"back"
+            writer.close()
+            await wait_until("the proxy seeing the client hang up", lambda: proxy.hangups == 1, 5)
+    finally:
+        server.close()
