@@ -46,6 +46,7 @@ class Kiosk:
         self.exit_code = 0  # 75 after the hall's restart command: Restart=on-failure brings us back
         self._critical: list[asyncio.Task] = []
         self._background: set[asyncio.Task] = set()
+        self._config_lock = asyncio.Lock()
 
     @property
     def outbox_depth(self) -> int:
@@ -306,10 +307,11 @@ class Kiosk:
         """The hall's set_config: validated by the loader kioskd starts with, persisted atomically
         (fsync'd file and directory), then applied as SIGHUP would."""
         path = self.config.path
-        text, new = await asyncio.to_thread(config_mod.with_setting, path, key, value, simulate=self.config.simulate)
-        await asyncio.to_thread(config_mod.write_atomically, path, text)
-        new = config_mod.load(path, simulate=self.config.simulate)
-        restart = self._apply(new, "configuration set by the hall")
+        async with self._config_lock:  # two set_config at once must not both edit the old text
+            text, new = await asyncio.to_thread(config_mod.with_setting, path, key, value, simulate=self.config.simulate)
+            await asyncio.to_thread(config_mod.write_atomically, path, text)
+            new = config_mod.load(path, simulate=self.config.simulate)
+            restart = self._apply(new, "configuration set by the hall")
         if self.outbox is not None:
             await self.outbox.refresh()
         return {"key": key, "value": value, "config_hash": new.raw_hash, "restart_needed": restart}
