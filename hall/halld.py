@@ -172,6 +172,8 @@ class Halld:
         if len(parts) < 5 or parts[:2] != ["kiosk", "v1"]:
             return self._malformed(topic, "unknown topic")
         hall, kiosk, leaf = parts[2], parts[3], "/".join(parts[4:])
+        if leaf == "status" and not payload:
+            return  # someone deleted the retained birth (an empty retained message): nothing to store
         if leaf in LEAVES:
             self._writer.put(Inbound(hall, kiosk, leaf, payload, time.time()))
             if leaf == "status" and hall not in self.halls:

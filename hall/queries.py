@@ -57,7 +57,8 @@ def kiosk(db: Database, kiosk_id: str) -> dict[str, Any] | None:
 
 
 def hall_of(db: Database, kiosk_id: str) -> str | None:
-    row = db.one("SELECT hall FROM fleet WHERE kiosk = ?", (kiosk_id,))
+    """The hall a kiosk last said hello from (a kiosk moved between halls keeps an old row)."""
+    row = db.one("SELECT hall FROM fleet WHERE kiosk = ? ORDER BY last_seen DESC LIMIT 1", (kiosk_id,))
     return row[0] if row else None
 
 

@@ -38,6 +38,8 @@ class FakeKiosk:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        with contextlib.suppress(aiomqtt.MqttError):  # the broker is shared: leave no retained birth behind
+            await self.client.publish(f"{self.base}/status", b"", qos=1, retain=True)
         while self._task and not self._task.done():
             self._task.cancel()
             await asyncio.wait({self._task}, timeout=1)
@@ -91,3 +93,11 @@ async def running_halld(port: int, db: str, **config: Any):
         async with asyncio.timeout(10):
             await halld.connected.wait()
         yield halld
+
+
+async def birth_stored(halld: Halld, k: FakeKiosk, **status: Any) -> None:
+    """Publish a birth and return once halld has committed it: halld announces a hall it sees for
+    the first time right after queueing the birth, and a write queued after that commits after it."""
+    await k.birth(**status)
+    await k.next(f"hall/v1/{k.hall}/state", where=lambda b: b["online"])
+    await halld._writer.call(lambda db: None)
