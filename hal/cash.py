@@ -5,7 +5,7 @@ on ``Escrow``: a bill in escrow can still be returned, jam, or be pulled back ou
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import AsyncIterator, ClassVar, Iterable
 
 from .device import Device
@@ -21,6 +21,9 @@ class CoinAccepted(CashEvent):
     """A coin went into the cash box (or the hopper): credit ``fen``."""
 
     fen: int
+    # the device's event counter for this coin, when it has one (ccTalk §1.7): journalled with the
+    # credit so that recovery can find coins accepted after the last journalled one (a crash)
+    seq: int | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)

@@ -51,9 +51,14 @@ async def pay_back(run: Run, fen: int, kind: str, reason: str) -> tuple[int, str
                                    [("hopper", hopper.name, -paid)])
                 return Settled({"error": str(result), "paid": None})
 
+            args = {"count": count, "coin_fen": coin, "purpose": kind, "device": hopper.name}
+            if hasattr(hopper, "payout_counter"):  # lets recovery tell this payout from the last one
+                try:
+                    args["counter"] = await hopper.payout_counter()
+                except Exception:
+                    pass
             try:
-                result = await run.effect("payout", {"count": count, "coin_fen": coin, "purpose": kind,
-                                                      "device": hopper.name}, action, settle)
+                result = await run.effect("payout", args, action, settle)
                 paid_fen = min(result.paid, count) * coin
             except Exception:
                 # Neither dispense nor last_payout answered: the coins' fate is unknown. Hold it.
@@ -68,6 +73,7 @@ async def pay_back(run: Run, fen: int, kind: str, reason: str) -> tuple[int, str
 
 async def issue_voucher(run: Run, fen: int, reason: str) -> str:
     code = await run.journal.write(records.issue_voucher, run.txn, fen, reason, run.services.clock())
+    run.boundary("voucher", "commit")
     run.say("voucher_issued", amount=yuan(fen), code=code)
     receipt = Receipt(title=both("receipt_voucher_title"),
                       lines=[(both("label_txn"), run.txn), (both("label_amount"), yuan(fen)),

@@ -22,15 +22,17 @@ from typing import Any, Awaitable, Callable, TypeVar
 from . import records
 from .boss import Boss
 from .customer import Customer
-from .journal import Journal
+from .journal import Journal, boundary
 from .ledger import Ledger, LedgerUnbalanced
 
 R = TypeVar("R")
 
 # Every side effect a flow may perform, and how recovery resolves it when its intent is open.
 EFFECTS: dict[str, str] = {
-    "stack_bill": "ask nobody (the validator has no memory of it): hold the bill's value for review",
-    "payout": "ask the hopper (last_payout); what it did not pay goes on a refund voucher",
+    "stack_bill": "ask the validator's event buffer since the intent's counter: stacked: cash in; returned or "
+                  "still in escrow (returned now): nothing; cannot tell: hold the bill's value for review",
+    "payout": "ask the hopper (payout_since the intent's event counter, else last_payout); what it did not pay "
+              "goes on a refund voucher",
     "boss_credit": "ask the BOSS by idempotency key; not found: repeat with the same key",
     "boss_pay_bill": "ask the BOSS by idempotency key; not found: repeat with the same key",
     "boss_change_plan": "ask the BOSS by idempotency key; not found: the change was not made",
@@ -169,11 +171,16 @@ class Run:
     async def begin(cls, services: Services, spec: FlowSpec, customer: Customer) -> "Run":
         j = services.journal
         txn = await j.write(records.new_txn, j.kiosk, j.boot, spec.name, None, spec.states[0].name, services.clock())
+        boundary(f"{spec.name}:begin:open")
         return cls(services, spec, customer, txn)
 
     @property
     def config(self) -> FlowConfig:
         return self.services.config
+
+    def boundary(self, step: str, phase: str) -> None:
+        """A journalled step boundary has committed (the crash harness may kill here)."""
+        boundary(f"{self.spec.name}:{step}:{phase}")
 
     def say(self, key: str, **fmt: Any) -> None:
         self.customer.show(key, **fmt)
@@ -192,6 +199,7 @@ class Run:
             records.add_money(conn, self.txn, money, now, None, counts)
         await self.journal.write(write)
         self.state = t.dst
+        self.boundary(event, "state")
         return t.dst
 
     async def effect(self, event: str, args: dict, action: Callable[[], Awaitable[R]],
@@ -205,6 +213,7 @@ class Run:
             raise IllegalTransition(f"{self.spec.name}: {event!r} has no effect")
         step = await self.journal.write(records.open_intent, self.txn, t.effect, args, self.services.clock(), t.dst)
         self.state = t.dst
+        self.boundary(t.effect, "intent")
         try:
             result: Any = await action()
         except Exception as exc:  # journalled as the outcome; BaseException (cancel) leaves it open
@@ -212,12 +221,14 @@ class Run:
         s = settle(result)
         await self.journal.write(lambda c: records.close_intent(c, step, s.outcome, self.services.clock(),
                                                                 money=s.money, counts=s.counts))
+        self.boundary(t.effect, "outcome")
         if isinstance(result, Exception):
             raise result
         return result
 
     async def money(self, money: list[records.Money], counts: list[records.Count] = ()) -> None:
         await self.journal.write(records.add_money, self.txn, money, self.services.clock(), None, list(counts))
+        self.boundary("money", "commit")
 
     async def ledger(self) -> Ledger:
         return await self.journal.read(records.ledger, self.txn)
@@ -238,6 +249,7 @@ class Run:
         try:
             final = await self.journal.write(write)
             self.state = t.dst
+            self.boundary(event, "finish")
             return final
         except LedgerUnbalanced as exc:
             await self.journal.write(records.finish_for_review, self.txn, f"unbalanced: {exc}", self.services.clock())
@@ -255,6 +267,7 @@ class Run:
             return records.finish_for_review(conn, self.txn, reason, now)
         await self.journal.write(write)
         self.state = "review"
+        self.boundary(event, "finish")
         return "review"
 
 

@@ -64,6 +64,20 @@ class _Events:
             raise TimeoutError
         raise CustomerCancelled("cancel pressed while inserting cash")
 
+    async def stale(self) -> list[tuple[Any, Any]]:
+        """What the acceptors reported before this intake began (a restart, the last visit's tail).
+
+        Why: a validator found holding a bill at start reports a fault and an Escrow; those belong
+        to nobody now and must not stop or steer this customer's payment.
+        """
+        for _ in range(2):  # let each pump move what its acceptor already queued
+            await asyncio.sleep(0)
+        out = list(self.put_back)
+        self.put_back.clear()
+        while not self.queue.empty():
+            out.append(self.queue.get_nowait())
+        return out
+
     async def close(self) -> None:
         for t in self.tasks:
             t.cancel()
@@ -113,7 +127,9 @@ async def _stack(run: Run, acceptor: Any, fen: int, events: _Events) -> int:
                        [("cash_in", fen, f"bill?:{acceptor.name}"), ("held", fen, "stack unknown")])
 
     try:
-        stacked = await run.effect("escrow", {"device": acceptor.name, "fen": fen}, action, settle)
+        # the validator's event counter now: recovery reads its buffer from here (escrow_fate)
+        args = {"device": acceptor.name, "fen": fen, "counter": getattr(acceptor, "event_counter", None)}
+        stacked = await run.effect("escrow", args, action, settle)
     except _StackUnknown as exc:
         await run.go("stack_failed")
         raise CashStopped("stack_unknown", str(exc)) from None
@@ -121,6 +137,16 @@ async def _stack(run: Run, acceptor: Any, fen: int, events: _Events) -> int:
         events.put_back.extend(others)
     await run.go("stacked" if stacked else "returned")
     return fen if stacked else 0
+
+
+async def _credit(run: Run, acceptor: Any, event: Any) -> None:
+    """A coin (or a bill stacked without escrow) in the box: cash in, cash box count, and the
+    device's event counter of it (``acceptor_seq``), so recovery can find what came after."""
+    kind = "coin" if isinstance(event, CoinAccepted) else "bill"
+    counts = [("cashbox", f"{kind}:{event.fen}", 1)]
+    if getattr(event, "seq", None):
+        counts.append(("acceptor_seq", acceptor.name, event.seq))
+    await run.money([("cash_in", event.fen, f"{kind}:{acceptor.name}")], counts)
 
 
 async def take_cash(run: Run, due_fen: int, allow_over_fen: int = 0) -> int:
@@ -135,6 +161,15 @@ async def take_cash(run: Run, due_fen: int, allow_over_fen: int = 0) -> int:
     paid = (await run.ledger()).cash_in
     events = _Events(acceptors)
     try:
+        for acceptor, event in await events.stale():
+            if isinstance(event, (CoinAccepted, Stacked)):  # money is money: it is in the box now
+                await _credit(run, acceptor, event)
+                paid += event.fen
+            elif isinstance(event, Escrow):  # a bill nobody decided on: back to the bezel
+                try:
+                    await acceptor.return_bill()
+                except Exception:
+                    pass
         await _enable(acceptors, [d for d in run.config.denominations if d <= due_fen - paid + allow_over_fen])
         run.say("insert_cash", due=yuan(due_fen), paid=yuan(paid))
         while paid < due_fen:
@@ -150,8 +185,7 @@ async def take_cash(run: Run, due_fen: int, allow_over_fen: int = 0) -> int:
                     run.say("bill_too_large", due=yuan(due_fen - paid))
                     continue
             elif isinstance(event, (CoinAccepted, Stacked)):  # Stacked without escrow: credit it all the same
-                kind = "coin" if isinstance(event, CoinAccepted) else "bill"
-                await run.money([("cash_in", event.fen, f"{kind}:{acceptor.name}")], [("cashbox", f"{kind}:{event.fen}", 1)])
+                await _credit(run, acceptor, event)
                 paid += event.fen
             elif isinstance(event, Rejected):
                 run.say("cash_rejected")
@@ -179,8 +213,7 @@ async def _drain(run: Run, events: _Events) -> int:
         except TimeoutError:
             return extra
         if isinstance(event, (CoinAccepted, Stacked)):
-            kind = "coin" if isinstance(event, CoinAccepted) else "bill"
-            await run.money([("cash_in", event.fen, f"{kind}:{acceptor.name}")], [("cashbox", f"{kind}:{event.fen}", 1)])
+            await _credit(run, acceptor, event)
             extra += event.fen
         elif isinstance(event, Escrow):
             await acceptor.return_bill()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import os
 import queue
+import signal
 import sqlite3
 import threading
 import time
@@ -223,6 +224,28 @@ class Journal:
         if self._reader is None:
             raise JournalClosed(self.path)
         return await self._reader.submit(fn, args, asyncio.get_running_loop())
+
+
+# -- test hook: the crash harness (tests/crash, bench/crash_soak.py) ------------------------------
+# Inert unless the environment asks. KIOSKD_CRASH_AT="topup:stack_bill:intent:2" makes kioskd
+# SIGKILL itself right after the 2nd commit of that boundary in this process, as a power cut
+# would; KIOSKD_CRASH_TRACE=FILE appends every boundary label (with its count) to FILE, so the
+# harness can list the boundaries a scripted visit passes and then kill at each of them.
+_CRASH_AT = os.environ.get("KIOSKD_CRASH_AT", "")
+_CRASH_TRACE = os.environ.get("KIOSKD_CRASH_TRACE", "")
+_boundaries_seen: dict[str, int] = {}
+
+
+def boundary(label: str) -> None:
+    """Called right after a journalled step boundary committed (``flow:step:intent|outcome|...``)."""
+    if not (_CRASH_AT or _CRASH_TRACE):
+        return
+    n = _boundaries_seen[label] = _boundaries_seen.get(label, 0) + 1
+    if _CRASH_TRACE:
+        with open(_CRASH_TRACE, "a") as trace:
+            trace.write(f"{label}:{n}\n")
+    if _CRASH_AT == f"{label}:{n}":
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _sync_directories(db: Path) -> None:

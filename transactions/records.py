@@ -54,7 +54,10 @@ def add_money(conn: sqlite3.Connection, txn: str, money: Iterable[Money], now: f
             conn.execute("INSERT INTO money(txn, kind, fen, source, step, at) VALUES (?, ?, ?, ?, ?, ?)",
                          (txn, kind, fen, source, step, now))
     for kind, key, delta in counts:
-        adjust_counter(conn, kind, key, delta, now)
+        if kind == "acceptor_seq":  # not a count: the device event counter of the last credit journalled
+            set_counter(conn, kind, key, delta, now)
+        else:
+            adjust_counter(conn, kind, key, delta, now)
 
 
 def open_intent(conn: sqlite3.Connection, txn: str, kind: str, args: dict, now: float,
@@ -175,7 +178,14 @@ def record_device_event(conn: sqlite3.Connection, device: str, kind: str, code: 
                                    "data": data, "at": now}, now)
 
 
-def adjust_counter(conn: sqlite3.Connection, kind: str, key: str, delta: int, now: float) -> int:
+def adjust_counter(conn: sqlite3.Connection, kind: str, key: str, delta: int, now: float) -> int | None:
+    """Add ``delta``; a level nobody ever counted (no refill recorded) is not taken below zero.
+
+    Why: a hopper or card stock with no row means "unknown, let the device say"; decrementing
+    it into -1 would read as "empty" and refuse every later payout or sale.
+    """
+    if delta < 0 and conn.execute("SELECT 1 FROM counters WHERE kind = ? AND key = ?", (kind, str(key))).fetchone() is None:
+        return None
     conn.execute("INSERT INTO counters(kind, key, value, updated_at) VALUES (?, ?, ?, ?)"
                  " ON CONFLICT(kind, key) DO UPDATE SET value = value + excluded.value,"
                  " updated_at = excluded.updated_at", (kind, str(key), delta, now))

@@ -22,6 +22,7 @@ from . import records
 from .boss import BossError, BossRefused
 from .flow import Services, Settled
 from .flows import SPECS
+from .journal import boundary
 
 DELIVERED, NOT_DELIVERED, UNKNOWN = "delivered", "not_delivered", "unknown"
 
@@ -37,7 +38,23 @@ class Recovered:
 
 
 async def _stack_bill(s: Services, txn: dict, step: dict) -> tuple[Settled, str | None]:
-    fen = step["args"]["fen"]
+    a = step["args"]
+    fen, device = a["fen"], a.get("device", "")
+    acceptor = next((x for x in s.hw.acceptors if x.name == device), None)
+    fate = None
+    try:  # the validator's event buffer outlives kioskd: ask it what became of the bill
+        if acceptor is not None and hasattr(acceptor, "escrow_fate"):
+            fate = await acceptor.escrow_fate(a.get("counter"))
+        if fate == "in_escrow":  # still waiting: it goes back to the bezel, as at an escrow timeout
+            await acceptor.return_bill()
+            fate = "returned"
+    except Exception:
+        fate = None
+    if fate == "stacked":
+        return Settled({"stacked": True, "fen": fen, "from": "event buffer"}, [("cash_in", fen, f"bill:{device}")],
+                       [("cashbox", f"bill:{fen}", 1)]), None
+    if fate == "returned":
+        return Settled({"stacked": False, "fen": fen, "from": "event buffer"}), None
     return Settled({"unknown": True, "resolution": "held for review"},
                    [("cash_in", fen, f"bill?:{step['args'].get('device', '')}"), ("held", fen, "stack cut")]), UNKNOWN
 
@@ -46,7 +63,11 @@ async def _payout(s: Services, txn: dict, step: dict) -> tuple[Settled, str | No
     a = step["args"]
     hopper = s.hw.hopper
     try:
-        last = await hopper.last_payout() if hopper is not None else None
+        if hopper is not None and a.get("counter") is not None and hasattr(hopper, "payout_since"):
+            # the intent carries the hopper's event counter: its answer is about THIS payout or none
+            last = await hopper.payout_since(a["counter"], a["count"])
+        else:
+            last = await hopper.last_payout() if hopper is not None else None
     except Exception:
         last = None
     # Trust the hopper's answer only if it is about this payout (same coin count asked).
@@ -130,6 +151,9 @@ async def _card_at_gate(s: Services, txn: dict) -> tuple[list, list, str]:
     """Money, counts, verdict for a sale found at ``at_gate``: was the card taken?"""
     face = txn["data"].get("face_fen")
     dispenser = s.hw.dispensers.get(face)
+    dispensed = [st for st in txn["steps"] if st["kind"] == "dispense_card" and st["closed_at"] is not None]
+    if not dispensed or not (dispensed[-1]["outcome"] or {}).get("at_gate"):
+        return [], [], NOT_DELIVERED  # no card ever reached the gate: nothing was delivered
     try:
         status = await dispenser.status()
         if status.known and status.card_at_gate:
@@ -153,6 +177,7 @@ async def recover_txn(s: Services, txn_id: str) -> Recovered:
         settled, verdict = await RESOLVERS[step["kind"]](s, txn, step)
         await j.write(lambda c, st=step, se=settled: records.close_intent(
             c, st["id"], se.outcome, now(), money=se.money, counts=se.counts, resolved_by="recovery"))
+        boundary(f"recovery:{step['kind']}:resolved")
         out.steps.append({"step": step["id"], "kind": step["kind"], "outcome": settled.outcome, "verdict": verdict})
         if verdict:
             verdicts.append(verdict)
@@ -179,6 +204,7 @@ async def recover_txn(s: Services, txn_id: str) -> Recovered:
         if led.outstanding > 0:
             code = await j.write(records.issue_voucher, txn_id, led.outstanding, "recovered after restart", now())
             out.vouchers.append(code)
+            boundary("recovery:voucher:commit")
         if DELIVERED in verdicts or led.applied > 0:
             out.final = "done"
         elif led.cash_in > 0:
@@ -195,10 +221,42 @@ async def recover_txn(s: Services, txn_id: str) -> Recovered:
     return out
 
 
+async def _unjournalled_coins(s: Services, txn: str | None) -> None:
+    """Coins the acceptor credited after the last one journalled (dropped in as kioskd died).
+
+    The acceptor's buffer outlives kioskd (``credits_since``); they belong to the transaction that
+    was open (taking cash) at the crash. With none open they are recorded as a device event.
+    """
+    seqs = (await s.journal.read(records.counters, "acceptor_seq")).get("acceptor_seq", {})
+    for acceptor in s.hw.acceptors:
+        last = seqs.get(acceptor.name)
+        if last is None or not hasattr(acceptor, "credits_since"):
+            continue
+        try:
+            found = await acceptor.credits_since(last)
+        except Exception:
+            found = None
+        now = s.clock()
+        if found is None:
+            await s.journal.write(records.record_device_event, acceptor.name, "fault", "credits_unknown",
+                                  f"cannot read the credits after event {last}: count the cash box", {}, now)
+            continue
+        fens, counter = found
+        if fens and txn is not None:
+            money = [("cash_in", fen, f"coin:{acceptor.name}") for fen in fens]
+            counts = [("cashbox", f"coin:{fen}", 1) for fen in fens] + [("acceptor_seq", acceptor.name, counter)]
+            await s.journal.write(records.add_money, txn, money, now, None, counts)
+        elif fens:
+            await s.journal.write(records.record_device_event, acceptor.name, "fault", "credit_without_customer",
+                                  f"{sum(fens)} fen credited while no transaction was open", {"fens": fens}, now)
+            await s.journal.write(records.set_counter, "acceptor_seq", acceptor.name, counter, now)
+
+
 async def recover(s: Services) -> list[Recovered]:
     """Resolve every transaction left open by an earlier boot; returns what was done, oldest first."""
     boot = s.journal.boot
     stale = await s.journal.read(
         lambda c: [r[0] for r in c.execute("SELECT id FROM transactions WHERE state = 'open' AND boot < ?"
                                            " ORDER BY opened_at, id", (boot,))])
+    await _unjournalled_coins(s, stale[-1] if stale else None)
     return [await recover_txn(s, txn) for txn in stale]

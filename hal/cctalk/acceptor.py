@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from typing import Any, AsyncIterator, ClassVar, Iterable
 
@@ -40,6 +41,8 @@ class CcTalkAcceptor(CcTalkPeripheral, CashAcceptor):
         self.last_poll_at = 0.0
         self._checked_at = 0.0
         self._no_227 = False
+        self._applying = 0  # inhibit commands in flight (see _apply_inhibits)
+        self._event_seq: int | None = None  # the counter of the event being handled (stamped on coins)
 
     # -- lifecycle -----------------------------------------------------------------------
     async def start(self) -> None:
@@ -116,6 +119,8 @@ class CcTalkAcceptor(CcTalkPeripheral, CashAcceptor):
 
     # -- internals -------------------------------------------------------------------------
     def emit(self, event: CashEvent) -> None:
+        if isinstance(event, CoinAccepted) and event.seq is None and self._event_seq:
+            event = dataclasses.replace(event, seq=self._event_seq)
         if isinstance(event, (CoinAccepted, Stacked)):
             self.credited_fen += event.fen
         if isinstance(event, CashFault):
@@ -136,8 +141,15 @@ class CcTalkAcceptor(CcTalkPeripheral, CashAcceptor):
         if not self.values:  # start() never reached the device: learn the table first
             await self._read_values()
         mask = self._mask()
-        await self.ask_ack(Header.MODIFY_INHIBIT_STATUS, mask.to_bytes(2, "little"))
-        await self.ask_ack(Header.MODIFY_MASTER_INHIBIT, bytes([1 if mask else 0]))
+        # While the two commands are on their way the device is legitimately still inhibited: the
+        # poll loop's read-back (_check_inhibit) must not take that for an unseen reset.
+        self._applying += 1
+        try:
+            await self.ask_ack(Header.MODIFY_INHIBIT_STATUS, mask.to_bytes(2, "little"))
+            await self.ask_ack(Header.MODIFY_MASTER_INHIBIT, bytes([1 if mask else 0]))
+        finally:
+            self._applying -= 1
+            self._checked_at = time.monotonic()
         self._reapply = False
 
     async def _poll_loop(self) -> None:
@@ -179,8 +191,13 @@ class CcTalkAcceptor(CcTalkPeripheral, CashAcceptor):
             self.set_health(Health.FAULT, f"{result.lost} events lost; cash-in suspended for review")
             self.emit(CashFault(self.name, "lost_events", f"at least {result.lost} events lost; cash-in suspended"))
             self._reapply = True
-        for a, b in result.new:
-            await self._on_event(a, b)
+        for i, (a, b) in enumerate(result.new):  # oldest first; the last one is at the counter
+            back = len(result.new) - 1 - i
+            self._event_seq = (reply.data[0] - 1 - back) % 255 + 1 if reply.data[0] else None
+            try:
+                await self._on_event(a, b)
+            finally:
+                self._event_seq = None
         if self._reapply:
             await self._apply_inhibits()
         elif not result.new:
@@ -193,7 +210,7 @@ class CcTalkAcceptor(CcTalkPeripheral, CashAcceptor):
         we want it enabled reveals the reset. Then the buffer is read afresh, as at start.
         """
         now = time.monotonic()
-        if not self.accepting or self._no_227 or now - self._checked_at < self.options.inhibit_check_ms / 1000:
+        if not self.accepting or self._applying or self._no_227 or now - self._checked_at < self.options.inhibit_check_ms / 1000:
             return
         self._checked_at = now
         try:

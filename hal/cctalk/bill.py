@@ -112,6 +112,36 @@ class CcTalkBillValidator(CcTalkAcceptor):
             self.emit(CashFault(self.name, "route_failed", f"route {code} failed with a bill of {self.escrow[1]} fen"))
         raise DeviceError(f"{self.name}: route {code}: {error}")
 
+    async def escrow_fate(self, counter: int | None) -> str | None:
+        """After a restart: what became of the bill in escrow when the event counter was ``counter``?
+
+        Why it can be known: the validator's five-deep event buffer (§1.7) outlives the host. The
+        events after ``counter`` say ``"stacked"`` ((type, 0)) or ``"returned"`` ((0, 1)); with
+        none (or only self-inhibit (0, 0)) the bill still waits: ``"in_escrow"`` (``return_bill``
+        works then). None when nobody can tell: a reset, more than five events since, a fault.
+        """
+        if not counter:
+            return None
+        data = (await self.ask(self.poll_header)).data
+        if len(data) != 11 or data[0] == 0:
+            return None
+        since = (data[0] - counter) % 255  # §1.7: 1..255 then 1 again, never 0 but after a reset
+        if since > 4:  # the escrow event itself must still be in the buffer
+            return None
+        pairs = [(data[1 + 2 * i], data[2 + 2 * i]) for i in range(5)]  # newest first
+        for a, b in reversed(pairs[:since]):  # oldest first
+            if a and b == 0:
+                return "stacked"
+            if a == 0 and b == 1:
+                return "returned"
+            if (a, b) != (0, 0):
+                return None
+        a, b = pairs[since]
+        if a and b == 1:
+            self.escrow = (a, self.values.get(a, 0))
+            return "in_escrow"
+        return None
+
     # -- events ------------------------------------------------------------------------------
     async def _poll_once(self) -> None:
         await super()._poll_once()

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from hal.cash import CashFault, CoinAccepted, Rejected
 from hal.protocols.cctalk import Header
-from hal.protocols.cctalk_events import coin_error
+from hal.protocols.cctalk_events import coin_error, events_between
 
 from .acceptor import CcTalkAcceptor
 from .bus import NoReply
@@ -73,6 +73,28 @@ class CcTalkCoinAcceptor(CcTalkAcceptor):
             values[int(key)] = int(fen)
         self.identity["coins"] = ids
         self.values = values
+
+    async def credits_since(self, counter: int) -> tuple[list[int], int] | None:
+        """After a restart: the coins credited after event ``counter`` (fen each) and the counter now.
+
+        Why: a coin dropped in as kioskd died is in the box but in no journal; the five-deep buffer
+        (§1.7) outlives the host. None when it cannot tell (a reset, more than five events since,
+        a coin of unknown value).
+        """
+        data = (await self.ask(self.poll_header)).data
+        if len(data) != 11 or data[0] == 0:
+            return None
+        since = events_between(counter, data[0])
+        if since > 5:
+            return None
+        fens = []
+        for i in reversed(range(since)):  # oldest first
+            a = data[1 + 2 * i]
+            if a:
+                if not self.values.get(a):
+                    return None
+                fens.append(self.values[a])
+        return fens, data[0]
 
     async def _on_event(self, a: int, b: int) -> None:
         if a:

@@ -150,6 +150,34 @@ class CcTalkHopper(CcTalkPeripheral, PayoutDevice):
         _, _, paid, unpaid = await self.status()
         return PayoutResult(paid, unpaid, paid * self.coin_fen)
 
+    async def payout_counter(self) -> int:
+        """The event counter now (§1.10 hdr 166): journalled with a payout's intent, for recovery."""
+        return (await self.status())[0]
+
+    async def payout_since(self, counter: int, count: int, timeout_s: float = 15.0) -> PayoutResult | None:
+        """After a restart: what did the payout of ``count`` asked for when the counter was ``counter`` do?
+
+        Why it can be known: the hopper keeps paying and counting when the host dies (§1.10). Counter
+        unmoved: it never started (nothing paid). One event on: that payout, read once it ended. Else
+        (a reset, another payout since, several batches) None: nobody can tell.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while True:
+            now, remaining, paid, unpaid = await self.status()
+            if now == 0 and counter != 0:
+                return None
+            since = events_between(counter, now)
+            if since == 0:
+                return PayoutResult(0, count, 0)
+            if since != 1:
+                return None
+            if remaining == 0:
+                return PayoutResult(paid, unpaid, paid * self.coin_fen) if paid + unpaid == count else None
+            if loop.time() > deadline:
+                return None
+            await asyncio.sleep(self.options.poll_interval_ms / 1000)
+
     async def dispense(self, count: int) -> PayoutResult:
         if count < 0:
             raise ValueError("count must be >= 0")

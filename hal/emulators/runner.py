@@ -95,12 +95,13 @@ class EmulatorRunner:
         """Serve one TCP client at a time (the device has one cable)."""
 
         async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            self._write = writer.write
+            write = self._write = writer.write
             try:
                 while data := await reader.read(4096):
                     self.feed(data)
             finally:
-                self._write = lambda data: None
+                if self._write is write:  # a host that reconnected first keeps its line
+                    self._write = lambda data: None
                 writer.close()
 
         self._start_ticks()

@@ -24,7 +24,8 @@ SPEC = FlowSpec(
     states=(
         State("start", "the customer picks a face value (stock and dispenser checked)"),
         *CASH_STATES,
-        State("dispensing", "dispense_card intent open: one card moving to the gate"),
+        # after the dispense outcome (at_gate) and before the state change the card waits at the gate
+        State("dispensing", "dispense_card intent open: one card moving to the gate", recover="card_at_gate"),
         State("at_gate", "card at the gate, waiting for the customer to take it", recover="card_at_gate"),
         State("capturing", "capture_card intent open: card not taken, pulled into the reject bin"),
         State("delivered", "card taken, price applied: change, receipt", recover="delivered"),

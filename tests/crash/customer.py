@@ -1,0 +1,127 @@
+"""The scripted customer: visits driven through kioskd's local API, cash through the emulators.
+
+A visit is what a person at the screen does: answer the question shown, feed cash one piece at a
+time while the acceptors take it, take the card at the gate. It never touches the kiosk while
+kioskd is dead (a customer facing a dark screen walks away), and every call may find kioskd gone.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from .rig import CARD_PRICE, KioskdDied, Rig
+
+FIRST = "*"  # answer with the first option offered
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    service: str
+    answers: dict[str, str]
+    cash: tuple[tuple[str, int], ...] = ()  # ("bill", 2000) / ("coin", 100), in this order
+    take_card: bool = True
+    cancel_after_cash: int = -1  # press cancel once this many pieces are in (-1: never)
+    setup: Callable[[Rig, int], None] | None = field(default=None, compare=False)
+
+
+def _bill_due(rig: Rig, n: int) -> None:
+    rig.add_boss_bill("13912345678", f"X{n:06d}", 2000)  # what is due: exactly this month's 20 yuan
+
+
+# Every flow that moves money or writes to the BOSS, with its happy path and its refund paths.
+SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
+    Scenario("topup_change", "topup", {"enter_phone": "13800138000", "choose_amount": "1000"},
+             (("bill", 2000),)),  # 10 yuan top-up paid with 20: 10 coins change
+    Scenario("topup_exact", "topup", {"enter_phone": "18612345678", "choose_amount": "2000"},
+             (("coin", 100), ("bill", 1000), ("bill", 500), ("coin", 100), ("coin", 100), ("coin", 100),
+              ("coin", 50), ("coin", 50), ("coin", 100))),
+    Scenario("topup_cancel", "topup", {"enter_phone": "13800138000", "choose_amount": "5000"},
+             (("bill", 1000), ("coin", 100)), cancel_after_cash=2),  # cancelled: 11 yuan paid back
+    Scenario("card_taken", "card_sale", {"choose_card": str(CARD_PRICE)},
+             (("bill", 2000), ("bill", 1000), ("coin", 100))),  # 1 coin change
+    Scenario("card_not_taken", "card_sale", {"choose_card": str(CARD_PRICE)},
+             (("bill", 2000), ("bill", 1000)), take_card=False),  # captured: 30 coins back
+    Scenario("bill_pay", "bill_pay", {"enter_phone": "13912345678", "confirm_bill": "pay"},
+             (("bill", 2000),), setup=_bill_due),
+    Scenario("plan_change", "plan_change", {"enter_phone": "13800138000", "choose_plan": FIRST,
+                                            "choose_confirm_method": "password", "enter_password": "123456"}),
+    Scenario("loss_report", "loss_report", {"enter_phone": "15000000000", "enter_password": "000000",
+                                            "confirm_suspend": "confirm"}),
+)}
+
+
+class Visit:
+    """One scripted visit; ``run()`` returns the visit's result, or raises KioskdDied."""
+
+    def __init__(self, rig: Rig, scenario: Scenario, n: int) -> None:
+        self.rig, self.s, self.n = rig, scenario, n
+        self.fed = 0
+        self.cancelled = False
+        self.took = False
+
+    def run(self, timeout: float = 30.0, kill_at: float | None = None) -> dict:
+        """Drive the visit; ``kill_at`` (seconds after begin) SIGKILLs kioskd at that instant."""
+        rig, s = self.rig, self.s
+        if s.setup is not None:
+            s.setup(rig, self.n)
+        visit = rig.api("begin", service=s.service)
+        started = time.monotonic()
+        while True:
+            now = time.monotonic() - started
+            if kill_at is not None and now >= kill_at:
+                rig.kill_kioskd()
+                raise KioskdDied("killed at a random instant")
+            if now > timeout:
+                raise RuntimeError(f"{s.name}: visit did not finish in {timeout} s (screen {rig.api('screen')})")
+            screen = rig.api("screen")
+            if not screen["busy"] and screen["visit"] == visit and screen["last"]:
+                return screen["last"]
+            self._act(screen)
+            time.sleep(0.01)
+
+    def _act(self, screen: dict) -> None:
+        rig, s = self.rig, self.s
+        q = screen.get("question")
+        if q and q["prompt"] in s.answers:
+            value = s.answers[q["prompt"]]
+            if value == FIRST:
+                value = q["options"][0]
+            try:
+                rig.api("answer", value=value, n=q["n"])
+            except KioskdDied:
+                raise
+            except Exception:  # the question moved on meanwhile: the next screen tells
+                pass
+            return
+        keys = {shown["key"] for shown in screen.get("shown", [])}
+        if "insert_cash" in keys or "paid_so_far" in keys:
+            if self.fed == s.cancel_after_cash and not self.cancelled:
+                self.cancelled = True
+                rig.api("cancel")
+                return
+            if self.fed < len(s.cash) and not self.cancelled:
+                self._feed_next()
+        if "take_card" in keys and s.take_card and not self.took:
+            if rig.emu("crt571", "state")["position"] == "gate" and rig.alive():
+                rig.emu("crt571", "take_card")
+                self.took = True
+
+    def _feed_next(self) -> None:
+        """One piece of cash, when the acceptor takes it (a person waits for the bezel light)."""
+        rig = self.rig
+        kind, fen = self.s.cash[self.fed]
+        bus = rig.emu("cctalk", "state")
+        if not rig.alive():
+            return
+        if kind == "bill":
+            b = bus["bill"]
+            if b["master_enabled"] and b["inhibit_mask"] and not b["escrow_fen"]:
+                result = rig.emu("cctalk", "insert_bill", value=fen)
+                self.fed += 1 if result in ("escrow", "stacked") else 0
+        else:
+            c = bus["coin"]
+            if c["master_enabled"] and c["inhibit_mask"] and c.get("accepting", True):
+                result = rig.emu("cctalk", "insert_coin", value=fen)
+                self.fed += 1 if result == "accepted" else 0

@@ -1,0 +1,112 @@
+"""What must hold after every kill and restart, checked against sources other than the journal.
+
+    money in  (emulators: bills stacked + coins accepted)
+  = applied   (bosssim's ledger: credits + bill payments; cards the dispenser saw taken x price)
+  + paid back (the hopper emulator's own paid total)
+  + vouchers  (refund records in the journal: owed to a customer with a claim code)
+  + held      (money the journal holds for review)
+
+to the fen; and: no idempotency key applied twice at the BOSS (each journal transaction has at
+most one applied write per kind, each BOSS write belongs to a journal transaction that counts
+it), every transaction final after recovery, every card out of the stacker taken or captured.
+Each term is also compared with the journal's own view, so a failure names the term that drifted.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from .rig import CARD_PRICE, Rig
+
+BOSS_MONEY_OPS = ("credit", "pay_bill")
+
+
+@dataclass
+class Books:
+    money_in: int = 0
+    applied_boss: int = 0
+    applied_cards: int = 0
+    paid_back: int = 0
+    vouchers: int = 0
+    held: int = 0
+    journal: dict = field(default_factory=dict)
+    txns: Counter = field(default_factory=Counter)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def applied(self) -> int:
+        return self.applied_boss + self.applied_cards
+
+    def terms(self) -> dict[str, int]:
+        return {"money_in": self.money_in, "applied": self.applied, "applied_boss": self.applied_boss,
+                "applied_cards": self.applied_cards, "paid_back": self.paid_back, "vouchers": self.vouchers,
+                "held": self.held}
+
+
+def check(rig: Rig, final_expected: bool = True) -> Books:
+    b = Books()
+    bus = rig.emu("cctalk", "state")
+    cards = rig.emu("crt571", "state")
+    ledger = rig.boss_ledger()
+    b.money_in = bus["coins_accepted_fen"] + bus["bills_stacked_fen"]
+    b.paid_back = bus["hopper_paid_fen"]
+    b.applied_cards = cards["taken"] * CARD_PRICE
+    ops = [op for op in ledger["ops"] if op["key"].startswith("K-CRASH-")]
+    b.applied_boss = sum(op["args"].get("fen", 0) for op in ops if op["op"] in BOSS_MONEY_OPS)
+
+    with rig.journal() as j:
+        money = {r["kind"]: r["fen"] for r in j.execute("SELECT kind, COALESCE(SUM(fen), 0) AS fen FROM money GROUP BY kind")}
+        b.vouchers = j.execute("SELECT COALESCE(SUM(fen), 0) FROM refunds").fetchone()[0]
+        b.held = money.get("held", 0)
+        b.txns = Counter({r["state"]: r["n"] for r in j.execute("SELECT state, COUNT(*) AS n FROM transactions GROUP BY state")})
+        hopper_fen = j.execute("SELECT COALESCE(SUM(fen), 0) FROM money WHERE source LIKE 'hopper:%'").fetchone()[0]
+        card_fen = j.execute("SELECT COALESCE(SUM(fen), 0) FROM money WHERE kind = 'applied' AND source LIKE 'card:%'").fetchone()[0]
+        boss_fen = j.execute("SELECT COALESCE(SUM(fen), 0) FROM money WHERE kind = 'applied' AND source LIKE 'boss:%'").fetchone()[0]
+        applied_steps = Counter()
+        for r in j.execute("SELECT txn, kind, outcome FROM steps WHERE kind LIKE 'boss_%' AND outcome LIKE '%\"applied\": true%'"):
+            applied_steps[(r["txn"], r["kind"])] += 1
+        open_txns = [r[0] for r in j.execute("SELECT id FROM transactions WHERE state = 'open'")]
+        unbalanced = [r[0] for r in j.execute(
+            "SELECT txn FROM money GROUP BY txn HAVING SUM(CASE kind WHEN 'cash_in' THEN fen ELSE -fen END) != 0")]
+        review_txns = {r[0] for r in j.execute("SELECT id FROM transactions WHERE state = 'review'")}
+    b.journal = {"cash_in": money.get("cash_in", 0), "applied": money.get("applied", 0), "change": money.get("change", 0),
+                 "refunded": money.get("refunded", 0), "held": b.held, "hopper": hopper_fen, "cards": card_fen,
+                 "boss": boss_fen}
+
+    right = b.applied + b.paid_back + b.vouchers + b.held
+    if b.money_in != right:
+        b.problems.append(f"money in {b.money_in} != applied {b.applied} + paid back {b.paid_back} + vouchers "
+                          f"{b.vouchers} + held {b.held} = {right} (journal: {b.journal})")
+    if b.money_in != b.journal["cash_in"]:
+        b.problems.append(f"emulators took {b.money_in} fen, the journal's cash_in is {b.journal['cash_in']}")
+    if b.paid_back != hopper_fen:
+        b.problems.append(f"hopper paid {b.paid_back} fen, the journal says {hopper_fen}")
+    if b.applied_cards != card_fen:
+        b.problems.append(f"cards taken x price = {b.applied_cards} fen, the journal applied {card_fen}")
+    if b.applied_boss != boss_fen:
+        b.problems.append(f"bosssim applied {b.applied_boss} fen, the journal counts {boss_fen}")
+    # no credit applied twice: the BOSS's keys are unique by construction, so check the kiosk's side:
+    # one key per transaction and kind, every BOSS write known to the journal as applied (or held).
+    per_txn = Counter((op["key"].rsplit(":", 1)[0], op["op"]) for op in ops)
+    twice = [k for k, n in per_txn.items() if n > 1]
+    if twice:
+        b.problems.append(f"BOSS writes applied more than once for one transaction: {twice}")
+    kinds = {"credit": "boss_credit", "pay_bill": "boss_pay_bill", "change_plan": "boss_change_plan",
+             "suspend_number": "boss_suspend"}
+    for op in ops:
+        txn = op["key"].rsplit(":", 1)[0]
+        if (txn, kinds[op["op"]]) not in applied_steps and txn not in review_txns:
+            b.problems.append(f"BOSS applied {op['key']} but the journal does not count it (and holds nothing)")
+    doubled = [k for k, n in applied_steps.items() if n > 1]
+    if doubled:
+        b.problems.append(f"journal counts a BOSS write applied twice: {doubled}")
+    if unbalanced:
+        b.problems.append(f"transactions whose ledger does not balance: {unbalanced}")
+    if final_expected and open_txns:
+        b.problems.append(f"transactions still open after recovery: {open_txns}")
+    if final_expected and cards["position"] == "gate":
+        b.problems.append("a card is left at the gate after recovery")
+    out = cards["dispensed"]
+    if final_expected and out != cards["taken"] + cards["captured"]:
+        b.problems.append(f"cards out of the stacker {out} != taken {cards['taken']} + captured {cards['captured']}")
+    return b
