@@ -47,7 +47,8 @@ def acl_text(fleet: Mapping[str, Iterable[str]], halld_users: Iterable[str] = (H
     seen: set[str] = set()
     for user in halld_users:
         _check_user(user)
-        lines += [f"user {user}", "topic read kiosk/v1/#", "topic read $share/+/kiosk/v1/#"]
+        # hall/v1/#: a worker reads its siblings' state, to say online again when one leaves (docs/hall.md)
+        lines += [f"user {user}", "topic read kiosk/v1/#", "topic read $share/+/kiosk/v1/#", "topic read hall/v1/#"]
         lines += [f"topic write {t}" for t in HALLD_WRITES]
         lines.append("")
     for hall, kiosks in sorted(fleet.items()):
