@@ -126,5 +126,9 @@ async def start_api(app: web.Application, host: str, port: int) -> tuple[web.App
     runner = web.AppRunner(app, shutdown_timeout=1.0, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
-    await site.start()
+    try:
+        await site.start()
+    except OSError:
+        await runner.cleanup()
+        raise
     return runner, site._server.sockets[0].getsockname()[1]

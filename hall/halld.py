@@ -93,7 +93,10 @@ class Halld:
                 self.halls.append(hall)
         if self.config.http_port is not None:
             app = make_app(self._reader, self.commands, self.snapshot)
-            self._api, self.http_port = await start_api(app, self.config.http_host, self.config.http_port)
+            try:
+                self._api, self.http_port = await start_api(app, self.config.http_host, self.config.http_port)
+            except OSError as exc:  # the hall link matters more than the staff API: carry on without it
+                log.error("HTTP API not started on %s:%s: %s", self.config.http_host, self.config.http_port, exc)
         self._mqtt = asyncio.get_running_loop().create_task(self._run(), name="halld-mqtt")
         return self
 
