@@ -54,7 +54,7 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("-n", type=int, default=20)
         p.add_argument("--kiosk")
     p = add("refunds", "refund vouchers")
-    p.add_argument("--state", help="issued | claimed | paid ...")
+    p.add_argument("--state", help="issued | claimed")
     p = add("reviews", "transactions held for review")
     p.add_argument("--state", help="open | closed")
     p = add("cmd", "send a command to a kiosk and print its reply")

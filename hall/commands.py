@@ -104,4 +104,5 @@ def _log_reply(db: Database, cid: str, kiosk: str, name: str, args: dict, reply:
     if name == "resolve_review" and isinstance(args.get("txn"), str):
         Store.resolve_review(db, kiosk, args["txn"], str(args.get("resolution") or "resolved"), note, now)
     elif name == "resolve_refund" and isinstance(args.get("claim"), str):
-        Store.resolve_refund(db, kiosk, args["claim"], str(args.get("resolution") or "paid"), note, now)
+        # the same state the kiosk's voucher_claimed event gives the row when it arrives
+        Store.resolve_refund(db, kiosk, args["claim"], "claimed", note, now)

@@ -157,3 +157,23 @@ async def test_the_cli_sends_a_command_and_reads_the_tables(broker, tmp_path):
     assert f"{h}/K1" in fleet.stdout and "online" in fleet.stdout and "session 5" in fleet.stdout
     txns = subprocess.run([sys.executable, "-m", "hall.halld", "txns", "--db", db, "--json"], capture_output=True, text=True)
     assert [t["txn"] for t in json.loads(txns.stdout)] == ["K1-1-1"]
+
+
+async def test_a_refund_paid_at_the_counter_by_command_is_claimed_in_the_hall(broker, tmp_path):
+    h = hall()
+    async with running_halld(broker.port, str(tmp_path / "h.db"), worker=f"{h}-w") as halld, \
+            FakeKiosk(broker.port, h) as k:
+        await k.birth()
+        await k.publish("event", {"msg_seq": 1, "kind": "refund_voucher", "txn": "K1-1-3", "fen": 500,
+                                  "claim_code": "7KQ2MX9PAB", "reason": "hopper empty"})
+        await k.ack_reaching(1)
+        responder = asyncio.create_task(answer_commands(k, []))
+        try:
+            status, _ = await post(halld.http_port, "/api/kiosks/K1/cmd/resolve_refund",
+                                   {"args": {"claim": "7KQ2MX9PAB", "resolution": "paid"}})
+        finally:
+            responder.cancel()
+        assert status == 200
+        assert (await get(halld.http_port, "/api/refunds?state=issued"))[1] == []
+        _, claimed = await get(halld.http_port, "/api/refunds?state=claimed")
+        assert [(r["claim_code"], r["fen"]) for r in claimed] == [("7KQ2MX9PAB", 500)]
