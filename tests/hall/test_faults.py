@@ -32,7 +32,7 @@ from transactions.journal import Journal
 pytestmark = pytest.mark.timeout(120)
 
 HALL = "H-FAULT"
-ROWS = 700  # per kiosk: enough that every fault lands mid-traffic
+ROWS = 1500  # per kiosk: enough that every fault lands mid-traffic (mid_traffic checks it)
 DRAIN_S = 45.0  # deadline for the hall to hold everything after the last fault
 
 
@@ -75,7 +75,7 @@ class Hall:
         self.db = workdir / "hall.db"
         self.port = free_port()
         self.broker: Broker | None = None
-        self.halld: subprocess.Popen | None = None
+        self.workers: dict[str, subprocess.Popen] = {}  # halld processes by worker id
 
     def start_broker(self) -> None:
         self.broker = start_broker(self.workdir / "mosquitto", port=self.port)
@@ -85,17 +85,17 @@ class Hall:
         self.broker.proc.kill()
         self.broker.proc.wait(5)
 
-    def start_halld(self, port: int | None = None) -> None:
-        log = open(self.workdir / "halld.log", "a")
-        self.halld = subprocess.Popen(
-            [sys.executable, "-m", "hall.halld", "serve", "--db", str(self.db),
-             "--mqtt-host", "127.0.0.1", "--mqtt-port", str(port or self.port)],
+    def start_halld(self, worker: str = "halld-1") -> None:
+        log = open(self.workdir / f"{worker}.log", "a")
+        self.workers[worker] = subprocess.Popen(
+            [sys.executable, "-m", "hall.halld", "serve", "--db", str(self.db), "--mqtt-host", "127.0.0.1",
+             "--mqtt-port", str(self.port), "--worker", worker, "--hall", HALL, "--http", "off"],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
-    def kill_halld(self) -> None:
-        assert self.halld is not None
-        os.killpg(self.halld.pid, signal.SIGKILL)  # halld and any worker it runs: no goodbye
-        self.halld.wait(5)
+    def kill_halld(self, worker: str = "halld-1") -> None:
+        proc = self.workers[worker]
+        os.killpg(proc.pid, signal.SIGKILL)  # no goodbye, no last commit
+        proc.wait(5)
 
     def rows(self) -> dict[str, list[tuple[int, str, dict]]]:
         """The hall's side: per kiosk, (msg_seq, kind, payload) in msg_seq order."""
@@ -116,19 +116,19 @@ class Hall:
         return sum(len(v) for v in self.rows().values())
 
     def stop(self) -> None:
-        if self.halld and self.halld.poll() is None:
-            os.killpg(self.halld.pid, signal.SIGTERM)
-            try:
-                self.halld.wait(5)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.halld.pid, signal.SIGKILL)
-                self.halld.wait()
+        for proc in self.workers.values():
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(5)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
         if self.broker and self.broker.proc.poll() is None:
             self.broker.stop()
 
     def logs(self) -> str:
-        return "".join((self.workdir / name).read_text()[-1500:] for name in ("halld.log",)
-                       if (self.workdir / name).exists())
+        return "".join(f"{w}: " + (self.workdir / f"{w}.log").read_text()[-1500:] for w in self.workers)
 
 
 class Kiosk:
@@ -259,6 +259,11 @@ def part_of(total: int, fraction: float):
     return lambda hall: fraction * total <= hall.count()
 
 
+def mid_traffic(hall: Hall, total: int) -> None:
+    """Right after a fault: it must have struck with rows still to come, or it tested nothing."""
+    assert hall.count() < total, "the backlog drained before the fault: raise ROWS"
+
+
 # -- the faults --------------------------------------------------------------------------------
 
 async def test_broker_killed_and_restarted_mid_traffic_loses_and_doubles_nothing(hall, fleet):
@@ -269,9 +274,11 @@ async def test_broker_killed_and_restarted_mid_traffic_loses_and_doubles_nothing
     await wait_until("a fifth of the backlog in the hall", lambda: part_of(total, 0.2)(hall), 30,
                      explain(hall, kiosks))
     hall.kill_broker()  # SIGKILL: whatever mosquitto held in memory is gone
+    mid_traffic(hall, total)
     hall.start_broker()  # same port, same persistence dir
     await wait_until("more than half in the hall", lambda: part_of(total, 0.55)(hall), 30, explain(hall, kiosks))
-    hall.kill_broker()  # and once more, later in the drain
+    hall.broker.stop()  # a clean restart later in the drain: mosquitto saves its sessions and queues
+    mid_traffic(hall, total)
     hall.start_broker()
     await drained(hall, kiosks, ROWS)
 
@@ -285,7 +292,22 @@ async def test_halld_killed_mid_batch_commits_or_gets_it_again(hall, fleet):
         await wait_until(f"{fraction:.0%} in the hall", lambda: part_of(total, fraction)(hall), 30,
                          explain(hall, kiosks))
         hall.kill_halld()  # while rows are streaming in: some committed and not acked
+        mid_traffic(hall, total)
         hall.start_halld()
+    await drained(hall, kiosks, ROWS)
+
+
+async def test_one_of_two_halld_workers_killed_the_other_takes_the_shared_subscription(hall, fleet):
+    """Rows the broker had handed to the dead worker are holes for the survivor: it asks the
+    kiosk to resend (resend_from) rather than acking past them."""
+    hall.start_halld("halld-2")
+    kiosks = await fleet(n=3)
+    total = 3 * ROWS
+    for k in kiosks:
+        k.start()
+    await wait_until("a quarter in the hall", lambda: part_of(total, 0.25)(hall), 30, explain(hall, kiosks))
+    hall.kill_halld("halld-2")
+    mid_traffic(hall, total)
     await drained(hall, kiosks, ROWS)
 
 
@@ -297,10 +319,12 @@ async def test_kiosk_killed_while_draining_sends_again_and_the_hall_keeps_one_co
     await wait_until("a fifth in the hall", lambda: part_of(total, 0.2)(hall), 30, explain(hall, kiosks))
     for k in kiosks:
         k.kill()  # acks received but not yet journalled die with it: those rows go again
+    mid_traffic(hall, total)
     for k in kiosks:
         k.start()
     await wait_until("more than half in the hall", lambda: part_of(total, 0.55)(hall), 30, explain(hall, kiosks))
     kiosks[0].kill()
+    mid_traffic(hall, total)
     kiosks[0].start()
     await drained(hall, kiosks, ROWS)
 
@@ -314,14 +338,16 @@ async def test_network_reset_and_blackhole_between_kiosks_and_hall(hall, fleet):
         await wait_until("a fifth in the hall", lambda: part_of(total, 0.2)(hall), 30, explain(hall, kiosks))
         # the route resets every connection and the hall's address refuses for a while
         assert proxy.cut(refuse=True) == len(kiosks)
+        mid_traffic(hall, total)
         await wait_until("the kiosks seeing their link down", lambda: not any(k.hall_link() for k in kiosks), 10)
         await proxy.restore()
         await wait_until("half in the hall", lambda: part_of(total, 0.5)(hall), 30, explain(hall, kiosks))
         # a route that swallows bytes without a word: only the kiosk's keepalive (2 s here) can tell
         proxy.blackhole()
-        await wait_until("the kiosks giving up on their silent connections",
-                         lambda: not any(k.hall_link() for k in kiosks), 20, explain(hall, kiosks))
-        assert proxy.hangups >= len(kiosks)  # the kiosks hung up themselves: nobody reset them
+        mid_traffic(hall, total)
+        await wait_until("the kiosks giving up on their silent connections (they hang up, nobody resets them)",
+                         lambda: proxy.hangups >= len(kiosks) and not any(k.hall_link() for k in kiosks), 20,
+                         explain(hall, kiosks))
         await proxy.restore()
         await drained(hall, kiosks, ROWS)
         assert proxy.dropped_bytes > 0  # the blackhole did swallow traffic
