@@ -1,0 +1,450 @@
+"""Hall throughput: kiosk records through mosquitto into halld, against baselines from the same run.
+
+    python bench/hall.py [--kiosks 20] [--rows 500] [--window 64] [--backlog 10000]
+                         [--serial-rows 2000] [--pg-url postgresql://...] [--only a,b,c]
+
+(a) ingest: ``--kiosks`` simulated kiosks (aiomqtt clients, each with ``--window`` records in
+    flight and honouring acks and ``resend_from`` as kioskd does, docs/mqtt.md) publish
+    ``--rows`` finished-transaction records each into halld on SQLite (WAL, synchronous=FULL).
+    Durable rows/s = rows / (first publish -> the last kiosk's ack covering its last row); halld
+    acks only after the commit. Baseline: raw mosquitto QoS 1, ``mosquitto_pub -l`` (one per
+    kiosk) -> one ``mosquitto_sub``, the same count and the same payloads, on the same broker.
+(b) a ``--backlog``-row kiosk journal (a kiosk offline for a day; real rows through the
+    transactions API) drained by the real kioskd (its window in flight) vs one record at a time
+    (publish, wait for halld's ack, journal it, next; ``--serial-rows`` of the same backlog).
+(c) 1 vs 2 halld workers on PostgreSQL with the shared subscription, the ingest of (a).
+    The cluster comes from tests/support/postgres.py (fsync off: this measures halld, not a
+    disk) or ``--pg-url``; skipped with a message when neither is there.
+
+Everything is real processes on loopback: mosquitto, halld, kioskd. Prints numbers and ratios;
+never fails on them.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from hall.broker import Broker, start_broker  # noqa: E402
+from transactions import books, records  # noqa: E402
+from transactions.journal import Journal  # noqa: E402
+
+HALL = "H-BENCH"
+STALL_S = 3.0
+QUIET = logging.getLogger("bench.mqtt")  # aiomqtt warns per publish beyond 10 in flight: ours are on purpose
+QUIET.setLevel(logging.ERROR)
+
+
+# -- TCP_NODELAY (--nodelay) -------------------------------------------------------------------
+
+NODELAY_SHIM = """# written by bench/hall.py --nodelay: paho's MQTT sockets with TCP_NODELAY (paho leaves Nagle on)
+import socket
+import paho.mqtt.client as _c
+
+_create = _c.Client._create_socket_connection
+
+
+def _nodelay(self):
+    sock = _create(self)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+_c.Client._create_socket_connection = _nodelay
+"""
+
+
+def nodelay_env(tmp: Path) -> dict[str, str]:
+    """For halld and kioskd as subprocesses: a sitecustomize that patches paho as above."""
+    shim = tmp / "nodelay"
+    shim.mkdir(exist_ok=True)
+    (shim / "sitecustomize.py").write_text(NODELAY_SHIM)
+    exec(compile(NODELAY_SHIM, "nodelay-shim", "exec"), {})  # and in this process
+    return {"PYTHONPATH": os.pathsep.join([str(shim), str(ROOT), os.environ.get("PYTHONPATH", "")])}
+
+
+ENV: dict[str, str] = {}  # extra environment for halld and kioskd
+
+
+# -- records ----------------------------------------------------------------------------------
+
+def _topups(conn, kiosk: str, boot: int, start: int, n: int) -> None:
+    now = time.time()
+    for i in range(start, start + n):
+        fen = 1000 * (1 + i % 5)
+        txn = records.new_txn(conn, kiosk, boot, "topup", "13800138000", "credited", now, {"bill": fen})
+        records.add_money(conn, txn, [("cash_in", fen, "bill:bill"), ("applied", fen, "boss")], now)
+        records.set_flow_state(conn, txn, "credited", now, amount_fen=fen)
+        records.finish_txn(conn, txn, "done", now)
+
+
+async def fill_journal(path: Path, kiosk: str, rows: int) -> None:
+    """A kiosk's journal with ``rows`` finished top-ups waiting in its outbox."""
+    async with Journal(path, kiosk=kiosk) as j:
+        for start in range(0, rows, 1000):
+            await j.write(_topups, kiosk, j.boot, start, min(1000, rows - start))
+
+
+async def template(tmp: Path) -> dict:
+    """One real outbox payload (a finished top-up, as transactions/records.py queues it)."""
+    await fill_journal(tmp / "template.db", "K-T", 1)
+    async with Journal(tmp / "template.db", kiosk="K-T") as j:
+        return (await books.outbox(j, limit=1))[0]["payload"]
+
+
+def wire(tpl: dict, kiosk: str, n: int) -> list[bytes]:
+    """What kioskd publishes for rows 1..n (controller/link.py encode: schema + row + msg_seq)."""
+    return [json.dumps({"schema": 1, **tpl, "txn": f"{kiosk}-2-{i}", "seq": i, "msg_seq": i},
+                       ensure_ascii=False, separators=(",", ":")).encode() for i in range(1, n + 1)]
+
+
+# -- processes --------------------------------------------------------------------------------
+
+class Halld:
+    def __init__(self, tmp: Path, db: str, broker: Broker, worker: str = "halld") -> None:
+        self.log = tmp / f"{worker}.log"
+        cmd = [sys.executable, "-m", "hall.halld", "serve", "--db", db, "--mqtt-port", str(broker.port)]
+        if (ROOT / "hall" / "cli.py").exists():  # the full halld: a worker id, no HTTP API here
+            cmd += ["--worker", worker, "--hall", HALL, "--http", "off"]
+        self.proc = subprocess.Popen(cmd, stdout=open(self.log, "w"), stderr=subprocess.STDOUT, cwd=ROOT,
+                                     start_new_session=True, env={**os.environ, **ENV})
+        deadline = time.monotonic() + 20
+        while "halld: listening" not in self.log.read_text():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"halld did not start:\n{self.log.read_text()[-2000:]}")
+            time.sleep(0.02)  # polling its log for the ready line; bounded by the deadline
+
+    def stop(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process (Linux /proc), to show who the bottleneck is."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def mosquitto(name: str) -> str:
+    exe = shutil.which(name)
+    if not exe:
+        raise SystemExit(f"{name} not found (apt-get install mosquitto-clients)")
+    return exe
+
+
+# -- simulated kiosks -------------------------------------------------------------------------
+
+async def sim_kiosk(port: int, kiosk: str, rows: list[bytes], window: int) -> dict:
+    """A kiosk link in miniature: ``window`` records in flight, delivered on ack, rewinds on
+    ``resend_from`` and on a stall. Returns its first-publish and last-ack times."""
+    import aiomqtt
+
+    n = len(rows)
+    acked = sent = 0
+    progress = asyncio.Event()
+    out = {"first": 0.0, "done": 0.0, "rewinds": 0}
+    async with aiomqtt.Client("127.0.0.1", port, identifier=kiosk, protocol=aiomqtt.ProtocolVersion.V5,
+                              max_inflight_messages=window, timeout=30, logger=QUIET) as client:
+        ack_topic = f"kiosk/v1/{HALL}/{kiosk}/ack"
+        await client.subscribe(ack_topic, qos=1)
+
+        async def acks() -> None:
+            nonlocal acked, sent
+            async for m in client.messages:
+                body = json.loads(m.payload)
+                if body["msg_seq"] > acked:
+                    acked = body["msg_seq"]
+                    sent = max(sent, acked)
+                resend = body.get("resend_from")
+                if resend is not None and acked < resend <= sent:
+                    sent = resend - 1
+                    out["rewinds"] += 1
+                progress.set()
+                if acked >= n:
+                    out["done"] = time.perf_counter()
+                    return
+
+        reader = asyncio.ensure_future(acks())
+        out["first"] = time.perf_counter()
+        while not reader.done():
+            room = window - (sent - acked)
+            if room > 0 and sent < n:
+                batch = range(sent, min(n, sent + room))
+                sent = batch[-1] + 1
+                await asyncio.gather(*[client.publish(f"kiosk/v1/{HALL}/{kiosk}/txn", rows[i], qos=1)
+                                       for i in batch])
+                continue
+            progress.clear()
+            try:
+                await asyncio.wait_for(progress.wait(), STALL_S)
+            except TimeoutError:
+                if not reader.done():
+                    sent = acked  # no ack progress: send again from the high water
+                    out["rewinds"] += 1
+        await reader
+    return out
+
+
+async def ingest(broker: Broker, kiosks: int, rows: int, window: int, tpl: dict, tag: str) -> tuple[float, int]:
+    loads = {f"K-{tag}-{k:03d}": wire(tpl, f"K-{tag}-{k:03d}", rows) for k in range(kiosks)}
+    results = await asyncio.gather(*[sim_kiosk(broker.port, k, r, window) for k, r in loads.items()])
+    first = min(r["first"] for r in results)
+    last = max(r["done"] for r in results)
+    return kiosks * rows / (last - first), sum(r["rewinds"] for r in results)
+
+
+def raw_mosquitto(tmp: Path, kiosks: int, rows: int, tpl: dict, conf: str) -> float:
+    """QoS 1 mosquitto_pub -l (one per kiosk) -> one mosquitto_sub: the broker's own pace.
+
+    On a broker of its own that may queue everything for the subscriber: mosquitto_pub has no
+    window, and with the default max_queued_messages (1000) the broker drops the excess."""
+    broker = start_broker(tmp / "mosquitto-raw", extra_conf=conf + "max_queued_messages 10000000\n")
+    try:
+        return _raw(broker, tmp, kiosks, rows, tpl)
+    finally:
+        broker.stop()
+
+
+def _raw(broker: Broker, tmp: Path, kiosks: int, rows: int, tpl: dict) -> float:
+    total = kiosks * rows
+    files = []
+    for k in range(kiosks):
+        path = tmp / f"raw-{k}.txt"
+        path.write_bytes(b"\n".join(wire(tpl, f"K-RAW-{k:03d}", rows)) + b"\n")
+        files.append(path)
+    # stdbuf: mosquitto_sub's stdout is block-buffered into a pipe; the SUBACK line must come at once
+    sub = subprocess.Popen(["stdbuf", "-oL", mosquitto("mosquitto_sub"), "-p", str(broker.port), "-q", "1", "-d", "-C", str(total),
+                            "-t", "raw/#", "-F", "%l", "-W", "120"], stdout=subprocess.PIPE, text=True)
+    assert sub.stdout is not None
+    for line in sub.stdout:  # -d: wait until the broker has confirmed the subscription
+        if "SUBACK" in line:
+            break
+    start = time.perf_counter()
+    pubs = [subprocess.Popen([mosquitto("mosquitto_pub"), "-p", str(broker.port), "-q", "1", "-l",
+                              "-t", f"raw/{k}"], stdin=open(f, "rb")) for k, f in enumerate(files)]
+    got = sum(1 for line in sub.stdout if line.strip().isdigit())
+    sub.wait()
+    elapsed = time.perf_counter() - start
+    for p in pubs:
+        p.wait()
+    if got != total:
+        print(f"  (mosquitto_sub got {got} of {total})")
+    return got / elapsed
+
+
+def hall_rows(db: str) -> int:
+    if db.startswith("postgres"):
+        import psycopg
+
+        with psycopg.connect(db) as conn:
+            return conn.execute("SELECT COUNT(*) FROM records").fetchone()[0]
+    import sqlite3
+
+    with sqlite3.connect(db) as conn:
+        return conn.execute("SELECT COUNT(*) FROM records").fetchone()[0]
+
+
+# -- (b) backlog drain ------------------------------------------------------------------------
+
+async def wait_ack(port: int, kiosk: str, upto: int, ready: asyncio.Event) -> float:
+    """Watch a kiosk's ack topic; the time the ack covering ``upto`` arrived."""
+    import aiomqtt
+
+    async with aiomqtt.Client("127.0.0.1", port, identifier=f"watch-{kiosk}", protocol=aiomqtt.ProtocolVersion.V5,
+                              logger=QUIET) as c:
+        await c.subscribe(f"kiosk/v1/{HALL}/{kiosk}/ack", qos=1)
+        ready.set()
+        async for m in c.messages:
+            if json.loads(m.payload)["msg_seq"] >= upto:
+                return time.time()
+    raise RuntimeError("watcher ended")
+
+
+async def kioskd_drain(broker: Broker, tmp: Path, journal: Path, rows: int) -> float:
+    from tests.support.kioskd import start_kioskd, write_config
+
+    kdir = tmp / "kioskd"
+    (kdir / "state").mkdir(parents=True)
+    shutil.copy(journal, kdir / "state" / "journal.db")
+    config = write_config(kdir, broker.port)
+    config.write_text(config.read_text().replace('id = "K-TEST-1"', 'id = "K-DRAIN"')
+                      .replace('hall = "H-TEST"', f'hall = "{HALL}"')
+                      .replace("telemetry_interval_s = 0.5", "telemetry_interval_s = 60"))
+    ready = asyncio.Event()
+    watcher = asyncio.ensure_future(wait_ack(broker.port, "K-DRAIN", rows, ready))
+    await ready.wait()
+    proc = start_kioskd("--config", str(config), log_path=kdir / "kioskd.log", env=ENV)
+    try:
+        done = await asyncio.wait_for(watcher, 600)
+    finally:
+        proc.terminate()
+        await asyncio.to_thread(proc.wait, 10)
+    # from the link's "connected" (kioskd's own log) to the last ack: start-up is not the drain
+    connected = [json.loads(line)["ts"] for line in proc.log().splitlines() if "connected to hall broker" in line]
+    return rows / (done - connected[0])
+
+
+async def one_at_a_time(broker: Broker, tmp: Path, journal: Path, rows: int) -> float:
+    """The same journal code, a window of one: publish, wait for halld's ack, journal it, next."""
+    import aiomqtt
+
+    path = tmp / "serial" / "journal.db"
+    path.parent.mkdir()
+    shutil.copy(journal, path)
+    kiosk = "K-SERIAL"
+    async with Journal(path, kiosk=kiosk) as j, aiomqtt.Client(
+            "127.0.0.1", broker.port, identifier=kiosk, protocol=aiomqtt.ProtocolVersion.V5, logger=QUIET) as client:
+        await client.subscribe(f"kiosk/v1/{HALL}/{kiosk}/ack", qos=1)
+        acks = client.messages.__aiter__()
+        start = time.time()
+        acked = 0
+        while acked < rows:
+            row = (await books.outbox(j, after_seq=acked, limit=1))[0]
+            body = {"schema": 1, **row["payload"], "msg_seq": row["seq"]}
+            await client.publish(f"kiosk/v1/{HALL}/{kiosk}/{row['topic']}", json.dumps(body, ensure_ascii=False), qos=1)
+            while acked < row["seq"]:
+                acked = max(acked, json.loads((await asyncio.wait_for(acks.__anext__(), 30)).payload)["msg_seq"])
+            await books.ack(j, acked)
+        return rows / (time.time() - start)
+
+
+# -- main -------------------------------------------------------------------------------------
+
+def postgres(url: str | None):
+    """(url, stop) or (None, reason)."""
+    if url:
+        return url, None
+    try:
+        from tests.support.postgres import start_postgres
+    except ImportError:
+        return None, "no tests/support/postgres.py and no --pg-url"
+    try:
+        pg = start_postgres()
+    except RuntimeError as exc:
+        return None, str(exc)
+    return pg, pg.stop
+
+
+async def main(args: argparse.Namespace) -> None:
+    tmp = Path(tempfile.mkdtemp(prefix="bench-hall-"))
+    conf = args.broker_conf.replace(";", "\n") + "\n"
+    if args.nodelay:
+        conf += "set_tcp_nodelay true\n"
+        ENV.update(nodelay_env(tmp))
+    print(f"mosquitto {'with' if args.nodelay else 'without'} TCP_NODELAY (hall/broker.py's config"
+          f"{' + ' + repr(args.broker_conf) if args.broker_conf else ''}); paho clients"
+          f" {'with TCP_NODELAY (patched)' if args.nodelay else 'as shipped (Nagle on)'}")
+    broker = start_broker(tmp / "mosquitto", extra_conf=conf)
+    tpl = await template(tmp)
+    size = len(wire(tpl, "K-000", 1)[0])
+    try:
+        if "a" in args.only:
+            n = args.kiosks * args.rows
+            print(f"(a) ingest: {args.kiosks} kiosks x {args.rows} txn records ({size} bytes), window {args.window},"
+                  " halld on SQLite (WAL, synchronous=FULL)")
+            raw = raw_mosquitto(tmp, args.kiosks, args.rows, tpl, conf)
+            halld = Halld(tmp, str(tmp / "hall.db"), broker)
+            try:
+                cpu = (cpu_s(halld.proc.pid), cpu_s(broker.proc.pid), time.process_time(), time.perf_counter())
+                durable, rewinds = await ingest(broker, args.kiosks, args.rows, args.window, tpl, "A")
+                cpu = (cpu_s(halld.proc.pid) - cpu[0], cpu_s(broker.proc.pid) - cpu[1],
+                       time.process_time() - cpu[2], time.perf_counter() - cpu[3])
+            finally:
+                halld.stop()
+            stored = hall_rows(str(tmp / "hall.db"))
+            print(f"  raw mosquitto QoS 1 pub -> sub : {raw:9.0f} msg/s")
+            print(f"  durable into halld (acked)     : {durable:9.0f} rows/s   ({stored} of {n} rows in the hall DB,"
+                  f" {rewinds} rewinds)")
+            print(f"  ratio durable / raw            : {durable / raw:9.2f}   (goal >= 0.50)")
+            print(f"  CPU during the ingest          : halld {cpu[0]:.1f} s, mosquitto {cpu[1]:.1f} s, simulated"
+                  f" kiosks {cpu[2]:.1f} s in {cpu[3]:.1f} s wall on {os.cpu_count()} cores"
+                  f" (halld {cpu[0] / n * 1e6:.0f} us/row)")
+        if "b" in args.only:
+            print(f"(b) a {args.backlog}-row kiosk backlog drained into halld on SQLite")
+            journal = tmp / "backlog.db"
+            await fill_journal(journal, "K-DRAIN", args.backlog)
+            halld = Halld(tmp, str(tmp / "hall-b.db"), broker, worker="halld-b")
+            try:
+                windowed = await kioskd_drain(broker, tmp, journal, args.backlog)
+                serial_rows = min(args.serial_rows, args.backlog)
+                serial = await one_at_a_time(broker, tmp, journal, serial_rows)
+            finally:
+                halld.stop()
+            print(f"  kioskd, window in flight       : {windowed:9.0f} rows/s   ({args.backlog / windowed:.1f} s"
+                  f" for {args.backlog} rows)")
+            print(f"  one at a time (ack, then next) : {serial:9.0f} rows/s   (first {serial_rows} rows;"
+                  f" {args.backlog / serial:.1f} s for all at that pace)")
+            print(f"  ratio window / one at a time   : {windowed / serial:9.1f}")
+        if "c" in args.only:
+            await bench_postgres(args, tmp, broker, tpl)
+    finally:
+        broker.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+async def bench_postgres(args: argparse.Namespace, tmp: Path, broker: Broker, tpl: dict) -> None:
+    pg, stop = postgres(args.pg_url)
+    if pg is None:
+        print(f"(c) skipped: PostgreSQL not available ({stop}); pass --pg-url postgresql://... to run it")
+        return
+    print(f"(c) 1 vs 2 halld workers on PostgreSQL, shared subscription: {args.kiosks} kiosks x {args.rows} records")
+    rates = {}
+    try:
+        for workers in (1, 2):
+            # a fresh schema per run (on a given server: one of our own)
+            url = _fresh_schema(pg, f"bench_hall_{os.getpid()}_{workers}") if isinstance(pg, str) else pg.new_database()
+            hallds = [Halld(tmp, url, broker, worker=f"halld-pg{workers}-{w}") for w in range(workers)]
+            try:
+                rates[workers], rewinds = await ingest(broker, args.kiosks, args.rows, args.window, tpl, f"P{workers}")
+            finally:
+                for h in hallds:
+                    h.stop()
+            print(f"  {workers} worker{'s' if workers > 1 else ' '}  : {rates[workers]:9.0f} rows/s"
+                  f"   ({hall_rows(url)} rows stored, {rewinds} rewinds)")
+        print(f"  ratio 2 / 1 : {rates[2] / rates[1]:9.2f}   (2 cores run mosquitto, halld workers and the"
+              " simulated kiosks together)")
+    finally:
+        if stop:
+            stop()
+
+
+def _fresh_schema(url: str, name: str) -> str:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
+        conn.execute(f"CREATE SCHEMA {name}")
+    sep = "&" if "?" in url else "?"
+    return f"{url}{sep}options=-csearch_path%3D{name}"
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--kiosks", type=int, default=20)
+    parser.add_argument("--rows", type=int, default=500, help="records per simulated kiosk (a, c)")
+    parser.add_argument("--window", type=int, default=64, help="records in flight per simulated kiosk")
+    parser.add_argument("--backlog", type=int, default=10000, help="rows in the kiosk journal (b)")
+    parser.add_argument("--serial-rows", type=int, default=300, help="rows drained one at a time (b)")
+    parser.add_argument("--pg-url", help="a PostgreSQL server to use for (c) instead of a private cluster")
+    parser.add_argument("--only", default="abc", help="which parts: any of a, b, c")
+    parser.add_argument("--broker-conf", default="", help="extra mosquitto.conf lines, ';'-separated")
+    parser.add_argument("--nodelay", action="store_true",
+                        help="TCP_NODELAY on mosquitto (set_tcp_nodelay) and on every paho client socket")
+    asyncio.run(main(parser.parse_args()))
