@@ -182,9 +182,11 @@ def adjust_counter(conn: sqlite3.Connection, kind: str, key: str, delta: int, no
     """Add ``delta``; a level nobody ever counted (no refill recorded) is not taken below zero.
 
     Why: a hopper or card stock with no row means "unknown, let the device say"; decrementing
-    it into -1 would read as "empty" and refuse every later payout or sale.
+    it into -1 would read as "empty" and refuse every later payout or sale. Nor is a zero delta
+    (a payout that paid no coin, resolved at recovery) written: it would create the row at 0, and
+    "counted, 0 coins" stops every later payout (tests/crash found it: change on vouchers for ever).
     """
-    if delta < 0 and conn.execute("SELECT 1 FROM counters WHERE kind = ? AND key = ?", (kind, str(key))).fetchone() is None:
+    if delta <= 0 and conn.execute("SELECT 1 FROM counters WHERE kind = ? AND key = ?", (kind, str(key))).fetchone() is None:
         return None
     conn.execute("INSERT INTO counters(kind, key, value, updated_at) VALUES (?, ?, ?, ?)"
                  " ON CONFLICT(kind, key) DO UPDATE SET value = value + excluded.value,"

@@ -33,12 +33,27 @@ class DispenserBase(CardDispenser):
     def __init__(self, name: str, options: Any, ctx: Any) -> None:
         super().__init__(name, options, ctx)
         self._was_low = False
+        # The error-card bin is full (last status said so, or a capture was refused for it). No
+        # card is dispensed then: one the customer does not take could not be captured and would
+        # wait at the gate for whoever comes next. Sale flows read it (``getattr``: not every
+        # CardDispenser has a bin sensor) to stop offering cards until a technician empties it.
+        self.bin_full = False
 
     def fail(self, code: str, detail: str = "") -> NoReturn:
         """Report the fault, mark the device and raise DispenseFailed(code)."""
         self.report("fault", code, detail)
         self.set_health(Health.FAULT, f"{code}: {detail}" if detail else code)
         raise DispenseFailed(code, detail)
+
+    def note_bin(self, full: bool) -> None:
+        """Remember the bin sensor; report a bin that became full once (staff must empty it)."""
+        if full and not self.bin_full:
+            self.report("fault", "bin_full", "error-card bin full: empty it (no card is sold until then)")
+        self.bin_full = full
+
+    def refuse_if_bin_full(self) -> None:
+        if self.bin_full:
+            self.fail("bin_full", "error-card bin full: an untaken card could not be captured")
 
     def note_status(self, st: DispenserStatus) -> DispenserStatus:
         """Keep health current and report low stock once when it becomes low."""
@@ -48,6 +63,8 @@ class DispenserBase(CardDispenser):
             self.set_health(Health.FAULT, "jam")
         elif st.empty:
             self.set_health(Health.FAULT, "empty")
+        elif self.bin_full:
+            self.set_health(Health.DEGRADED, "bin_full")
         elif st.near_empty:
             self.set_health(Health.DEGRADED, "near_empty")
         else:

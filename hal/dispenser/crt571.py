@@ -26,6 +26,7 @@ INIT_CAPTURE = 0x31  # 30 31: initialise, capturing a card found inside
 # st0 / st1 values (§4.2 "Medium/Low": see docs/hardware/dispenser.md)
 ST0_NONE, ST0_GATE, ST0_READ = "0", "1", "2"
 ST1_EMPTY, ST1_LOW = "0", "1"
+ST2_BIN_FULL = "1"
 
 # e1 e0 -> our fault code ("10", "A0", "A1", "B0" assumed, see docs/hardware/dispenser.md)
 ERRORS = {"10": "jam", "A0": "empty", "A1": "bin_full", "B0": "not_initialised"}
@@ -144,6 +145,7 @@ class Crt571Dispenser(SerialDispenser):
         return reply
 
     def _status_of(self, reply: Positive) -> DispenserStatus:
+        self.note_bin(reply.st2 == ST2_BIN_FULL)  # §4.2 st2: error-card bin
         return DispenserStatus(
             known=True,
             empty=reply.st1 == ST1_EMPTY,
@@ -173,6 +175,8 @@ class Crt571Dispenser(SerialDispenser):
         if isinstance(reply, Negative):
             code = ERRORS.get(reply.code, "device_error")
             self._jammed = code == "jam"
+            if code == "bin_full":
+                self.note_bin(True)
             raise LinkFault(code, f"{what}: device error {reply.code}")
         self._jammed = False
         return self.note_status(self._status_of(reply))
@@ -205,6 +209,7 @@ class Crt571Dispenser(SerialDispenser):
                     self.fail("card_at_gate", "an earlier card is still at the gate")
                 if st.empty and not st.card_in_read_position:
                     self.fail("empty", "card stacker empty")
+                self.refuse_if_bin_full()
                 st = await self._move(self.options.gate_pm, ST0_GATE, "dispense to gate")
                 if not st.card_at_gate:
                     st = await self._await_gate()

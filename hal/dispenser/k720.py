@@ -96,6 +96,7 @@ class K720Dispenser(SerialDispenser):
         return reply.ap()
 
     def _status_of(self, ap: ApStatus) -> DispenserStatus:
+        self.note_bin(ap.bin_full)  # §4.3 AP digit 1: recycling box full
         return DispenserStatus(
             known=True,
             empty=ap.empty,
@@ -162,6 +163,7 @@ class K720Dispenser(SerialDispenser):
                     self.fail("card_at_gate", "an earlier card is still at the gate")
                 if ap.empty and not ap.card_in_channel:
                     self.fail("empty", "card box empty")
+                self.refuse_if_bin_full()
                 await self._run(b"DC", lambda ap: ap.sensor3, "dispense to gate")
             except LinkFault as exc:
                 self.fail(exc.code, exc.detail)

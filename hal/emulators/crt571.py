@@ -33,7 +33,8 @@ class CardPath:
         self.near_empty = near_empty  # "low" once stock <= this many cards
         self.bin_capacity = bin_capacity
         self.position = "stack"
-        self.captured = 0
+        self.captured = 0  # cards captured since power-on (a running total: empty_bin does not reset it)
+        self.in_bin = 0  # cards in the error-card bin now (empty_bin: 0)
         self.dispensed = 0  # cards that left the stack
         self.taken = 0  # cards the customer pulled from the gate (or that were ejected)
         self.jammed = False
@@ -48,7 +49,7 @@ class CardPath:
 
     @property
     def bin_full(self) -> bool:
-        return self.captured >= self.bin_capacity
+        return self.in_bin >= self.bin_capacity
 
     def move_to(self, where: str) -> str | None:
         """Move the card in the channel (or a fresh one from the stack) to read/gate.
@@ -74,6 +75,7 @@ class CardPath:
             return "bin_full"
         self.position = "bin"
         self.captured += 1
+        self.in_bin += 1
         return None
 
     def eject(self) -> str | None:
@@ -117,8 +119,13 @@ class CardPath:
             self.take()
             return None
         if cmd == "empty_bin":
-            self.captured = 0
+            self.in_bin = 0
             return None
+        if cmd == "set_bin":
+            self.bin_capacity = int(args["capacity"])
+            if "in_bin" in args:
+                self.in_bin = int(args["in_bin"])
+            return self.snapshot()
         raise ControlError(f"unknown command {cmd!r}")
 
     def snapshot(self) -> dict[str, Any]:
@@ -127,6 +134,9 @@ class CardPath:
             "near_empty": self.near_empty,
             "position": self.position,
             "captured": self.captured,
+            "in_bin": self.in_bin,
+            "bin_capacity": self.bin_capacity,
+            "bin_full": self.bin_full,
             "dispensed": self.dispensed,
             "taken": self.taken,
             "jammed": self.jammed,

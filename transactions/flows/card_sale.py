@@ -59,7 +59,8 @@ async def _in_stock(r: Run, face: int) -> bool:
         status = await dispenser.status()
     except Exception:
         return False
-    return status.known and not status.empty and not status.jammed
+    # a full reject bin could not take back a card left at the gate: no sale until it is emptied
+    return status.known and not status.empty and not status.jammed and not getattr(dispenser, "bin_full", False)
 
 
 async def run(r: Run) -> str:
