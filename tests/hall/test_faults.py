@@ -11,6 +11,7 @@ for the kiosks' outboxes to drain and compares both ends row by row.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -91,6 +92,10 @@ class Hall:
             [sys.executable, "-m", "hall.halld", "serve", "--db", str(self.db), "--mqtt-host", "127.0.0.1",
              "--mqtt-port", str(self.port), "--worker", worker, "--hall", HALL, "--http", "off"],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def listening(self, worker: str) -> bool:
+        """halld prints this once its subscriptions are in place."""
+        return "halld: listening" in (self.workdir / f"{worker}.log").read_text()
 
     def kill_halld(self, worker: str = "halld-1") -> None:
         proc = self.workers[worker]
@@ -309,6 +314,46 @@ async def test_one_of_two_halld_workers_killed_the_other_takes_the_shared_subscr
     hall.kill_halld("halld-2")
     mid_traffic(hall, total)
     await drained(hall, kiosks, ROWS)
+
+
+@contextlib.asynccontextmanager
+async def publications(port: int):
+    """Count every txn/event publication per kiosk, as a plain subscriber sees them (repeats too)."""
+    import aiomqtt
+
+    seen: dict[str, int] = {}
+    async with aiomqtt.Client("127.0.0.1", port, identifier="fault-watch", protocol=aiomqtt.ProtocolVersion.V5) as c:
+        await c.subscribe(f"kiosk/v1/{HALL}/+/txn", qos=1)
+        await c.subscribe(f"kiosk/v1/{HALL}/+/event", qos=1)
+
+        async def count() -> None:
+            async for m in c.messages:
+                kiosk = str(m.topic).split("/")[3]
+                seen[kiosk] = seen.get(kiosk, 0) + 1
+
+        task = asyncio.ensure_future(count())
+        try:
+            yield seen
+        finally:
+            while not task.done():
+                task.cancel()
+                await asyncio.wait({task}, timeout=1)
+
+
+@pytest.mark.xfail(strict=True, reason="bug: hall/store.py asks resend_from at once for every new hole; with two "
+                   "workers a hole is usually the sibling's uncommitted batch, so kiosks rewind about once a window "
+                   "and publish most rows twice (RESEND_HOLDOFF_S only spaces repeats of the same hole)")
+async def test_two_healthy_workers_make_the_kiosks_publish_each_row_about_once(hall, fleet):
+    hall.start_halld("halld-2")
+    await wait_until("the second worker subscribed", lambda: hall.listening("halld-2"), 15)
+    kiosks = await fleet()
+    async with publications(hall.port) as seen:
+        for k in kiosks:
+            k.start()
+        await drained(hall, kiosks, ROWS)
+    rows = sum(len(outbox(k.journal)) for k in kiosks)
+    # nothing was lost: every repeat is a spurious resend. Allow a few (a real race), not a second copy
+    assert sum(seen.values()) <= 1.1 * rows, f"{sum(seen.values())} publications for {rows} rows"
 
 
 async def test_kiosk_killed_while_draining_sends_again_and_the_hall_keeps_one_copy(hall, fleet):
