@@ -25,6 +25,7 @@ import pytest
 
 from hal.emulators.control import call_sync
 from hall.broker import Broker, free_port, start_broker
+from hall.db import Database
 from tests.support.kioskd import Kioskd, start_kioskd, write_config
 from tests.support.tcpproxy import TcpProxy
 from transactions import records
@@ -69,11 +70,12 @@ def outbox(journal: Path) -> list[tuple[int, str, dict, int]]:
 # -- the hall ---------------------------------------------------------------------------------
 
 class Hall:
-    """mosquitto on a fixed port (so a restart keeps the address) and halld storing into SQLite."""
+    """mosquitto on a fixed port (so a restart keeps the address) and halld storing into SQLite
+    (or PostgreSQL)."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, url: str | None = None) -> None:
         self.workdir = workdir
-        self.db = workdir / "hall.db"
+        self.url = url or str(workdir / "hall.db")  # a SQLite path or a PostgreSQL URL
         self.port = free_port()
         self.broker: Broker | None = None
         self.workers: dict[str, subprocess.Popen] = {}  # halld processes by worker id
@@ -89,7 +91,7 @@ class Hall:
     def start_halld(self, worker: str = "halld-1") -> None:
         log = open(self.workdir / f"{worker}.log", "a")
         self.workers[worker] = subprocess.Popen(
-            [sys.executable, "-m", "hall.halld", "serve", "--db", str(self.db), "--mqtt-host", "127.0.0.1",
+            [sys.executable, "-m", "hall.halld", "serve", "--db", self.url, "--mqtt-host", "127.0.0.1",
              "--mqtt-port", str(self.port), "--worker", worker, "--hall", HALL, "--http", "off"],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
@@ -102,23 +104,32 @@ class Hall:
         os.killpg(proc.pid, signal.SIGKILL)  # no goodbye, no last commit
         proc.wait(5)
 
+    def _query(self, sql: str) -> list[tuple]:
+        """Through halld's own database layer, so SQLite and PostgreSQL read alike."""
+        if not self.url.startswith("postgresql") and not Path(self.url).exists():
+            return []
+        try:
+            db = Database(self.url)
+        except Exception:  # noqa: BLE001 - the engine's own error before halld made the schema
+            return []
+        try:
+            return db.query(sql, (HALL,))
+        except db.errors:  # halld has not created its schema yet
+            return []
+        finally:
+            db.close()
+
     def rows(self) -> dict[str, list[tuple[int, str, dict]]]:
         """The hall's side: per kiosk, (msg_seq, kind, payload) in msg_seq order."""
-        if not self.db.exists():
-            return {}
-        try:
-            with sqlite3.connect(self.db, timeout=5) as db:
-                got = db.execute("SELECT kiosk, msg_seq, kind, payload FROM records WHERE hall = ?"
-                                 " ORDER BY kiosk, msg_seq", (HALL,)).fetchall()
-        except sqlite3.OperationalError:  # halld has not created its schema yet
-            return {}
         out: dict[str, list[tuple[int, str, dict]]] = {}
-        for kiosk, seq, kind, payload in got:
+        for kiosk, seq, kind, payload in self._query(
+                "SELECT kiosk, msg_seq, kind, payload FROM records WHERE hall = ? ORDER BY kiosk, msg_seq"):
             out.setdefault(kiosk, []).append((seq, kind, json.loads(payload)))
         return out
 
     def count(self) -> int:
-        return sum(len(v) for v in self.rows().values())
+        got = self._query("SELECT COUNT(*) FROM records WHERE hall = ?")
+        return got[0][0] if got else 0
 
     def stop(self) -> None:
         for proc in self.workers.values():
@@ -218,8 +229,10 @@ def assert_exactly_once_in_order(hall: Hall, kiosks: list[Kiosk], backlog: int) 
 # -- fixtures ----------------------------------------------------------------------------------
 
 @pytest.fixture
-async def hall(tmp_path):
-    h = Hall(tmp_path / "hall")
+async def hall(request, tmp_path):
+    """SQLite unless a test asks for ``postgresql`` (parametrize ``hall`` indirectly)."""
+    engine = getattr(request, "param", "sqlite")
+    h = Hall(tmp_path / "hall", request.getfixturevalue("postgres").new_database() if engine == "postgresql" else None)
     h.workdir.mkdir()
     h.start_broker()
     h.start_halld()
@@ -302,6 +315,7 @@ async def test_halld_killed_mid_batch_commits_or_gets_it_again(hall, fleet):
     await drained(hall, kiosks, ROWS)
 
 
+@pytest.mark.parametrize("hall", ["sqlite", "postgresql"], indirect=True)
 async def test_one_of_two_halld_workers_killed_the_other_takes_the_shared_subscription(hall, fleet):
     """Rows the broker had handed to the dead worker are holes for the survivor: it asks the
     kiosk to resend (resend_from) rather than acking past them."""
