@@ -396,7 +396,7 @@ async def test_network_reset_and_blackhole_between_kiosks_and_hall(hall, fleet):
             k.start()
         await wait_until("a fifth in the hall", lambda: part_of(total, 0.2)(hall), 30, explain(hall, kiosks))
         # the route resets every connection and the hall's address refuses for a while
-        assert proxy.cut(refuse=True) == len(kiosks)
+        assert proxy.cut(refuse=True) >= len(kiosks)
         mid_traffic(hall, total)
         await wait_until("the kiosks seeing their link down", lambda: not any(k.hall_link() for k in kiosks), 10)
         await proxy.restore()
