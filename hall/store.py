@@ -7,9 +7,11 @@ water each computes inside its transaction sees the other's committed rows.
 
 Records (`txn`, `event`) are stored idempotently on (kiosk, msg_seq) and their meaning once more
 on (kiosk, txn id) / (kiosk, claim code); the ack carries the contiguous high water committed
-here. A row beyond high water + 1 is a hole: the ack adds `resend_from` (docs/mqtt.md "Records
-and acks"), asked again for the same hole only after RESEND_HOLDOFF_S, since with several workers a
-hole is often just a sibling worker's batch not committed yet.
+here. A row beyond high water + 1 is a hole: once the same hole has stood for RESEND_HOLDOFF_S,
+the next ack adds `resend_from` (docs/mqtt.md "Records and acks"), and again every
+RESEND_HOLDOFF_S while it stands. Not at first sight: with several workers a hole is nearly always
+a sibling's batch not committed yet, and asking at once made kiosks publish most rows twice. A
+kiosk that stops sending behind a real hole rewinds by itself when acks stall.
 
 Malformed input (bad JSON, wrong schema, a missing or non-integer msg_seq, a payload naming
 another kiosk) is logged and counted in `stats`, never raised.
@@ -29,7 +31,7 @@ log = logging.getLogger("halld.store")
 
 SCHEMA = 1
 LEAVES = ("status", "txn", "event", "telemetry")  # what the writer stores
-RESEND_HOLDOFF_S = 2.0
+RESEND_HOLDOFF_S = 1.0
 
 
 class Malformed(ValueError):
@@ -104,7 +106,7 @@ def decode(m: Inbound) -> dict[str, Any]:
 class Store:
     def __init__(self) -> None:
         self.stats: Counter[str] = Counter()
-        self._resend_asked: dict[str, tuple[int, float]] = {}
+        self._holes: dict[str, tuple[int, float]] = {}  # kiosk -> (first missing msg_seq, since / last asked)
 
     def malformed(self, where: str, why: str) -> None:
         self.stats["malformed"] += 1
@@ -167,13 +169,17 @@ class Store:
             db.execute("UPDATE highwater SET msg_seq = ?, updated_at = ? WHERE kiosk = ?", (new_high, now, kiosk))
         resend_from = None
         if len(beyond) > new_high - high:  # rows past a hole
-            asked = self._resend_asked.get(kiosk)
-            mono = time.monotonic()
-            if asked is None or asked[0] != new_high + 1 or mono - asked[1] > RESEND_HOLDOFF_S:
-                resend_from = new_high + 1
-                self._resend_asked[kiosk] = (resend_from, mono)
+            hole, mono = new_high + 1, time.monotonic()
+            seen = self._holes.get(kiosk)
+            if seen is None or seen[0] != hole:
+                self._holes[kiosk] = (hole, mono)  # new: most likely a sibling's batch in flight
+            elif mono - seen[1] >= RESEND_HOLDOFF_S:
+                resend_from = hole
+                self._holes[kiosk] = (hole, mono)
                 self.stats["resends"] += 1
                 log.info("hole in %s/%s after msg_seq %d: asking a resend", hall, kiosk, new_high)
+        else:
+            self._holes.pop(kiosk, None)
         return Ack(hall, kiosk, new_high, resend_from)
 
     def _status(self, db: Database, hall: str, kiosk: str, body: dict, now: float) -> None:

@@ -354,9 +354,6 @@ async def publications(port: int):
                 await asyncio.wait({task}, timeout=1)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: hall/store.py asks resend_from at once for every new hole; with two "
-                   "workers a hole is usually the sibling's uncommitted batch, so kiosks rewind about once a window "
-                   "and publish most rows twice (RESEND_HOLDOFF_S only spaces repeats of the same hole)")
 async def test_two_healthy_workers_make_the_kiosks_publish_each_row_about_once(hall, fleet):
     hall.start_halld("halld-2")
     await wait_until("the second worker subscribed", lambda: hall.listening("halld-2"), 15)

@@ -71,24 +71,28 @@ def test_one_transaction_id_is_kept_once_even_under_two_msg_seqs(db):
     assert (row["txn"], row["msg_seq"], row["state"]) == ("K1-1-1", 1, "done")
 
 
-def test_a_hole_asks_a_resend_from_the_first_missing_msg_seq(db):
+def test_a_new_hole_is_not_asked_at_once_it_is_most_likely_a_sibling_workers_batch(db):
     store = Store()
     [ack] = apply(db, store, txn(1), txn(2), txn(5))
+    assert (ack.msg_seq, ack.resend_from) == (2, None)
+    [filled] = apply(db, store, txn(3), txn(4))  # the sibling commits: the high water jumps past 5
+    assert (filled.msg_seq, filled.resend_from) == (5, None)
+    assert store.stats["resends"] == 0
+
+
+def test_a_hole_that_stands_for_the_holdoff_asks_a_resend_from_the_first_missing_msg_seq(db, monkeypatch):
+    store = Store()
+    apply(db, store, txn(1), txn(2), txn(5))
+    monkeypatch.setattr("hall.store.RESEND_HOLDOFF_S", 0.0)  # the hole has stood long enough
+    [ack] = apply(db, store, txn(6))
     assert (ack.msg_seq, ack.resend_from) == (2, 3)
     assert json.loads(ack.payload()) == {"schema": 1, "msg_seq": 2, "resend_from": 3}
-    [again] = apply(db, store, txn(6))  # the same hole, asked a moment ago: not asked again yet
+    monkeypatch.setattr("hall.store.RESEND_HOLDOFF_S", 3600.0)
+    [again] = apply(db, store, txn(7))  # the same hole, asked a moment ago: not asked again yet
     assert (again.msg_seq, again.resend_from) == (2, None)
-    [filled] = apply(db, store, txn(3), txn(4))  # the resend fills it: the high water jumps past 5 and 6
-    assert (filled.msg_seq, filled.resend_from) == (6, None)
+    [filled] = apply(db, store, txn(3), txn(4))  # the resend fills it: the high water jumps past 5, 6 and 7
+    assert (filled.msg_seq, filled.resend_from) == (7, None)
     assert store.stats["resends"] == 1
-
-
-def test_the_same_hole_is_asked_again_after_the_holdoff(db, monkeypatch):
-    store = Store()
-    apply(db, store, txn(1), txn(3))
-    monkeypatch.setattr("hall.store.RESEND_HOLDOFF_S", 0.0)
-    [ack] = apply(db, store, txn(4))
-    assert ack.resend_from == 2
 
 
 def test_malformed_records_are_counted_and_dropped_and_the_rest_of_the_batch_is_stored(db):
