@@ -1,6 +1,6 @@
 """Crash soak: SIGKILL kioskd N times (every step boundary of every flow, then random instants).
 
-    python bench/crash_soak.py --kills 2000 [--seed 1] [--boundary-rounds 1] [--workdir DIR]
+    python bench/crash_soak.py --kills 2000 [--seed 1] [--workers 2] [--boundary-rounds 1] [--workdir DIR]
 
 Prints the kills done (boundary / random / during recovery), per-flow and per-step counts, the
 transactions by final state, the fen totals of every invariant term, kioskd start-up time, and
@@ -19,32 +19,46 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.crash.rig import Rig  # noqa: E402
-from tests.crash.soak import InvariantBroken, Soak, trace  # noqa: E402
+from tests.crash.soak import InvariantBroken, Report, run_parallel  # noqa: E402
+
+
+def start_baseline(work: Path, n: int = 5) -> tuple[float, float]:
+    """Mean spawn-to-ready of kioskd forked by the rig and of a fresh ``python -m controller`` (s)."""
+    times = {}
+    with Rig(work) as rig:
+        for fork in (True, False):
+            rig.fork = fork
+            before_n, before_s = rig.starts, rig.start_time
+            for _ in range(n):
+                rig.start_kioskd(note="start-up baseline")
+                rig.kill_kioskd()
+            times[fork] = (rig.start_time - before_s) / (rig.starts - before_n)
+    return times[True], times[False]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="crash_soak")
     parser.add_argument("--kills", type=int, default=10000)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=2, help="rigs side by side (each its own emulators, bosssim, kioskd)")
     parser.add_argument("--boundary-rounds", type=int, default=1, help="passes over every boundary before random kills")
-    parser.add_argument("--workdir", type=Path, help="keep the rig's files here (default: a temp dir, removed)")
+    parser.add_argument("--workdir", type=Path,
+                        help="keep the rigs' files here (default: a temp dir, removed unless something broke)")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
     work = args.workdir or Path(tempfile.mkdtemp(prefix="crash-soak-"))
     shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
     t0 = time.monotonic()
     status = 0
-    with Rig(work) as rig:
-        boundaries = trace(rig, work)
-        soak = Soak(rig, seed=args.seed,
-                    log=(lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True)))
-        try:
-            report = soak.run(args.kills, boundaries, args.boundary_rounds)
-        except InvariantBroken as exc:
-            report, status = soak.report, 1
-            print(f"INVARIANT BROKEN after {report.kills} kills: {exc}")
+    print(f"crash soak: seed {args.seed}, kills {args.kills}, {args.workers} rigs, work dir {work}", flush=True)
+    try:
+        report = run_parallel(work, args.kills, args.seed, args.workers, args.boundary_rounds, verbose=not args.quiet)
+    except (InvariantBroken, RuntimeError) as exc:
+        report, status = getattr(exc, "report", Report()), 1
+        print(f"{'INVARIANT BROKEN' if isinstance(exc, InvariantBroken) else 'RIG FAILED'} after {report.kills} kills: {exc}")
     wall = time.monotonic() - t0
-    n_boundaries = sum(len(v) for v in boundaries.values())
+    n_boundaries = sum(len(v) for v in report.boundaries.values())
     print(f"kills: {report.kills} (boundary {report.boundary_kills} of {n_boundaries} traced boundaries"
           f" x {args.boundary_rounds}, random {report.random_kills}, during recovery {report.recovery_kills})")
     print(f"boundaries not reached in their run: {len(report.missed)} {report.missed[:5]}")
@@ -61,11 +75,21 @@ def main(argv: list[str] | None = None) -> int:
               f"{t['applied_cards']}) + paid back {t['paid_back']} + vouchers {t['vouchers']} + held {t['held']}"
               f"  -> {'balanced' if t['money_in'] == t['applied'] + t['paid_back'] + t['vouchers'] + t['held'] else 'UNBALANCED'}")
         print(f"journal view:    {b.journal}")
+    print(f"error-card bin: emptied {report.bin_emptied} times by staff; card visits that found it full: "
+          f"{report.sold_out_visits}")
+    print("time by phase (all rigs):  " + ", ".join(f"{k} {v:.1f} s" for k, v in sorted(report.phase_s.items())))
     if report.starts:
         print(f"kioskd starts: {report.starts}, mean spawn-to-ready {report.start_s / report.starts * 1000:.0f} ms"
               f" (recovery included)")
-    print(f"wall time: {wall:.1f} s ({wall / max(report.kills, 1) * 1000:.0f} ms per kill)")
-    if not args.workdir:
+    print(f"wall time: {wall:.1f} s ({wall / max(report.kills, 1) * 1000:.0f} ms per kill, "
+          f"{report.kills / max(wall, 1e-9) * 60:.0f} kills per minute with {args.workers} rigs)")
+    if status == 0:
+        forked, fresh = start_baseline(work / "baseline")
+        print(f"start-up baseline (same run, idle rig, 5 each): forked {forked * 1000:.0f} ms vs python -m controller "
+              f"{fresh * 1000:.0f} ms: x{fresh / forked:.1f}")
+    if status:
+        print(f"work dirs kept for the post-mortem: {work}/rig-N (kioskd.log, state/journal.db, boss.db, <emulator>.log)")
+    elif not args.workdir:
         shutil.rmtree(work, ignore_errors=True)
     return status
 

@@ -236,6 +236,14 @@ _CRASH_TRACE = os.environ.get("KIOSKD_CRASH_TRACE", "")
 _boundaries_seen: dict[str, int] = {}
 
 
+def arm_crash_hook() -> None:
+    """Read the two variables again: the rig forks kioskd from a process that imported this early."""
+    global _CRASH_AT, _CRASH_TRACE
+    _CRASH_AT = os.environ.get("KIOSKD_CRASH_AT", "")
+    _CRASH_TRACE = os.environ.get("KIOSKD_CRASH_TRACE", "")
+    _boundaries_seen.clear()
+
+
 def boundary(label: str) -> None:
     """Called right after a journalled step boundary committed (``flow:step:intent|outcome|...``)."""
     if not (_CRASH_AT or _CRASH_TRACE):

@@ -111,17 +111,20 @@ def _applied(ref: str, fen: int, how: str) -> Settled:
 
 
 async def _dispense_card(s: Services, txn: dict, step: dict) -> tuple[Settled, str | None]:
+    """A card at the gate was dispensed: closed as such (the state rule then captures it, as its
+    own journalled step, so a second cut during recovery cannot mistake the captured card for one
+    the customer took). Not at the gate: never dispensed, or already taken: nobody can tell."""
     face = step["args"]["face_fen"]
     dispenser = s.hw.dispensers.get(face)
     try:
         status = await dispenser.status()
-        if status.known and status.card_at_gate:
-            await dispenser.capture()
-            return Settled({"at_gate": True, "captured": True},
-                           counts=[("card_stock", str(face), -1), ("card_reject", str(face), 1)]), NOT_DELIVERED
     except Exception as exc:
         return Settled({"at_gate": None, "error": str(exc)}), UNKNOWN
-    # Not at the gate: never dispensed, or already taken by the customer. Nobody can tell.
+    if status.known and status.card_at_gate:
+        return Settled({"at_gate": True, "serial": step["args"].get("serial", ""), "from": "status"},
+                       counts=[("card_stock", str(face), -1), ("card_serial", str(face), 1)]), None
+    if not status.known:
+        return Settled({"at_gate": None, "error": "dispenser status unknown"}), UNKNOWN
     return Settled({"at_gate": False, "resolution": "card not at gate: held for review"}), UNKNOWN
 
 
@@ -129,7 +132,10 @@ async def _capture_card(s: Services, txn: dict, step: dict) -> tuple[Settled, st
     face = step["args"]["face_fen"]
     dispenser = s.hw.dispensers.get(face)
     try:
-        if (await dispenser.status()).card_at_gate:
+        status = await dispenser.status()
+        if not status.known:  # a silent dispenser is no proof that the card went into the bin
+            return Settled({"captured": None, "error": "dispenser status unknown"}), UNKNOWN
+        if status.card_at_gate:
             await dispenser.capture()
     except Exception as exc:
         return Settled({"captured": None, "error": str(exc)}), UNKNOWN
@@ -148,7 +154,12 @@ RESOLVERS = {
 
 
 async def _card_at_gate(s: Services, txn: dict) -> tuple[list, list, str]:
-    """Money, counts, verdict for a sale found at ``at_gate``: was the card taken?"""
+    """Money, counts, verdict for a sale found at ``at_gate``/``dispensing``: was the card taken?
+
+    A card still at the gate is captured as a journalled ``capture_card`` step (flow state
+    ``capturing``): if power fails again before the finish, the next recovery finds the capture
+    in the journal and refunds, instead of finding the gate empty and counting the card as sold.
+    """
     face = txn["data"].get("face_fen")
     dispenser = s.hw.dispensers.get(face)
     dispensed = [st for st in txn["steps"] if st["kind"] == "dispense_card" and st["closed_at"] is not None]
@@ -156,14 +167,25 @@ async def _card_at_gate(s: Services, txn: dict) -> tuple[list, list, str]:
         return [], [], NOT_DELIVERED  # no card ever reached the gate: nothing was delivered
     try:
         status = await dispenser.status()
-        if status.known and status.card_at_gate:
-            await dispenser.capture()
-            return [], [("card_reject", str(face), 1)], NOT_DELIVERED
-        if status.known:
-            return [("applied", txn["amount_fen"], f"card:{txn['data'].get('serial', '')}")], [], DELIVERED
     except Exception:
-        pass
-    return [], [], UNKNOWN
+        return [], [], UNKNOWN
+    if not status.known:
+        return [], [], UNKNOWN
+    if not status.card_at_gate:
+        return [("applied", txn["amount_fen"], f"card:{txn['data'].get('serial', '')}")], [], DELIVERED
+    j, now = s.journal, s.clock
+    args = {"face_fen": face, "device": getattr(dispenser, "name", ""), "by": "recovery"}
+    step = await j.write(records.open_intent, txn["id"], "capture_card", args, now(), "capturing")
+    boundary("recovery:capture_card:intent")
+    try:
+        await dispenser.capture()
+        settled, verdict = Settled({"captured": True}, counts=[("card_reject", str(face), 1)]), NOT_DELIVERED
+    except Exception as exc:
+        settled, verdict = Settled({"captured": False, "error": str(exc)}), UNKNOWN
+    await j.write(lambda c: records.close_intent(c, step, settled.outcome, now(), money=settled.money,
+                                                 counts=settled.counts, resolved_by="recovery"))
+    boundary("recovery:capture_card:resolved")
+    return [], [], verdict
 
 
 async def recover_txn(s: Services, txn_id: str) -> Recovered:
@@ -190,8 +212,16 @@ async def recover_txn(s: Services, txn_id: str) -> Recovered:
     if rule == "delivered":
         verdicts.append(DELIVERED)
     elif rule == "card_at_gate" and UNKNOWN not in verdicts and NOT_DELIVERED not in verdicts:
+        txn = await j.read(records.get_txn, txn_id)  # with the outcomes just resolved
         money, counts, verdict = await _card_at_gate(s, txn)
-        await j.write(records.add_money, txn_id, money, now(), None, counts)
+        if verdict == DELIVERED:
+            # the sale and its new state in one commit: a second cut before the finish must find
+            # "delivered", not look at the empty gate again and count the card a second time
+            def write(c: Any) -> None:
+                records.add_money(c, txn_id, money, now(), None, counts)
+                records.set_flow_state(c, txn_id, "delivered", now())
+            await j.write(write)
+            boundary("recovery:card_taken:state")
         verdicts.append(verdict)
     elif rule == "unknown":
         verdicts.append(UNKNOWN)

@@ -37,6 +37,18 @@ class Books:
     def applied(self) -> int:
         return self.applied_boss + self.applied_cards
 
+    @classmethod
+    def merge(cls, books: list["Books"]) -> "Books":
+        """The books of several rigs side by side, term by term (each rig balanced on its own)."""
+        out = cls()
+        for b in books:
+            for name in ("money_in", "applied_boss", "applied_cards", "paid_back", "vouchers", "held"):
+                setattr(out, name, getattr(out, name) + getattr(b, name))
+            out.journal = {k: out.journal.get(k, 0) + v for k, v in b.journal.items()}
+            out.txns += b.txns
+            out.problems += b.problems
+        return out
+
     def terms(self) -> dict[str, int]:
         return {"money_in": self.money_in, "applied": self.applied, "applied_boss": self.applied_boss,
                 "applied_cards": self.applied_cards, "paid_back": self.paid_back, "vouchers": self.vouchers,

@@ -36,47 +36,117 @@ class KioskdDied(Exception):
     """kioskd is gone (killed): the visit stops where it is."""
 
 
-def _wait_line(proc: subprocess.Popen, pattern: str, timeout: float) -> str:
+def _wait_line(proc: subprocess.Popen, log: Path, pattern: str, timeout: float) -> str:
+    """Wait until ``proc`` has written a line matching ``pattern`` to its log file."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"{proc.args} exited before printing {pattern!r}")
-        if re.search(pattern, line):
-            return line
-    raise RuntimeError(f"{proc.args}: no {pattern!r} within {timeout} s")
+        for line in log.read_text(errors="replace").splitlines():
+            if re.search(pattern, line):
+                return line
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args} exited before printing {pattern!r} (see {log})")
+        time.sleep(0.02)
+    raise RuntimeError(f"{proc.args}: no {pattern!r} within {timeout} s (see {log})")
+
+
+class Forked:
+    """kioskd forked from this process (its modules already imported), with Popen's few methods.
+
+    Why: a fresh interpreter spends most of kioskd's start-up importing; the soak starts kioskd
+    hundreds of times. The child is kioskd exactly as ``python -m controller`` runs it (same
+    ``controller.daemon.main``, its own stdout/stderr on the log, the crash hook armed from its
+    environment), only without the imports. A SIGKILL hits it the same way.
+    """
+
+    def __init__(self, config: Path, log: Path, env: dict[str, str]) -> None:
+        from controller import daemon  # noqa: F401 - imported before the fork, not after
+        from controller import kiosk  # noqa: F401
+        from transactions import journal
+
+        log_fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:  # the child: never returns into the caller
+            code = 1
+            try:
+                null = os.open(os.devnull, os.O_RDONLY)
+                os.dup2(null, 0)
+                os.dup2(log_fd, 1)
+                os.dup2(log_fd, 2)
+                sys.stdout = open(1, "w", buffering=1, closefd=False)
+                sys.stderr = open(2, "w", buffering=1, closefd=False)
+                for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                    signal.signal(sig, signal.SIG_DFL)
+                os.environ.update(env)
+                journal.arm_crash_hook()  # read KIOSKD_CRASH_AT / _TRACE from this environment
+                code = daemon.main(["--config", str(config)])
+            except BaseException:  # noqa: BLE001 - the child must end here, whatever happened
+                import traceback
+
+                traceback.print_exc()
+            finally:
+                os._exit(code if isinstance(code, int) else 1)
+        os.close(log_fd)
+        self.pid = pid
+        self.args = ["kioskd (forked)", "--config", str(config)]
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        if timeout is None:
+            if self.returncode is None:
+                self.returncode = os.waitstatus_to_exitcode(os.waitpid(self.pid, 0)[1])
+            return self.returncode
+        deadline = time.monotonic() + timeout
+        while self.poll() is None:
+            if time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(self.args, timeout)
+            time.sleep(0.005)
+        return self.returncode
 
 
 class Rig:
     """Emulators + bosssim started once; kioskd started, killed and restarted many times."""
 
-    def __init__(self, work: Path) -> None:
+    def __init__(self, work: Path, fork: bool = True) -> None:
         self.work = work
+        self.fork = fork  # start kioskd by forking this process (fast) or as ``python -m controller``
         self.procs: dict[str, subprocess.Popen] = {}
         self.ports: dict[str, int] = {}
-        self.kioskd: subprocess.Popen | None = None
+        self.kioskd: subprocess.Popen | Forked | None = None
         self.boss_url = ""
         self.starts = 0
         self.start_time = 0.0  # total seconds from spawn to ready
 
     # -- processes ----------------------------------------------------------------------------
-    def _spawn(self, name: str, args: list[str], log: Path | None = None, env: dict | None = None) -> subprocess.Popen:
-        out: Any = subprocess.PIPE if log is None else open(log, "a")
-        proc = subprocess.Popen([sys.executable, *args], stdout=out, stderr=subprocess.STDOUT if log else subprocess.DEVNULL,
-                                text=True, env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
+    def _spawn(self, name: str, args: list[str]) -> tuple[subprocess.Popen, Path]:
+        """A helper process; its output goes to ``NAME.log`` in the work dir (kept for post-mortems)."""
+        log = self.work / f"{name}.log"
+        with open(log, "a") as out:
+            proc = subprocess.Popen([sys.executable, *args], stdout=out, stderr=subprocess.STDOUT, text=True,
+                                    env={**os.environ, "PYTHONUNBUFFERED": "1"})
         self.procs[name] = proc
-        return proc
+        return proc, log
 
     def start(self) -> "Rig":
         self.work.mkdir(parents=True, exist_ok=True)
         (self.work / "run").mkdir(exist_ok=True)
+        started = []
         for name in EMULATORS:
             port = self.ports[name] = free_port()
-            proc = self._spawn(name, ["-m", "hal.emulators", name, "--tcp", f"127.0.0.1:{port}",
-                                      "--control", str(self.emu_sock(name))])
-            _wait_line(proc, "serving tcp", 10)
-        boss = self._spawn("bosssim", ["-m", "bosssim", "--port", "0", "--db", str(self.work / "boss.db")])
-        self.boss_url = re.search(r"http://[\d.]+:\d+", _wait_line(boss, "listening", 10)).group(0)
+            started.append(self._spawn(name, ["-m", "hal.emulators", name, "--tcp", f"127.0.0.1:{port}",
+                                              "--control", str(self.emu_sock(name))]))
+        boss, boss_log = self._spawn("bosssim", ["-m", "bosssim", "--port", "0", "--db", str(self.work / "boss.db")])
+        for proc, log in started:
+            _wait_line(proc, log, "serving tcp", 10)
+        self.boss_url = re.search(r"http://[\d.]+:\d+", _wait_line(boss, boss_log, "listening", 10)).group(0)
         self.emu("cctalk", "hopper_fill", count=100000)  # payouts are counted, not starved (dry runs: tests/e2e)
         self.emu("crt571", "set_stock", count=100000)
         self.config = self._write_config()
@@ -93,14 +163,15 @@ class Rig:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-            if proc.stdout:
-                proc.stdout.close()
 
     def __enter__(self) -> "Rig":
         return self.start()
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, *exc: object) -> None:
         self.stop()
+        if exc_type is not None:  # a post-mortem needs the journal, boss.db and every log
+            print(f"crash rig: work dir kept at {self.work} (kioskd.log, state/journal.db, boss.db, "
+                  f"<emulator>.log)", file=sys.stderr, flush=True)
 
     def _write_config(self) -> Path:
         w, p = self.work, self.ports
@@ -170,25 +241,33 @@ response_timeout_s = 1.0
     def emu_sock(self, name: str) -> Path:
         return self.work / "run" / f"emu-{name}.sock"
 
-    def start_kioskd(self, crash_at: str = "", trace: Path | None = None, timeout: float = 20.0) -> None:
+    def start_kioskd(self, crash_at: str = "", trace: Path | None = None, timeout: float = 20.0,
+                     note: str = "") -> None:
         """Start kioskd and wait until it serves (recovery has run by then: it precedes the API)."""
         env = {"KIOSKD_CRASH_AT": crash_at, "KIOSKD_CRASH_TRACE": str(trace) if trace else ""}
+        log = self.work / "kioskd.log"
+        with open(log, "a") as out:  # which start a log line belongs to
+            out.write(f"--- kioskd start #{self.starts + 1} crash_at={crash_at or '-'} {note}\n")
         spawned = time.monotonic()
-        self.kioskd = subprocess.Popen([sys.executable, "-m", "controller", "--config", str(self.config)],
-                                       stdout=open(self.work / "kioskd.log", "a"), stderr=subprocess.STDOUT,
-                                       env={**os.environ, "PYTHONUNBUFFERED": "1", **env})
+        if self.fork:
+            self.kioskd = Forked(self.config, log, env)
+        else:
+            with open(log, "a") as out:
+                self.kioskd = subprocess.Popen([sys.executable, "-m", "controller", "--config", str(self.config)],
+                                               stdout=out, stderr=subprocess.STDOUT,
+                                               env={**os.environ, "PYTHONUNBUFFERED": "1", **env})
         deadline = spawned + timeout
         while True:
             if self.kioskd.poll() is not None:
-                raise KioskdDied(f"kioskd exited with {self.kioskd.returncode} while starting (see {self.work}/kioskd.log)")
+                raise KioskdDied(f"kioskd exited with {self.kioskd.returncode} while starting (see {log})")
             try:
                 if call_sync(self.sock, "status")["state"] in ("ready", "degraded"):
                     break
             except (OSError, ValueError):
                 pass
             if time.monotonic() > deadline:
-                raise RuntimeError(f"kioskd not ready within {timeout} s (see {self.work}/kioskd.log)")
-            time.sleep(0.02)
+                raise RuntimeError(f"kioskd not ready within {timeout} s (see {log})")
+            time.sleep(0.01)
         self.starts += 1
         self.start_time += time.monotonic() - spawned
 

@@ -104,6 +104,9 @@ async def run(r: Run) -> str:
     r.say("take_card")
     try:
         taken = await dispenser.wait_taken(cfg.take_timeout)
+        if not taken:  # one last look: a card pulled as the time ran out is the customer's, not the bin's
+            last = await dispenser.status()
+            taken = last.known and not last.card_at_gate
     except Exception:
         taken = False
     if not taken:
