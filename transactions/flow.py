@@ -38,7 +38,8 @@ EFFECTS: dict[str, str] = {
     "boss_change_plan": "ask the BOSS by idempotency key; not found: the change was not made",
     "boss_suspend": "ask the BOSS by idempotency key; not found: repeat with the same key",
     "dispense_card": "ask the dispenser: card at the gate: capture it and refund; else hold for review",
-    "capture_card": "ask the dispenser: card still at the gate: capture again; else counted captured",
+    "capture_card": "ask the dispenser: card still at the gate: capture again; gate clear: counted captured; "
+                    "no answer: hold for review",
     "print": "no money moved: closed as unknown, never reprinted automatically",
     "sms": "no money moved: closed as unknown, never resent automatically",
 }
