@@ -103,10 +103,17 @@ def decode(m: Inbound) -> dict[str, Any]:
     return body
 
 
+def _due(hole: tuple[str, int, float, int]) -> float:
+    """When a standing hole is (next) asked for: after 1 s, then 2, 4 ... 64 s, so a kiosk that is
+    away is not flooded with acks queued in its session."""
+    _, _, at, asks = hole
+    return at + RESEND_HOLDOFF_S * 2 ** min(asks, 6)
+
+
 class Store:
     def __init__(self) -> None:
         self.stats: Counter[str] = Counter()
-        self._holes: dict[str, tuple[int, float]] = {}  # kiosk -> (first missing msg_seq, since / last asked)
+        self._holes: dict[str, tuple[str, int, float, int]] = {}  # kiosk -> (hall, first missing, seen/asked at, asks)
 
     def malformed(self, where: str, why: str) -> None:
         self.stats["malformed"] += 1
@@ -171,16 +178,37 @@ class Store:
         if len(beyond) > new_high - high:  # rows past a hole
             hole, mono = new_high + 1, time.monotonic()
             seen = self._holes.get(kiosk)
-            if seen is None or seen[0] != hole:
-                self._holes[kiosk] = (hole, mono)  # new: most likely a sibling's batch in flight
-            elif mono - seen[1] >= RESEND_HOLDOFF_S:
+            if seen is None or seen[1] != hole:
+                self._holes[kiosk] = (hall, hole, mono, 0)  # new: most likely a sibling's batch in flight
+            elif mono >= _due(seen):
                 resend_from = hole
-                self._holes[kiosk] = (hole, mono)
+                self._holes[kiosk] = (hall, hole, mono, seen[3] + 1)
                 self.stats["resends"] += 1
                 log.info("hole in %s/%s after msg_seq %d: asking a resend", hall, kiosk, new_high)
         else:
             self._holes.pop(kiosk, None)
         return Ack(hall, kiosk, new_high, resend_from)
+
+    def holes_due(self) -> float | None:
+        """Seconds until the oldest standing hole is due a resend request (None: no holes)."""
+        if not self._holes:
+            return None
+        return max(0.0, min(map(_due, self._holes.values())) - time.monotonic())
+
+    def sweep(self, db: Database) -> list[Ack]:
+        """Holes that stood for RESEND_HOLDOFF_S with nothing arriving after them (rows lost at the
+        tail of a kiosk's window): ask for them now rather than leave the kiosk to its ack stall.
+        Runs in a write transaction; a hole a sibling filled meanwhile just moves the high water."""
+        acks, mono, now = [], time.monotonic(), time.time()
+        for kiosk, hole in sorted(self._holes.items()):
+            if mono < _due(hole):
+                continue
+            hall = hole[0]
+            high = db.one("SELECT msg_seq FROM highwater WHERE kiosk = ?" + db.for_update, (kiosk,))[0]
+            ack = self._advance(db, hall, kiosk, high, now)
+            if ack.resend_from is not None or ack.msg_seq != high:
+                acks.append(ack)
+        return acks
 
     def _status(self, db: Database, hall: str, kiosk: str, body: dict, now: float) -> None:
         """Birth, will or clean goodbye. A status whose session is older than the one held is a

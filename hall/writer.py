@@ -75,7 +75,11 @@ class Writer:
         try:
             stopping = False
             while not stopping:
-                items = [self._queue.get()]
+                try:
+                    items = [self._queue.get(timeout=self.store.holes_due())]
+                except queue.Empty:  # quiet, and a hole has stood long enough: ask for it
+                    self._sweep(db)
+                    continue
                 while len(items) < MAX_BATCH:
                     try:
                         items.append(self._queue.get_nowait())
@@ -105,6 +109,15 @@ class Writer:
                 log.error("could not store %r: %s", item if isinstance(item, _Job) else item.leaf, exc)
                 if isinstance(item, _Job):
                     self._settle(item.future, exc=exc)
+
+    def _sweep(self, db: Database) -> None:
+        try:
+            with db.transaction():
+                acks = self.store.sweep(db)
+        except Exception as exc:  # a sibling's lock or a lost connection: the next sweep tries again
+            log.warning("hole sweep rolled back: %s", exc)
+            return
+        self._deliver(acks, [])
 
     def _apply(self, db: Database, items: list) -> tuple[list[Ack], list[tuple[_Job, Any]]]:
         inbound = [i for i in items if isinstance(i, Inbound)]

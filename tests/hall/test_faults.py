@@ -367,10 +367,6 @@ async def test_two_healthy_workers_make_the_kiosks_publish_each_row_about_once(h
     assert sum(seen.values()) <= 1.1 * rows, f"{sum(seen.values())} publications for {rows} rows"
 
 
-@pytest.mark.xfail(strict=True, reason="bug: hall/store.py _advance computes resend_from only while applying a "
-                   "later record of that kiosk, and since 9272ba9 not for a fresh hole; rows lost at the tail of the "
-                   "kiosk's window are followed by nothing, so the hall never asks and the kiosk waits for its own "
-                   "10 s ack stall")
 async def test_a_hole_with_nothing_after_it_is_still_asked_for(hall, tmp_path):
     """Rows lost in flight at the end of a kiosk's window (a worker died holding them): the kiosk
     has no room to send more, so no later record can carry the request. The hall must ask for the

@@ -82,8 +82,9 @@ def test_a_new_hole_is_not_asked_at_once_it_is_most_likely_a_sibling_workers_bat
 
 def test_a_hole_that_stands_for_the_holdoff_asks_a_resend_from_the_first_missing_msg_seq(db, monkeypatch):
     store = Store()
-    apply(db, store, txn(1), txn(2), txn(5))
-    monkeypatch.setattr("hall.store.RESEND_HOLDOFF_S", 0.0)  # the hole has stood long enough
+    monkeypatch.setattr("hall.store.RESEND_HOLDOFF_S", 0.0)  # any standing is long enough
+    [first] = apply(db, store, txn(1), txn(2), txn(5))
+    assert first.resend_from is None  # not at first sight
     [ack] = apply(db, store, txn(6))
     assert (ack.msg_seq, ack.resend_from) == (2, 3)
     assert json.loads(ack.payload()) == {"schema": 1, "msg_seq": 2, "resend_from": 3}
@@ -93,6 +94,22 @@ def test_a_hole_that_stands_for_the_holdoff_asks_a_resend_from_the_first_missing
     [filled] = apply(db, store, txn(3), txn(4))  # the resend fills it: the high water jumps past 5, 6 and 7
     assert (filled.msg_seq, filled.resend_from) == (7, None)
     assert store.stats["resends"] == 1
+
+
+def test_a_standing_hole_with_nothing_after_it_is_asked_by_the_sweep_and_then_less_and_less_often(db, monkeypatch):
+    store = Store()
+    monkeypatch.setattr("hall.store.RESEND_HOLDOFF_S", 0.0)
+    apply(db, store, txn(1), txn(3))
+    with db.transaction():
+        [ack] = store.sweep(db)
+    assert (ack.msg_seq, ack.resend_from) == (1, 2)
+    monkeypatch.setattr("hall.store.RESEND_HOLDOFF_S", 3600.0)
+    apply(db, store, txn(4))
+    with db.transaction():
+        assert store.sweep(db) == []  # asked a moment ago
+    assert store.holes_due() > 3600  # the next ask waits twice the holdoff
+    apply(db, store, txn(2))
+    assert store.holes_due() is None  # filled: nothing more to ask
 
 
 def test_malformed_records_are_counted_and_dropped_and_the_rest_of_the_batch_is_stored(db):
