@@ -373,6 +373,9 @@ async def main(args: argparse.Namespace) -> None:
             print(f"  durable into halld (acked)     : {durable:9.0f} rows/s   ({stored} of {n} rows in the hall DB,"
                   f" {rewinds} rewinds)")
             print(f"  ratio durable / raw            : {durable / raw:9.2f}   (goal >= 0.50)")
+            if rewinds:
+                print("  (rewinds: mosquitto dropped records queued for halld beyond its max_queued_messages, 1000 by"
+                      " default; try --broker-conf 'max_queued_messages 100000')")
             print(f"  CPU during the ingest          : halld {cpu[0]:.1f} s, mosquitto {cpu[1]:.1f} s, simulated"
                   f" kiosks {cpu[2]:.1f} s in {cpu[3]:.1f} s wall on {os.cpu_count()} cores"
                   f" (halld {cpu[0] / n * 1e6:.0f} us/row)")
