@@ -59,8 +59,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{'INVARIANT BROKEN' if isinstance(exc, InvariantBroken) else 'RIG FAILED'} after {report.kills} kills: {exc}")
     wall = time.monotonic() - t0
     n_boundaries = sum(len(v) for v in report.boundaries.values())
-    print(f"kills: {report.kills} (boundary {report.boundary_kills} of {n_boundaries} traced boundaries"
-          f" x {args.boundary_rounds}, random {report.random_kills}, during recovery {report.recovery_kills})")
+    print(f"kills: {report.kills} (boundary {report.boundary_kills} of the {report.boundary_jobs} given to the rigs, "
+          f"{n_boundaries} traced x {args.boundary_rounds}; random {report.random_kills}; during recovery "
+          f"{report.recovery_kills})")
     print(f"boundaries not reached in their run: {len(report.missed)} {report.missed[:5]}")
     print(f"invariant checks: {report.checks}; visits finished between kills: {report.visits_done}")
     print("kills per flow:  " + ", ".join(f"{k} {v}" for k, v in sorted(report.per_flow.items())))

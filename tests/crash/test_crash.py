@@ -35,6 +35,9 @@ def test_kill_at_every_boundary_and_at_random_instants_the_money_always_balances
     assert report.boundary_kills == report.boundary_jobs - len(report.missed)
     assert report.boundary_jobs >= sum(len(v) for v in report.boundaries.values()) - RIGS
     assert len(report.missed) <= 3, f"boundaries the runs did not reach: {report.missed}"
+    missed = {m.split("/", 1)[1].rsplit(":", 1)[0] for m in report.missed}
+    not_killed = labels - set(report.per_step) - missed
+    assert not not_killed, f"traced boundaries no rig killed at: {sorted(not_killed)}"
     assert report.random_kills > 0 and report.recovery_kills > 0
     books = report.books
     assert books is not None and not books.problems
