@@ -20,6 +20,7 @@ import inspect
 import json
 import logging
 import random
+import socket
 import time
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
@@ -74,6 +75,15 @@ def encode(payload: dict[str, Any]) -> bytes:
 
 def _matches(pattern: str, leaf: str) -> bool:
     return pattern == leaf or (pattern.endswith("/#") and leaf.startswith(pattern[:-1]))
+
+
+def no_delay(client: Any) -> None:
+    """TCP_NODELAY on the MQTT socket. paho leaves Nagle on, so every record/ack, BOSS request/reply
+    and command/reply waited for a delayed TCP ACK: 89 ms per round trip on loopback, 0.8 ms
+    without (docs/hall.md, bench/hall.py). aiomqtt owns paho's socket callbacks, hence after connect."""
+    sock = client._client.socket()
+    if sock is not None:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 class HallLink:
@@ -241,6 +251,7 @@ class HallLink:
             try:
                 birth = await self._status_payload(True)
                 async with aiomqtt.Client(mqtt.host, mqtt.port, **self._client_args({**birth, "online": False})) as client:
+                    no_delay(client)
                     for leaf in dict.fromkeys(h[0] for h in self._handlers):
                         await client.subscribe(self.topic(leaf), qos=1)
                     await client.subscribe(self._hall_topic, qos=1)

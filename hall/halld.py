@@ -18,6 +18,7 @@ import json
 import logging
 import random
 import signal
+import socket
 import ssl
 import sys
 import time
@@ -142,6 +143,8 @@ class Halld:
                                           protocol=aiomqtt.ProtocolVersion.V5, will=will, tls_context=cfg.tls(),
                                           keepalive=30, timeout=10, max_inflight_messages=200,
                                           logger=logging.getLogger("halld.mqtt")) as client:
+                    sock = client._client.socket()  # Nagle off, as controller/link.py no_delay says why
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                     for leaf in SHARED_LEAVES:
                         await client.subscribe(f"$share/{SHARE_GROUP}/kiosk/v1/+/+/{leaf}", qos=1)
                     await client.subscribe("kiosk/v1/+/+/status", qos=1)

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from hall.broker import Broker, free_port
+from hall.broker import BROKER_TUNING, Broker, free_port
 from provisioning.certs import CN_RE, HALLD_CN, RESERVED_CNS, CA, CertError, Issued
 
 # kiosk -> hall, per design.md topic tree v1
@@ -95,6 +95,7 @@ def config_text(port: int, ca_file: Path, cert_file: Path, key_file: Path, acl_f
         f"acl_file {acl_file}",
         "persistence true",
         f"persistence_location {persistence_dir}/",
+        *BROKER_TUNING,
         "log_dest stderr",
         "log_type error",
         "log_type warning",
