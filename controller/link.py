@@ -176,11 +176,16 @@ class HallLink:
             if message.payload:  # an empty retained payload just clears the state
                 log.warning("malformed hall state ignored", extra=fields(payload=message.payload[:120]))
             online = None
-        if online != self.hall_online:
+        was = self.hall_online
+        if online != was:
             log.info("hall state", extra=fields(online=online))
         self.hall_online = online
         self._update_may_send()
         if self.outbox is not None:
+            if was is False and online is not False:
+                # the hall came back: what was in flight may have died with it. Rewind here, not in
+                # the pump, which can miss an offline/online flip shorter than its wait.
+                self.outbox.rewind(self.outbox.acked, "hall back")
             self.outbox.wake()  # a pump between batches notices the hold at once
         self.on_hall(online)
 
