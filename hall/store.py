@@ -77,6 +77,29 @@ def _str(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def _text(m: Inbound, body: dict) -> str:
+    """The record as stored: the kiosk's own JSON text (already checked by decode), not encoded
+    again; re-encoded only when it is not UTF-8 (JSON may come as UTF-16 or UTF-32)."""
+    try:
+        return m.payload.decode()
+    except UnicodeDecodeError:
+        return _j(body)
+
+
+def _num(value: Any) -> float | int | None:
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _txn_row(hall: str, kiosk: str, b: dict, now: float, text: str) -> tuple:
+    return (hall, kiosk, b["txn"], _int(b.get("seq")), b["msg_seq"], _str(b.get("service")), _str(b.get("phone")),
+            _int(b.get("amount_fen")), _str(b.get("state")), _num(b.get("finished_at")), now, text)
+
+
+def _event_row(hall: str, kiosk: str, b: dict, now: float, text: str) -> tuple:
+    return (hall, kiosk, b["msg_seq"], b["kind"], _str(b.get("device")), _str(b.get("code")), _str(b.get("detail")),
+            _str(b.get("txn")), _num(b.get("at")), now, text)
+
+
 def decode(m: Inbound) -> dict[str, Any]:
     """The payload as a dict, checked against the contract's envelope; raises Malformed."""
     try:
@@ -120,10 +143,11 @@ class Store:
         log.warning("malformed message on %s dropped: %s", where, why)
 
     def apply(self, db: Database, batch: list[Inbound]) -> list[Ack]:
-        """Apply a batch inside the caller's transaction; returns the acks to publish after commit."""
+        """Apply a batch inside the caller's transaction; returns the acks to publish after commit
+        (one per kiosk, whatever the number of its records in the batch)."""
         by_kiosk: dict[tuple[str, str], list[tuple[Inbound, dict]]] = defaultdict(list)
+        self.stats["received"] += len(batch)
         for m in batch:
-            self.stats["received"] += 1
             try:
                 body = decode(m)
             except Malformed as exc:
@@ -152,13 +176,25 @@ class Store:
                 self._telemetry(db, hall, kiosk, body, m.received_at)
         if not records:
             return None
-        fresh = [(m, b) for m, b in records if b["msg_seq"] > high]
+        fresh: dict[int, tuple[Inbound, dict, str]] = {}  # msg_seq -> the first copy in this batch
+        for m, b in records:
+            if b["msg_seq"] > high and b["msg_seq"] not in fresh:
+                fresh[b["msg_seq"]] = (m, b, _text(m, b))
         self.stats["duplicates"] += len(records) - len(fresh)
+        rows = fresh.values()
         db.executemany(
             "INSERT INTO records (hall, kiosk, msg_seq, kind, txn, received_at, payload) VALUES (?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (kiosk, msg_seq) DO NOTHING",
-            [(hall, kiosk, b["msg_seq"], m.leaf, _str(b.get("txn")), m.received_at, _j(b)) for m, b in fresh])
-        for m, body in fresh:
+            [(hall, kiosk, b["msg_seq"], m.leaf, _str(b.get("txn")), m.received_at, text) for m, b, text in rows])
+        db.executemany(
+            "INSERT INTO txns (hall, kiosk, txn, seq, msg_seq, service, phone, amount_fen, state, finished_at,"
+            " received_at, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (kiosk, txn) DO NOTHING",
+            [_txn_row(hall, kiosk, b, m.received_at, text) for m, b, text in rows if m.leaf == "txn"])
+        db.executemany(
+            "INSERT INTO events (hall, kiosk, msg_seq, kind, device, code, detail, txn, at, received_at, payload)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (kiosk, msg_seq) DO NOTHING",
+            [_event_row(hall, kiosk, b, m.received_at, text) for m, b, text in rows if m.leaf == "event"])
+        for m, body, _ in rows:  # what a record means beyond its own row, in msg_seq order of arrival
             (self._txn if m.leaf == "txn" else self._event)(db, hall, kiosk, body, m.received_at)
         self.stats["records"] += len(fresh)
         db.execute("UPDATE fleet SET last_seen = ? WHERE hall = ? AND kiosk = ?", (now, hall, kiosk))
@@ -256,12 +292,7 @@ class Store:
              _int(body.get("hopper_fen")), hall, kiosk))
 
     def _txn(self, db: Database, hall: str, kiosk: str, b: dict, now: float) -> None:
-        db.execute(
-            "INSERT INTO txns (hall, kiosk, txn, seq, msg_seq, service, phone, amount_fen, state, finished_at,"
-            " received_at, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (kiosk, txn) DO NOTHING",
-            (hall, kiosk, b["txn"], _int(b.get("seq")), b["msg_seq"], _str(b.get("service")), _str(b.get("phone")),
-             _int(b.get("amount_fen")), _str(b.get("state")), b.get("finished_at") if isinstance(
-                 b.get("finished_at"), (int, float)) else None, now, _j(b)))
+        """A transaction record's reviews and refund vouchers (its txns row is _txn_row)."""
         if b.get("state") == "review":
             self._review(db, hall, kiosk, b["txn"], _str(b.get("note")), _int(b.get("held_for_review")), now)
         for v in b.get("vouchers") or []:
@@ -269,13 +300,8 @@ class Store:
                 self._refund(db, hall, kiosk, v["code"], b["txn"], _int(v.get("fen")), "", now)
 
     def _event(self, db: Database, hall: str, kiosk: str, b: dict, now: float) -> None:
+        """An event's refunds and reviews (its events row is _event_row)."""
         kind = b["kind"]
-        at = b.get("at") if isinstance(b.get("at"), (int, float)) else None
-        db.execute(
-            "INSERT INTO events (hall, kiosk, msg_seq, kind, device, code, detail, txn, at, received_at, payload)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (kiosk, msg_seq) DO NOTHING",
-            (hall, kiosk, b["msg_seq"], kind, _str(b.get("device")), _str(b.get("code")), _str(b.get("detail")),
-             _str(b.get("txn")), at, now, _j(b)))
         if kind == "refund_voucher" and isinstance(b.get("claim_code"), str):
             self._refund(db, hall, kiosk, b["claim_code"], _str(b.get("txn")), _int(b.get("fen")),
                          _str(b.get("reason")) or "", now)
