@@ -29,6 +29,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -38,7 +39,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from hall.broker import Broker, start_broker  # noqa: E402
+from hall.broker import BROKER_TUNING, Broker, start_broker  # noqa: E402
+from hall.halld import _buffer_reads, _share_property_tables  # noqa: E402
 from transactions import books, records  # noqa: E402
 from transactions.journal import Journal  # noqa: E402
 
@@ -48,35 +50,6 @@ QUIET = logging.getLogger("bench.mqtt")  # aiomqtt warns per publish beyond 10 i
 QUIET.setLevel(logging.ERROR)
 
 
-# -- TCP_NODELAY (--nodelay) -------------------------------------------------------------------
-
-NODELAY_SHIM = """# written by bench/hall.py --nodelay: paho's MQTT sockets with TCP_NODELAY (paho leaves Nagle on)
-import socket
-import paho.mqtt.client as _c
-
-_create = _c.Client._create_socket_connection
-
-
-def _nodelay(self):
-    sock = _create(self)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return sock
-
-
-_c.Client._create_socket_connection = _nodelay
-"""
-
-
-def nodelay_env(tmp: Path) -> dict[str, str]:
-    """For halld and kioskd as subprocesses: a sitecustomize that patches paho as above."""
-    shim = tmp / "nodelay"
-    shim.mkdir(exist_ok=True)
-    (shim / "sitecustomize.py").write_text(NODELAY_SHIM)
-    exec(compile(NODELAY_SHIM, "nodelay-shim", "exec"), {})  # and in this process
-    return {"PYTHONPATH": os.pathsep.join([str(shim), str(ROOT), os.environ.get("PYTHONPATH", "")])}
-
-
-ENV: dict[str, str] = {}  # extra environment for halld and kioskd
 
 
 # -- records ----------------------------------------------------------------------------------
@@ -116,16 +89,27 @@ def wire(tpl: dict, kiosk: str, n: int) -> list[bytes]:
 class Halld:
     def __init__(self, tmp: Path, db: str, broker: Broker, worker: str = "halld") -> None:
         self.log = tmp / f"{worker}.log"
-        cmd = [sys.executable, "-m", "hall.halld", "serve", "--db", db, "--mqtt-port", str(broker.port)]
-        if (ROOT / "hall" / "cli.py").exists():  # the full halld: a worker id, no HTTP API here
-            cmd += ["--worker", worker, "--hall", HALL, "--http", "off"]
+        self.api: str | None = None
+        cmd = [sys.executable, "-m", "hall.halld", "serve", "--db", db, "--mqtt-port", str(broker.port),
+               "--worker", worker, "--hall", HALL, "--http", "127.0.0.1:0"]  # the API: for /api/stats
         self.proc = subprocess.Popen(cmd, stdout=open(self.log, "w"), stderr=subprocess.STDOUT, cwd=ROOT,
-                                     start_new_session=True, env={**os.environ, **ENV})
+                                     start_new_session=True)
         deadline = time.monotonic() + 20
         while "halld: listening" not in self.log.read_text():
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise SystemExit(f"halld did not start:\n{self.log.read_text()[-2000:]}")
             time.sleep(0.02)  # polling its log for the ready line; bounded by the deadline
+        found = re.search(r"API on (http://\S+)", self.log.read_text())
+        self.api = found.group(1) if found else None
+
+    def stats(self) -> dict:
+        """halld's own counters (batches, acks, records ...), or {} without its API."""
+        if self.api is None:
+            return {}
+        import urllib.request
+
+        with urllib.request.urlopen(f"{self.api}/api/stats", timeout=5) as r:
+            return json.loads(r.read())
 
     def stop(self) -> None:
         os.killpg(self.proc.pid, signal.SIGTERM)
@@ -138,7 +122,16 @@ class Halld:
 
 def cpu_s(pid: int) -> float:
     """User + system CPU seconds of a process (Linux /proc), to show who the bottleneck is."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return _ticks(Path(f"/proc/{pid}/stat"))
+
+
+def loop_cpu_s(pid: int) -> float:
+    """The same for the process's main thread alone (for halld: the event loop, which reads MQTT)."""
+    return _ticks(Path(f"/proc/{pid}/task/{pid}/stat"))
+
+
+def _ticks(stat: Path) -> float:
+    fields = stat.read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
@@ -153,17 +146,26 @@ def mosquitto(name: str) -> str:
 
 async def sim_kiosk(port: int, kiosk: str, rows: list[bytes], window: int) -> dict:
     """A kiosk link in miniature: ``window`` records in flight, delivered on ack, rewinds on
-    ``resend_from`` and on a stall. Returns its first-publish and last-ack times."""
+    ``resend_from`` and on a stall. Returns its first-publish and last-ack times.
+
+    Lean on purpose, since it shares the cores with halld: Nagle off as kioskd has it, records
+    handed to paho without awaiting each PUBACK (paho keeps them in flight and queues the rest;
+    the window is counted in acks, as kioskd does), and halld's receive-side fixes (one recv for
+    all packets, shared property tables). With aiomqtt's awaited publish it cost ~100 µs a row."""
     import aiomqtt
 
+    _share_property_tables()
     n = len(rows)
     acked = sent = 0
     progress = asyncio.Event()
     out = {"first": 0.0, "done": 0.0, "rewinds": 0}
     async with aiomqtt.Client("127.0.0.1", port, identifier=kiosk, protocol=aiomqtt.ProtocolVersion.V5,
                               max_inflight_messages=window, timeout=30, logger=QUIET) as client:
-        ack_topic = f"kiosk/v1/{HALL}/{kiosk}/ack"
-        await client.subscribe(ack_topic, qos=1)
+        paho = client._client
+        paho.socket().setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        _buffer_reads(paho)
+        topic = f"kiosk/v1/{HALL}/{kiosk}/txn"
+        await client.subscribe(f"kiosk/v1/{HALL}/{kiosk}/ack", qos=1)
 
         async def acks() -> None:
             nonlocal acked, sent
@@ -186,11 +188,9 @@ async def sim_kiosk(port: int, kiosk: str, rows: list[bytes], window: int) -> di
         while not reader.done():
             room = window - (sent - acked)
             if room > 0 and sent < n:
-                batch = range(sent, min(n, sent + room))
-                sent = batch[-1] + 1
-                await asyncio.gather(*[client.publish(f"kiosk/v1/{HALL}/{kiosk}/txn", rows[i], qos=1)
-                                       for i in batch])
-                continue
+                for i in range(sent, min(n, sent + room)):
+                    paho.publish(topic, rows[i], qos=1)
+                sent = min(n, sent + room)
             progress.clear()
             try:
                 await asyncio.wait_for(progress.wait(), STALL_S)
@@ -290,7 +290,7 @@ async def kioskd_drain(broker: Broker, tmp: Path, journal: Path, rows: int) -> f
     ready = asyncio.Event()
     watcher = asyncio.ensure_future(wait_ack(broker.port, "K-DRAIN", rows, ready))
     await ready.wait()
-    proc = start_kioskd("--config", str(config), log_path=kdir / "kioskd.log", env=ENV)
+    proc = start_kioskd("--config", str(config), log_path=kdir / "kioskd.log")
     try:
         done = await asyncio.wait_for(watcher, 600)
     finally:
@@ -311,6 +311,7 @@ async def one_at_a_time(broker: Broker, tmp: Path, journal: Path, rows: int) -> 
     kiosk = "K-SERIAL"
     async with Journal(path, kiosk=kiosk) as j, aiomqtt.Client(
             "127.0.0.1", broker.port, identifier=kiosk, protocol=aiomqtt.ProtocolVersion.V5, logger=QUIET) as client:
+        client._client.socket().setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as kioskd's link
         await client.subscribe(f"kiosk/v1/{HALL}/{kiosk}/ack", qos=1)
         acks = client.messages.__aiter__()
         start = time.time()
@@ -345,12 +346,8 @@ def postgres(url: str | None):
 async def main(args: argparse.Namespace) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-hall-"))
     conf = args.broker_conf.replace(";", "\n") + "\n"
-    if args.nodelay:
-        conf += "set_tcp_nodelay true\n"
-        ENV.update(nodelay_env(tmp))
-    print(f"mosquitto {'with' if args.nodelay else 'without'} TCP_NODELAY (hall/broker.py's config"
-          f"{' + ' + repr(args.broker_conf) if args.broker_conf else ''}); paho clients"
-          f" {'with TCP_NODELAY (patched)' if args.nodelay else 'as shipped (Nagle on)'}")
+    print(f"mosquitto with hall/broker.py's BROKER_TUNING ({'; '.join(BROKER_TUNING)})"
+          f"{' + ' + repr(args.broker_conf) if args.broker_conf else ''}; TCP_NODELAY on every MQTT client")
     broker = start_broker(tmp / "mosquitto", extra_conf=conf)
     tpl = await template(tmp)
     size = len(wire(tpl, "K-000", 1)[0])
@@ -362,10 +359,12 @@ async def main(args: argparse.Namespace) -> None:
             raw = raw_mosquitto(tmp, args.kiosks, args.rows, tpl, conf)
             halld = Halld(tmp, str(tmp / "hall.db"), broker)
             try:
-                cpu = (cpu_s(halld.proc.pid), cpu_s(broker.proc.pid), time.process_time(), time.perf_counter())
+                pid = halld.proc.pid
+                cpu = (cpu_s(pid), loop_cpu_s(pid), cpu_s(broker.proc.pid), time.process_time(), time.perf_counter())
                 durable, rewinds = await ingest(broker, args.kiosks, args.rows, args.window, tpl, "A")
-                cpu = (cpu_s(halld.proc.pid) - cpu[0], cpu_s(broker.proc.pid) - cpu[1],
-                       time.process_time() - cpu[2], time.perf_counter() - cpu[3])
+                cpu = (cpu_s(pid) - cpu[0], loop_cpu_s(pid) - cpu[1], cpu_s(broker.proc.pid) - cpu[2],
+                       time.process_time() - cpu[3], time.perf_counter() - cpu[4])
+                stats = halld.stats()
             finally:
                 halld.stop()
             stored = hall_rows(str(tmp / "hall.db"))
@@ -374,11 +373,17 @@ async def main(args: argparse.Namespace) -> None:
                   f" {rewinds} rewinds)")
             print(f"  ratio durable / raw            : {durable / raw:9.2f}   (goal >= 0.50)")
             if rewinds:
-                print("  (rewinds: mosquitto dropped records queued for halld beyond its max_queued_messages, 1000 by"
-                      " default; try --broker-conf 'max_queued_messages 100000')")
-            print(f"  CPU during the ingest          : halld {cpu[0]:.1f} s, mosquitto {cpu[1]:.1f} s, simulated"
-                  f" kiosks {cpu[2]:.1f} s in {cpu[3]:.1f} s wall on {os.cpu_count()} cores"
-                  f" (halld {cpu[0] / n * 1e6:.0f} us/row)")
+                print("  (rewinds: rows lost on the way and asked again, e.g. mosquitto dropping records queued for"
+                      " halld beyond its max_queued_messages)")
+            print(f"  CPU during the ingest          : halld {cpu[0]:.1f} s, mosquitto {cpu[2]:.1f} s, simulated"
+                  f" kiosks {cpu[3]:.1f} s in {cpu[4]:.1f} s wall on {os.cpu_count()} cores")
+            print(f"  per row                        : halld {cpu[0] / n * 1e6:.0f} us (event loop {cpu[1] / n * 1e6:.0f},"
+                  f" writer {(cpu[0] - cpu[1]) / n * 1e6:.0f}), simulated kiosks {cpu[3] / n * 1e6:.0f} us,"
+                  f" mosquitto {cpu[2] / n * 1e6:.0f} us")
+            if stats:
+                print(f"  halld batches                  : {stats.get('batches', 0)} commits,"
+                      f" {n / max(1, stats.get('batches', 0)):.0f} rows and {stats.get('acks', 0) / max(1, stats.get('batches', 0)):.1f}"
+                      f" acks per commit")
         if "b" in args.only:
             print(f"(b) a {args.backlog}-row kiosk backlog drained into halld on SQLite")
             journal = tmp / "backlog.db"
@@ -448,6 +453,4 @@ if __name__ == "__main__":
     parser.add_argument("--pg-url", help="a PostgreSQL server to use for (c) instead of a private cluster")
     parser.add_argument("--only", default="abc", help="which parts: any of a, b, c")
     parser.add_argument("--broker-conf", default="", help="extra mosquitto.conf lines, ';'-separated")
-    parser.add_argument("--nodelay", action="store_true",
-                        help="TCP_NODELAY on mosquitto (set_tcp_nodelay) and on every paho client socket")
     asyncio.run(main(parser.parse_args()))
