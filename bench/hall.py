@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from hall.broker import BROKER_TUNING, Broker, start_broker  # noqa: E402
-from hall.halld import _buffer_reads, _share_property_tables  # noqa: E402
+from hall.pahoio import lean, share_property_tables  # noqa: E402
 from transactions import books, records  # noqa: E402
 from transactions.journal import Journal  # noqa: E402
 
@@ -150,11 +150,11 @@ async def sim_kiosk(port: int, kiosk: str, rows: list[bytes], window: int) -> di
 
     Lean on purpose, since it shares the cores with halld: Nagle off as kioskd has it, records
     handed to paho without awaiting each PUBACK (paho keeps them in flight and queues the rest;
-    the window is counted in acks, as kioskd does), and halld's receive-side fixes (one recv for
-    all packets, shared property tables). With aiomqtt's awaited publish it cost ~100 µs a row."""
+    the window is counted in acks, as kioskd does), and halld's batched socket I/O
+    (hall/pahoio.py). With aiomqtt's awaited publish it cost ~100 µs a row."""
     import aiomqtt
 
-    _share_property_tables()
+    share_property_tables()
     n = len(rows)
     acked = sent = 0
     progress = asyncio.Event()
@@ -163,7 +163,7 @@ async def sim_kiosk(port: int, kiosk: str, rows: list[bytes], window: int) -> di
                               max_inflight_messages=window, timeout=30, logger=QUIET) as client:
         paho = client._client
         paho.socket().setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        _buffer_reads(paho)
+        lean(paho)
         topic = f"kiosk/v1/{HALL}/{kiosk}/txn"
         await client.subscribe(f"kiosk/v1/{HALL}/{kiosk}/ack", qos=1)
 

@@ -31,6 +31,7 @@ from .api import Reader, make_app, start_api
 from .commands import Commands
 from .db import connect
 from .gateway import Gateway
+from .pahoio import lean, share_property_tables
 from .store import LEAVES, Ack, Inbound, Store
 from .writer import Writer
 
@@ -133,7 +134,7 @@ class Halld:
     async def _run(self) -> None:
         import aiomqtt
 
-        _share_property_tables()
+        share_property_tables()
         cfg = self.config
         backoff = 1.0
         while True:
@@ -147,7 +148,7 @@ class Halld:
                     sock = client._client.socket()  # Nagle off, as controller/link.py no_delay says why
                     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                     client._client.on_message = self._on_message  # before subscribing: see _on_message
-                    _buffer_reads(client._client)
+                    lean(client._client)  # batched socket reads and writes: hall/pahoio.py
                     for leaf in SHARED_LEAVES:
                         await client.subscribe(f"$share/{SHARE_GROUP}/kiosk/v1/+/+/{leaf}", qos=1)
                     await client.subscribe("kiosk/v1/+/+/status", qos=1)
@@ -254,71 +255,6 @@ class Halld:
 
     async def _publish_cmd(self, topic: str, payload: bytes, response_topic: str, correlation: bytes) -> None:
         await self._publish(topic, payload, props=_props(ResponseTopic=response_topic, CorrelationData=correlation))
-
-
-class _BufferedSocket:
-    """paho reads a packet with three or four recv calls (the command byte, each byte of the
-    remaining length, then the rest) and aiomqtt's reader hands it one packet per wake-up of the
-    event loop (paho's loop_read reads one packet when nothing of ours is in flight). This takes
-    what the kernel holds in one recv and says through ``pending()`` (which aiomqtt asks, for TLS
-    sockets) that more is buffered, so one wake-up reads every packet that has arrived."""
-
-    __slots__ = ("_sock", "_buf", "_pos")
-
-    def __init__(self, sock: Any) -> None:
-        self._sock = sock
-        self._buf = b""
-        self._pos = 0
-
-    def recv(self, n: int) -> bytes:
-        if self._pos >= len(self._buf):
-            data = self._sock.recv(65536)  # BlockingIOError, SSLWantReadError and EOF (b"") as before
-            if len(data) <= n:
-                return data
-            self._buf, self._pos = data, 0
-        out = self._buf[self._pos:self._pos + n]
-        self._pos += len(out)
-        return out
-
-    def pending(self) -> int:
-        inner = getattr(self._sock, "pending", None)
-        return len(self._buf) - self._pos + (inner() if inner is not None else 0)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._sock, name)
-
-
-def _buffer_reads(paho_client: Any) -> None:
-    """Wrap the connected paho client's socket (see _BufferedSocket); nothing is buffered yet."""
-    sock = getattr(paho_client, "_sock", None)
-    if sock is not None and not isinstance(sock, _BufferedSocket) and hasattr(sock, "recv"):
-        paho_client._sock = _BufferedSocket(sock)
-
-
-def _share_property_tables() -> None:
-    """paho's MQTT v5 ``Properties()`` (one per message received) rebuilds its name and type tables
-    each time, and ``clear()`` (at every decode) probes all 27 names: a tenth of the event loop's
-    time under load. The tables are never written after __init__, so every instance can share one
-    copy; clear() then drops only what is set. Same behaviour, a few µs less per message."""
-    from paho.mqtt.packettypes import PacketTypes
-    from paho.mqtt.properties import Properties
-
-    if getattr(Properties, "_halld_shared", False):
-        return
-    proto = Properties(PacketTypes.PUBLISH)
-    tables = {"types": proto.types, "names": proto.names, "properties": proto.properties}
-    if set(vars(proto)) != {"packetType", *tables}:  # not the paho this was written against: leave it be
-        return
-    fixed = {"packetType", *tables}
-
-    def __init__(self: Any, packetType: int) -> None:
-        self.__dict__.update(tables, packetType=packetType)
-
-    def clear(self: Any) -> None:
-        for name in [n for n in self.__dict__ if n not in fixed]:
-            delattr(self, name)
-
-    Properties.__init__, Properties.clear, Properties._halld_shared = __init__, clear, True
 
 
 def _props(**values: Any) -> Any:
