@@ -446,7 +446,7 @@ def _fresh_schema(url: str, name: str) -> str:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--kiosks", type=int, default=20)
-    parser.add_argument("--rows", type=int, default=500, help="records per simulated kiosk (a, c)")
+    parser.add_argument("--rows", type=int, default=1000, help="records per simulated kiosk (a, c)")
     parser.add_argument("--window", type=int, default=64, help="records in flight per simulated kiosk")
     parser.add_argument("--backlog", type=int, default=10000, help="rows in the kiosk journal (b)")
     parser.add_argument("--serial-rows", type=int, default=300, help="rows drained one at a time (b)")
