@@ -1,8 +1,11 @@
 """BOSS over the hall: a kiosk's `boss/req` goes to the BOSS adapter, the reply to its response topic.
 
-docs/mqtt.md "BOSS over the hall". The request's `op` and `params` are forwarded untouched
-(idempotency keys included: the BOSS applies one key once, so a kiosk's retry or a duplicated
-delivery cannot credit twice). The reply reuses bosssim's HTTP envelope with the request's
+docs/mqtt.md "BOSS over the hall". The request's `op` must be one of the operations a kiosk
+may ask (transactions/boss.py `OPS`) and its `params` must fit that operation's schema; anything
+else is answered `unknown_op` / `bad_request` and never reaches the BOSS. What passes is forwarded
+untouched (idempotency keys included: the BOSS applies one key once, so a kiosk's retry or a
+duplicated delivery cannot credit twice). Every request gets an answer, malformed ones included
+(not JSON, nested too deep, wrong envelope), so a kiosk never waits out its timeout for nothing. The reply reuses bosssim's HTTP envelope with the request's
 correlation data. The adapter is transactions/boss.py's transport (HttpTransport for bosssim or
 an operator's HTTP JSON front), so the kiosk and the hall share one set of error rules:
 
@@ -27,7 +30,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from transactions.boss import BossError, BossRefused, BossTimeout, BossTransport, BossUnavailable
+from transactions.boss import BossError, BossRefused, BossTimeout, BossTransport, BossUnavailable, check_request
 
 log = logging.getLogger("halld.gateway")
 
@@ -96,11 +99,17 @@ class Gateway:
             if not isinstance(req, dict) or req.get("schema") != 1:
                 raise ValueError("expected a JSON object with schema 1")
             op, params = req.get("op"), req.get("params", {})
-            if not isinstance(op, str) or not isinstance(params, dict):
-                raise ValueError("op must be a string and params an object")
+            check_request(op, params)
+        except RecursionError:  # json gives up on deep nesting this way, not with a ValueError
+            self.stats["malformed"] += 1
+            return envelope_error("bad_request", "nested too deep")
         except (ValueError, UnicodeDecodeError) as exc:
             self.stats["malformed"] += 1
-            return envelope_error("bad_request", str(exc))
+            return envelope_error("bad_request", str(exc)[:200])
+        except BossRefused as exc:  # not an operation kiosks may ask, or params of the wrong shape
+            self.stats["boss_not_allowed"] += 1
+            log.warning("boss/req from %s/%s refused: %s", hall, kiosk, exc.message)
+            return envelope_error(exc.code, exc.message)
         if self.transport is None:
             return envelope_error("unavailable", "this hall has no BOSS adapter configured")
         try:

@@ -17,6 +17,9 @@ applies one key once and answers a repeat with the first result.
 from __future__ import annotations
 
 import asyncio
+import re
+import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -130,6 +133,74 @@ class BossTransport(Protocol):
     async def close(self) -> None: ...
 
 
+# -- the operations a kiosk may ask of the BOSS, each with the schema of its parameters ------------
+#
+# Why here: the typed calls below are the only requests a kiosk makes, so this table is their
+# contract, and both paths to a BOSS check it before anything leaves — HttpTransport (the kiosk
+# talking HTTP itself) and the hall's gateway (a kiosk's `boss/req`, hall/gateway.py). An op that
+# is not listed, a parameter missing, unknown or of the wrong shape is refused as `unknown_op` /
+# `bad_request` and never reaches the operator's system (issue 16: an `op` of
+# "../../admin/reset?all=1" was POSTed to the BOSS as /admin/reset). Shapes are bounded (lengths,
+# integer ranges), business rules stay the BOSS's (an unknown number is its refusal, not ours).
+
+MAX_FEN = 1_000_000_000  # ¥10,000,000: far above any kiosk payment, far below int64
+
+
+@dataclass(frozen=True)
+class Param:
+    check: Callable[[Any], bool]
+    says: str  # what a valid value looks like, for the error message
+
+
+def _pattern(rx: str, says: str) -> Param:
+    compiled = re.compile(rx)
+    return Param(lambda v: isinstance(v, str) and compiled.fullmatch(v) is not None, says)
+
+
+PHONE = _pattern(r"\+?[0-9]{1,20}", "a phone number (up to 20 digits)")
+KEY = _pattern(r"[A-Za-z0-9_.:-]{1,128}", "an idempotency key (letters, digits, _ . : -, at most 128)")
+PLAN = _pattern(r"[A-Za-z0-9_.-]{1,32}", "a plan code (letters, digits, _ . -, at most 32)")
+MONTH = _pattern(r"[0-9]{4}-[0-9]{2}", "a month YYYY-MM")
+SECRET = _pattern(r"[0-9A-Za-z]{1,16}", "up to 16 letters or digits")
+FEN = Param(lambda v: type(v) is int and 1 <= v <= MAX_FEN, f"integer fen from 1 to {MAX_FEN}")
+
+OPS: dict[str, dict[str, Param]] = {
+    "ping": {},
+    "check_number": {"phone": PHONE},
+    "query_balance": {"phone": PHONE},
+    "query_plans": {"phone": PHONE},
+    "change_plan": {"phone": PHONE, "plan": PLAN, "key": KEY},
+    "query_bill": {"phone": PHONE},
+    "pay_bill": {"phone": PHONE, "fen": FEN, "key": KEY},
+    "credit": {"phone": PHONE, "fen": FEN, "key": KEY},
+    "op_status": {"key": KEY},
+    "verify_password": {"phone": PHONE, "password": SECRET},
+    "send_sms_code": {"phone": PHONE},
+    "verify_sms_code": {"phone": PHONE, "code": SECRET},
+    "suspend_number": {"phone": PHONE, "key": KEY},
+    "statement": {"phone": PHONE, "month": MONTH},
+    "invoice": {"phone": PHONE, "month": MONTH},
+}
+
+
+def check_request(op: Any, params: Any) -> None:
+    """Raise ``BossRefused`` (``unknown_op`` or ``bad_request``) unless ``op`` is in OPS and
+    ``params`` has exactly its parameters, each of the right shape."""
+    spec = OPS.get(op) if isinstance(op, str) else None
+    if spec is None:
+        raise BossRefused("unknown_op", f"{str(op)[:64]!r} is not an operation kiosks may ask (known: {', '.join(OPS)})")
+    if not isinstance(params, dict):
+        raise BossRefused("bad_request", f"{op}: params must be an object")
+    unknown = [str(k)[:32] for k in params if k not in spec]
+    if unknown:
+        raise BossRefused("bad_request", f"{op}: unknown parameter(s) {', '.join(unknown)}")
+    for name, param in spec.items():
+        if name not in params:
+            raise BossRefused("bad_request", f"{op}: missing {name}")
+        if not param.check(params[name]):
+            raise BossRefused("bad_request", f"{op}: {name} must be {param.says}")
+
+
 def _fen(value: Any) -> int:
     if type(value) is not int:
         raise BossError("bad_reply", f"amount {value!r} is not integer fen")
@@ -213,7 +284,7 @@ class Boss:
 
 
 class HttpTransport:
-    """POST ``{base}/boss/v1/{op}`` with a JSON body; reply ``{"ok": true, "result": {...}}`` or
+    """POST ``{base}/boss/v1/{op}`` (``op`` from OPS only) with a JSON body; reply ``{"ok": true, "result": {...}}`` or
     ``{"ok": false, "code": ..., "message": ...}``. aiohttp is imported on first use (start-up cost)."""
 
     def __init__(self, base_url: str) -> None:
@@ -223,11 +294,13 @@ class HttpTransport:
     async def call(self, op: str, params: dict[str, Any], timeout: float) -> dict[str, Any]:
         import aiohttp
 
+        check_request(op, params)  # nothing outside the allow-list leaves, whoever asks
         if self._session is None:
             self._session = aiohttp.ClientSession()
         try:
             async with asyncio.timeout(timeout):
-                async with self._session.post(f"{self.base_url}/boss/v1/{op}", json=params) as resp:
+                url = f"{self.base_url}/boss/v1/{urllib.parse.quote(op, safe='')}"
+                async with self._session.post(url, json=params) as resp:
                     body = await resp.json(content_type=None)
         except TimeoutError:
             raise BossTimeout("timeout", f"{op}: no answer in {timeout:g} s") from None

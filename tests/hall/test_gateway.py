@@ -66,8 +66,8 @@ async def test_a_refusal_passes_through_with_the_boss_code(broker, bosssim, tmp_
     h = hall()
     async with running_halld(broker.port, str(tmp_path / "h.db"), worker=f"{h}-w", boss_url=bosssim.url), \
             FakeKiosk(broker.port, h) as k:
-        reply = await ask(k, "credit", {"phone": "13800138000", "fen": -5, "key": "k-neg"}, b"r")
-        assert (reply["ok"], reply["code"]) == (False, "bad_amount")
+        reply = await ask(k, "credit", {"phone": "13800000000", "fen": 500, "key": "k-nobody"}, b"r")
+        assert (reply["ok"], reply["code"]) == (False, "no_such_number")
 
 
 async def test_a_boss_that_does_not_answer_within_the_expiry_is_a_timeout(broker, bosssim, tmp_path):
