@@ -31,6 +31,8 @@ DRIVERS: dict[str, DriverSpec] = {
     "ina219": DriverSpec("hal.sensors.ina219:Ina219", None),
     "ds3231": DriverSpec("hal.sensors.ds3231:Ds3231", None),
     "gsm-modem": DriverSpec("hal.modem:GsmModem", "modem"),
+    # identity (issue 11)
+    "sam-idcard": DriverSpec("hal.idcard.sam:SamIdReader", "idcard"),
 }
 
 

@@ -15,6 +15,7 @@ EMULATORS: dict[str, str] = {
     "crt571": "hal.emulators.crt571:Crt571Model",
     "k720": "hal.emulators.k720:K720Model",
     "modem": "hal.emulators.modem:GsmModemModel",
+    "idcard": "hal.emulators.idcard:IdCardReaderModel",  # 2nd-generation ID card reader (SAM_V)
 }
 
 
