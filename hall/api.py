@@ -90,6 +90,10 @@ def make_app(reader: Reader, commands: Commands | None, stats: Callable[[], dict
     async def commands_log(request: web.Request) -> web.Response:
         return _json(await reader(queries.commands, request.query.get("kiosk"), _int_arg(request, "limit", 20)))
 
+    @routes.get("/api/quarantine")
+    async def quarantine(request: web.Request) -> web.Response:
+        return _json(await reader(queries.quarantine, request.query.get("kiosk"), _int_arg(request, "limit", 50)))
+
     @routes.get("/api/stats")
     async def stats_(request: web.Request) -> web.Response:
         return _json(stats())

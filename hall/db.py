@@ -53,6 +53,9 @@ CREATE TABLE IF NOT EXISTS reviews (
 CREATE TABLE IF NOT EXISTS commands (
     id TEXT PRIMARY KEY, hall TEXT, kiosk TEXT, name TEXT, args TEXT, sent_at DOUBLE PRECISION,
     answered_at DOUBLE PRECISION, ok BIGINT, reply TEXT);
+CREATE TABLE IF NOT EXISTS quarantine (
+    id {serial}, hall TEXT, kiosk TEXT, leaf TEXT, msg_seq BIGINT, reason TEXT, size BIGINT,
+    received_at DOUBLE PRECISION, payload TEXT);
 CREATE INDEX IF NOT EXISTS txns_received ON txns (received_at);
 CREATE INDEX IF NOT EXISTS events_received ON events (received_at);
 """

@@ -56,6 +56,7 @@ class HalldConfig:
     key_file: str | None = None
     http_host: str = "127.0.0.1"
     http_port: int | None = 8470  # None: no HTTP API; 0: any free port
+    fleet: dict[str, list[str]] | None = None  # {hall: [kiosks]}: messages of others are quarantined
 
     def tls(self) -> ssl.SSLContext | None:
         if not self.ca_file:
@@ -68,7 +69,7 @@ class HalldConfig:
 class Halld:
     def __init__(self, config: HalldConfig) -> None:
         self.config = config
-        self.store = Store()
+        self.store = Store(config.fleet)
         self.stats: Counter[str] = Counter()  # the event loop's own counts (the store's are the writer's)
         self.halls: list[str] = list(dict.fromkeys(config.halls))
         self.connected = asyncio.Event()

@@ -98,3 +98,11 @@ def commands(db: Database, kiosk_id: str | None = None, limit: int = 20) -> list
 def recent(db: Database, n: int = 20) -> list[dict[str, Any]]:
     """The latest status messages as received (the first halld's `recent`)."""
     return _decode(db.dicts("SELECT hall, kiosk, kind, received_at, payload FROM messages ORDER BY id DESC LIMIT ?", (n,)))
+
+
+def quarantine(db: Database, kiosk_id: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    """Messages halld refused to store (hall/store.py), newest first, with the reason; the payload
+    is the text as received (bad bytes escaped), never decoded: it is what was wrong."""
+    where, params = _where({"kiosk": kiosk_id})
+    return db.dicts("SELECT id, hall, kiosk, leaf, msg_seq, reason, size, received_at, payload FROM quarantine"
+                    f"{where} ORDER BY id DESC LIMIT ?", [*params, limit])

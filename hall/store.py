@@ -13,13 +13,21 @@ RESEND_HOLDOFF_S while it stands. Not at first sight: with several workers a hol
 a sibling's batch not committed yet, and asking at once made kiosks publish most rows twice. A
 kiosk that stops sending behind a real hole rewinds by itself when acks stall.
 
-Malformed input (bad JSON, wrong schema, a missing or non-integer msg_seq, a payload naming
-another kiosk) is logged and counted in `stats`, never raised.
+Malformed input (bad JSON, nested too deep, wrong schema, a missing or non-integer msg_seq, an
+integer beyond 64 bits, a string with a lone surrogate, NaN, a payload naming another kiosk or
+hall, a kiosk not in the fleet) never touches the batch: it is checked before any SQL, stored in
+the `quarantine` table with the reason (the payload as received, for staff), counted in `stats`,
+and a record's msg_seq still counts as committed, so the kiosk is acked and its outbox drains
+(issue 16: one poison record made the writer go row by row for every kiosk, and was never acked).
+The topic names the kiosk and its certificate (the broker's ACL gives each certificate its own
+subtree only), so the payload must agree with the topic, never the other way round.
 """
 from __future__ import annotations
 
 import json
 import logging
+import math
+import re
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -34,8 +42,40 @@ LEAVES = ("status", "txn", "event", "telemetry")  # what the writer stores
 RESEND_HOLDOFF_S = 1.0
 
 
+INT64 = 2 ** 63  # BIGINT on PostgreSQL, INTEGER on SQLite: Python ints beyond do not fit
+QUARANTINE_BYTES = 1 << 20  # kept of a quarantined payload (the broker's limit is far smaller)
+# Only a payload with one of these byte patterns can hold a value the database cannot store, so
+# the common record skips the walk over its values: \uD800-\uDFFF escapes, 19+ digit numbers, NaN.
+_SUSPECT = re.compile(rb"\\u[dD][89a-fA-F]|[0-9]{19}|NaN|Infinity")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_SEQ = re.compile(rb'"msg_seq"\s*:\s*([0-9]{1,18})[\s,}]')
+
+
 class Malformed(ValueError):
-    pass
+    def __init__(self, why: str, msg_seq: int | None = None) -> None:
+        super().__init__(why)
+        self.msg_seq = msg_seq  # the record's place in the kiosk's sequence, when it can be read
+
+
+def _storable(body: Any) -> None:
+    """Raise Malformed for a value no database column or TEXT can hold (walked without recursion)."""
+    stack = [body]
+    while stack:
+        v = stack.pop()
+        if type(v) is int:
+            if not -INT64 <= v < INT64:
+                raise Malformed(f"integer {str(v)[:20]}... beyond 64 bits")
+        elif type(v) is float:
+            if not math.isfinite(v):
+                raise Malformed(f"number {v} is not JSON")
+        elif type(v) is str:
+            if _SURROGATE.search(v):
+                raise Malformed("string with a lone UTF-16 surrogate")
+        elif type(v) is dict:
+            stack.extend(v)
+            stack.extend(v.values())
+        elif type(v) is list:
+            stack.extend(v)
 
 
 @dataclass
@@ -100,27 +140,45 @@ def _event_row(hall: str, kiosk: str, b: dict, now: float, text: str) -> tuple:
             _str(b.get("txn")), _num(b.get("at")), now, text)
 
 
+def _seq_in(payload: bytes) -> int | None:
+    """A record's msg_seq read from bytes json could not parse (nested too deep): only when the
+    text names exactly one."""
+    found = _SEQ.findall(payload)
+    return int(found[0]) if len(found) == 1 and int(found[0]) >= 1 else None
+
+
 def decode(m: Inbound) -> dict[str, Any]:
     """The payload as a dict, checked against the contract's envelope; raises Malformed."""
     try:
         body = json.loads(m.payload)
+    except RecursionError:
+        raise Malformed("nested too deep", _seq_in(m.payload) if m.leaf in ("txn", "event") else None) from None
     except (ValueError, UnicodeDecodeError) as exc:
-        raise Malformed(f"not JSON: {exc}") from None
+        raise Malformed(f"not JSON: {str(exc)[:120]}") from None
     if not isinstance(body, dict):
         raise Malformed("payload is not a JSON object")
-    if body.get("schema") != SCHEMA:
-        raise Malformed(f"schema {body.get('schema')!r}, expected {SCHEMA}")
-    for key, want in (("kiosk", m.kiosk), ("hall", m.hall)):
-        if key in body and m.leaf in ("status", "telemetry") and body[key] != want:
-            raise Malformed(f"payload says {key} {body[key]!r} on {want!r}'s topic")
-    if m.leaf in ("txn", "event"):
-        seq = body.get("msg_seq")
-        if type(seq) is not int or seq < 1:
-            raise Malformed(f"msg_seq {seq!r} is not a positive integer")
-        if m.leaf == "txn" and not isinstance(body.get("txn"), str):
-            raise Malformed("txn record without a txn id")
-        if m.leaf == "event" and not isinstance(body.get("kind"), str):
-            raise Malformed("event without a kind")
+    seq = body.get("msg_seq")
+    seq = seq if type(seq) is int and 1 <= seq < INT64 else None
+    try:
+        if _SUSPECT.search(m.payload) or not m.payload.startswith(b"{"):  # not UTF-8 text: walk it too
+            _storable(body)
+        if body.get("schema") != SCHEMA:
+            raise Malformed(f"schema {str(body.get('schema'))[:20]!a}, expected {SCHEMA}")
+        for key, want in (("kiosk", m.kiosk), ("hall", m.hall)):
+            if key in body and body[key] != want:
+                raise Malformed(f"payload says {key} {str(body[key])[:64]!a} on {want!a}'s topic")
+        if m.leaf in ("txn", "event"):
+            if seq is None:
+                raise Malformed(f"msg_seq {str(body.get('msg_seq'))[:24]!a} is not a positive 64-bit integer")
+            if m.leaf == "txn" and not isinstance(body.get("txn"), str):
+                raise Malformed("txn record without a txn id")
+            if m.leaf == "txn" and not body["txn"].startswith(f"{m.kiosk}-"):
+                raise Malformed(f"txn id {body['txn'][:64]!a} is not one of {m.kiosk!a}'s")
+            if m.leaf == "event" and not isinstance(body.get("kind"), str):
+                raise Malformed("event without a kind")
+    except Malformed as exc:
+        exc.msg_seq = seq if m.leaf in ("txn", "event") else None
+        raise
     if m.leaf == "status" and (type(body.get("online")) is not bool or _int(body.get("session")) is None):
         raise Malformed("status needs online (bool) and session (int)")
     return body
@@ -133,27 +191,44 @@ def _due(hole: tuple[str, int, float, int]) -> float:
     return at + RESEND_HOLDOFF_S * 2 ** min(asks, 6)
 
 
+def _quarantined_text(payload: bytes) -> str:
+    """What a quarantined payload is kept as: text any database stores (bad bytes and NUL escaped)."""
+    return payload[:QUARANTINE_BYTES].decode("utf-8", "backslashreplace").replace("\x00", "\\x00")
+
+
 class Store:
-    def __init__(self) -> None:
+    def __init__(self, fleet: dict[str, list[str]] | None = None) -> None:
         self.stats: Counter[str] = Counter()
+        self.fleet = {hall: set(kiosks) for hall, kiosks in fleet.items()} if fleet is not None else None
         self._holes: dict[str, tuple[str, int, float, int]] = {}  # kiosk -> (hall, first missing, seen/asked at, asks)
 
     def malformed(self, where: str, why: str) -> None:
         self.stats["malformed"] += 1
-        log.warning("malformed message on %s dropped: %s", where, why)
+        log.warning("malformed message on %s quarantined: %s", where, why)
 
-    def apply(self, db: Database, batch: list[Inbound]) -> list[Ack]:
+    def _check(self, m: Inbound, refused: str | None) -> dict[str, Any]:
+        if refused is not None:  # the database refused it (hall/writer.py): quarantined all the same
+            try:
+                seq = decode(m)["msg_seq"]
+            except (Malformed, KeyError) as exc:
+                seq = getattr(exc, "msg_seq", None)
+            raise Malformed(refused, seq if m.leaf in ("txn", "event") else None)
+        if self.fleet is not None and m.kiosk not in self.fleet.get(m.hall, ()):
+            raise Malformed("kiosk not in this hall's fleet")  # no ack: nothing of it is kept in the sequence
+        return decode(m)
+
+    def apply(self, db: Database, batch: list[Inbound], refused: str | None = None) -> list[Ack]:
         """Apply a batch inside the caller's transaction; returns the acks to publish after commit
-        (one per kiosk, whatever the number of its records in the batch)."""
-        by_kiosk: dict[tuple[str, str], list[tuple[Inbound, dict]]] = defaultdict(list)
+        (one per kiosk, whatever the number of its records in the batch). ``refused``: quarantine
+        the whole batch with this reason (the writer's last resort for an item the database refused)."""
+        by_kiosk: dict[tuple[str, str], list[tuple[Inbound, dict | None, Malformed | None]]] = defaultdict(list)
         self.stats["received"] += len(batch)
         for m in batch:
             try:
-                body = decode(m)
+                by_kiosk[(m.kiosk, m.hall)].append((m, self._check(m, refused), None))
             except Malformed as exc:
                 self.malformed(f"kiosk/v1/{m.hall}/{m.kiosk}/{m.leaf}", str(exc))
-                continue
-            by_kiosk[(m.kiosk, m.hall)].append((m, body))
+                by_kiosk[(m.kiosk, m.hall)].append((m, None, exc))
         acks = []
         for (kiosk, hall), items in sorted(by_kiosk.items()):
             ack = self._apply_kiosk(db, hall, kiosk, items)
@@ -161,20 +236,31 @@ class Store:
                 acks.append(ack)
         return acks
 
-    def _apply_kiosk(self, db: Database, hall: str, kiosk: str, items: list[tuple[Inbound, dict]]) -> Ack | None:
-        records = [(m, b) for m, b in items if m.leaf in ("txn", "event")]
-        now = max(m.received_at for m, _ in items)
+    def _apply_kiosk(self, db: Database, hall: str, kiosk: str,
+                     items: list[tuple[Inbound, dict | None, Malformed | None]]) -> Ack | None:
+        good = [(m, b) for m, b, exc in items if b is not None]
+        bad = [(m, exc) for m, _, exc in items if exc is not None]
+        records = [(m, b) for m, b in good if m.leaf in ("txn", "event")]
+        held = [(m, exc.msg_seq) for m, exc in bad if exc.msg_seq is not None]  # still take their place
+        now = max(m.received_at for m, _, _ in items)
         high = 0
-        if records:  # the per-kiosk lock first, always in the same (sorted) order
+        if records or held:  # the per-kiosk lock first, always in the same (sorted) order
             db.execute("INSERT INTO highwater (kiosk, hall, msg_seq, updated_at) VALUES (?, ?, 0, ?)"
                        " ON CONFLICT (kiosk) DO NOTHING", (kiosk, hall, now))
             high = db.one("SELECT msg_seq FROM highwater WHERE kiosk = ?" + db.for_update, (kiosk,))[0]
-        for m, body in items:
+        for m, body in good:
             if m.leaf == "status":
                 self._status(db, hall, kiosk, body, m.received_at)
             elif m.leaf == "telemetry":
                 self._telemetry(db, hall, kiosk, body, m.received_at)
-        if not records:
+        if bad:
+            self.stats["quarantined"] += len(bad)
+            db.executemany(
+                "INSERT INTO quarantine (hall, kiosk, leaf, msg_seq, reason, size, received_at, payload)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(hall, kiosk, m.leaf, exc.msg_seq, str(exc)[:500], len(m.payload), m.received_at,
+                  _quarantined_text(m.payload)) for m, exc in bad])
+        if not records and not held:
             return None
         fresh: dict[int, tuple[Inbound, dict, str]] = {}  # msg_seq -> the first copy in this batch
         for m, b in records:
@@ -186,6 +272,10 @@ class Store:
             "INSERT INTO records (hall, kiosk, msg_seq, kind, txn, received_at, payload) VALUES (?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (kiosk, msg_seq) DO NOTHING",
             [(hall, kiosk, b["msg_seq"], m.leaf, _str(b.get("txn")), m.received_at, text) for m, b, text in rows])
+        db.executemany(  # a quarantined record's place in the sequence (its payload is in quarantine)
+            "INSERT INTO records (hall, kiosk, msg_seq, kind, received_at) VALUES (?, ?, ?, 'quarantined', ?)"
+            " ON CONFLICT (kiosk, msg_seq) DO NOTHING",
+            [(hall, kiosk, seq, m.received_at) for m, seq in held if seq > high and seq not in fresh])
         db.executemany(
             "INSERT INTO txns (hall, kiosk, txn, seq, msg_seq, service, phone, amount_fen, state, finished_at,"
             " received_at, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (kiosk, txn) DO NOTHING",

@@ -7,9 +7,12 @@ the database: it only queues, and gets the acks back through `call_soon_threadsa
 commit (a kiosk forgets what we ack). Other writes (command log, resolutions) ride in the same
 batches as plain functions.
 
-A batch that fails (a PostgreSQL deadlock or serialization error with a sibling worker, a bad
-row) is rolled back and tried once more whole, then item by item, so one poison message costs
-only itself.
+A malformed message never fails a batch: the store checks every value before any SQL and
+quarantines what the database could not hold (hall/store.py). A batch that fails all the same (a
+PostgreSQL deadlock or serialization error with a sibling worker, a row the database refuses for
+a reason the store did not foresee) is rolled back and tried once more whole, then item by item;
+a message the database still refuses is quarantined with the database's error, so even then it is
+acked and costs only itself. `stats["rollbacks"]` counts the batches that failed.
 """
 from __future__ import annotations
 
@@ -99,6 +102,7 @@ class Writer:
                 self._deliver(*self._apply(db, items))
                 return
             except Exception as exc:  # deadlock/serialization with a sibling worker, or a bad row
+                self.store.stats["rollbacks"] += 1
                 log.warning("batch of %d rolled back (%s); %s", len(items), exc,
                             "retrying" if attempt == 0 else "going item by item")
         for item in items:
@@ -109,6 +113,17 @@ class Writer:
                 log.error("could not store %r: %s", item if isinstance(item, _Job) else item.leaf, exc)
                 if isinstance(item, _Job):
                     self._settle(item.future, exc=exc)
+                else:
+                    self._quarantine(db, item, f"database refused it: {str(exc)[:200]}")
+
+    def _quarantine(self, db: Database, item: Inbound, reason: str) -> None:
+        try:
+            with db.transaction():
+                acks = self.store.apply(db, [item], refused=reason)
+        except Exception as exc:  # not even the quarantine row: logged above, the kiosk will resend
+            log.error("could not quarantine a message of %s/%s: %s", item.hall, item.kiosk, exc)
+            return
+        self._deliver(acks, [])
 
     def _sweep(self, db: Database) -> None:
         try:
