@@ -1,6 +1,7 @@
 """Run one emulator standalone, for the rig or by hand.
 
     python -m hal.emulators NAME (--serial PATH | --pty | --tcp HOST:PORT) [--control SOCKET]
+    python -m hal.emulators usim --vpcd HOST:PORT [--control SOCKET]
     python -m hal.emulators send SOCKET '{"cmd": "insert_coin", "value": 100}'
 """
 from __future__ import annotations
@@ -20,6 +21,8 @@ from .runner import EmulatorRunner
 
 
 async def _serve(args: argparse.Namespace) -> None:
+    if args.vpcd:  # a smart card: it plugs into pcscd's vpcd reader instead of a byte line
+        return await _serve_card(args)
     runner = EmulatorRunner(create_model(args.name))
     if args.control:
         await runner.serve_control(args.control)
@@ -46,6 +49,27 @@ async def _serve(args: argparse.Namespace) -> None:
     await runner.stop()
 
 
+async def _serve_card(args: argparse.Namespace) -> None:
+    from .usim import UsimCard
+    from .vpcd import VpcdSlot
+
+    if args.name != "usim":
+        raise SystemExit("--vpcd is for the usim emulator")
+    host, _, port = args.vpcd.rpartition(":")
+    slot = VpcdSlot(UsimCard(), host or "127.0.0.1", int(port))
+    await slot.start()
+    if args.control:
+        from .control import serve_control
+        await serve_control(args.control, slot.control)
+    print(f"usim: card for vpcd at {host}:{port}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await slot.stop()
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["send"]:
@@ -61,11 +85,12 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         return 0
     parser = argparse.ArgumentParser(prog="python -m hal.emulators")
-    parser.add_argument("name", choices=sorted(EMULATORS))
+    parser.add_argument("name", choices=sorted([*EMULATORS, "usim"]))
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--serial", metavar="PATH")
     where.add_argument("--tcp", metavar="HOST:PORT")
     where.add_argument("--pty", action="store_true", help="make a pty pair and print its path")
+    where.add_argument("--vpcd", metavar="HOST:PORT", help="usim: plug into pcscd's vpcd reader")
     parser.add_argument("--control", metavar="SOCKET")
     parser.add_argument("--baudrate", type=int, default=9600)
     args = parser.parse_args(argv)

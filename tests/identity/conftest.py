@@ -1,6 +1,7 @@
 """Identity tests: devices on real pty pairs (ID reader) and real pcscd + vpcd (SIM)."""
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,3 +47,42 @@ async def reader_rig(tmp_path, model: IdCardReaderModel | None = None, **options
 @pytest.fixture
 def rig_factory(tmp_path):
     return lambda model=None, **options: reader_rig(tmp_path, model, **options)
+
+
+# -- smart cards: one private pcscd with vpcd for the session ------------------------------
+
+@pytest.fixture(scope="session")
+def pcscd(tmp_path_factory):
+    """Real pcscd on a private socket (socket activation), vpcd on a free port pair."""
+    from hal.simcard.pcscd import PrivatePcscd
+
+    daemon = PrivatePcscd(tmp_path_factory.mktemp("pcscd"))
+    daemon.start()
+    daemon.use()  # before pyscard's first context in this process
+    yield daemon
+    daemon.stop()
+
+
+@pytest.fixture
+async def usim(pcscd):
+    """A fresh blank virtual USIM in vpcd's first slot, for one test."""
+    from hal.emulators.usim import UsimCard
+    from hal.emulators.vpcd import VpcdSlot
+
+    if pcscd.pid is None:  # a test stopped it (pcscd gone): bring it back on the same socket and port
+        pcscd.start()
+    slot = VpcdSlot(UsimCard(), "127.0.0.1", pcscd.port)
+    await slot.start()
+    await asyncio.wait_for(slot.connected.wait(), 10)
+    yield slot
+    await slot.stop()
+
+
+@pytest.fixture
+async def writer(pcscd):
+    from hal.simcard.writer import PcscSimWriter
+
+    w = PcscSimWriter("sim", PcscSimWriter.Options(reader="Kiosk vpcd 00 00"), DeviceContext())
+    await w.start()
+    yield w
+    await w.stop()
