@@ -33,6 +33,8 @@ DRIVERS: dict[str, DriverSpec] = {
     "gsm-modem": DriverSpec("hal.modem:GsmModem", "modem"),
     # identity (issue 11)
     "sam-idcard": DriverSpec("hal.idcard.sam:SamIdReader", "idcard"),
+    "pcsc-sim": DriverSpec("hal.simcard.writer:PcscSimWriter", None),  # --simulate: private pcscd + virtual USIM
+    "camera": DriverSpec("hal.camera:Camera", None),
 }
 
 

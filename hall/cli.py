@@ -57,6 +57,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--state", help="issued | claimed")
     p = add("reviews", "transactions held for review")
     p.add_argument("--state", help="open | closed")
+    p = add("pii", "real-name data: keygen (the hall's key pair) or open TXN (for an authorised person)")
+    p.add_argument("action", choices=["open", "keygen"])
+    p.add_argument("txn", nargs="?")
+    p.add_argument("--key", required=True, help="the hall's private key file")
+    p.add_argument("--out", help="open: write the photos into this directory")
     p = add("cmd", "send a command to a kiosk and print its reply")
     p.add_argument("kiosk")
     p.add_argument("name")
@@ -75,6 +80,8 @@ def main(argv: list[str]) -> int:
         return _serve(args)
     if args.cmd == "cmd":
         return _command(args)
+    if args.cmd == "pii":
+        return _pii(args)
     db = connect(args.db)
     try:
         data = _query(db, args)
@@ -87,6 +94,31 @@ def main(argv: list[str]) -> int:
         print(json.dumps(data, ensure_ascii=False, indent=2))
     else:
         _print(args.cmd, data)
+    return 0
+
+
+def _pii(args: argparse.Namespace) -> int:
+    from . import pii
+
+    if args.action == "keygen":
+        try:
+            print(pii.keygen(args.key))
+        except FileExistsError:
+            print(f"{args.key} exists: a hall key is never overwritten", file=sys.stderr)
+            return 1
+        return 0
+    if not args.txn:
+        print("halld pii open TXN --key FILE", file=sys.stderr)
+        return 2
+    db = connect(args.db)
+    try:
+        shown = pii.open_txn(db, args.txn, args.key, args.out)
+    except (pii.PiiError, OSError) as exc:
+        print(f"cannot open: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        db.close()
+    print(json.dumps(shown, ensure_ascii=False, indent=2))
     return 0
 
 

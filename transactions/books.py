@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from . import records
+from . import pii, records
 from .journal import Journal
 
 
@@ -17,8 +17,12 @@ async def outbox(j: Journal, after_seq: int = 0, limit: int = 100) -> list[dict]
 
 
 async def ack(j: Journal, upto_seq: int) -> int:
-    """The hall's ack (high-water seq committed by halld): rows up to it are delivered."""
-    return await j.write(records.mark_delivered, upto_seq, time.time())
+    """The hall's ack (high-water seq committed by halld): rows up to it are delivered, and the
+    sealed real-name data in them is purged from the kiosk (the hall has it now)."""
+    n = await j.write(records.mark_delivered, upto_seq, time.time())
+    if n:
+        await j.write(pii.purge_delivered)
+    return n
 
 
 async def outbox_depth(j: Journal) -> int:
