@@ -6,6 +6,7 @@ stored result back and changes nothing; the same key with different arguments is
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import sqlite3
@@ -20,7 +21,14 @@ SCHEMA = [
        lines TEXT, PRIMARY KEY (phone, month))""",
     """CREATE TABLE IF NOT EXISTS ops (key TEXT PRIMARY KEY, op TEXT, args TEXT, result TEXT, at REAL)""",
     "CREATE TABLE IF NOT EXISTS sms_codes (phone TEXT PRIMARY KEY, code TEXT, at REAL)",
+    # issue 11: numbers for sale, held while a customer decides; the SIM each number is on; owners by ID
+    "CREATE TABLE IF NOT EXISTS number_pool (phone TEXT PRIMARY KEY, held_by TEXT, held_until REAL)",
+    "CREATE TABLE IF NOT EXISTS sims (phone TEXT PRIMARY KEY, iccid TEXT, imsi TEXT)",
+    "CREATE TABLE IF NOT EXISTS owners (phone TEXT PRIMARY KEY, id_number TEXT, name TEXT)",
 ]
+HOLD_S = 600.0  # a reservation lapses after this long (the customer walked away)
+ADM_KEY = "3838383838383838"  # the blank cards' ADM1 ("88888888"), as the card vendor's data file would say
+POOL = [f"{p}{n:04d}" for p in ("1351234", "1509876", "1882345") for n in (8, 168, 520, 888, 1234, 6666, 9999)]
 
 PLANS = [("4G-38", "4G畅享38元套餐", "4G Basic 38", 3800), ("4G-58", "4G畅享58元套餐", "4G Plus 58", 5800),
          ("4G-88", "4G畅享88元套餐", "4G Max 88", 8800), ("5G-128", "5G智享128元套餐", "5G Smart 128", 12800)]
@@ -33,6 +41,8 @@ ACCOUNTS = [
     ("15000000000", "王芳", 1, "suspended", -520, "4G-38", "000000"),
     ("13700000000", "赵强", 1, "closed", 0, "4G-38", "111111"),
 ]
+# The holders' (invented) ID numbers, valid by GB 11643.
+OWNERS = [("13800138000", "11010519491231002X", "张伟"), ("13912345678", "110101199003074477", "李娜")]
 BILLS = [
     ("13912345678", "2026-09", 8650, 0, [["套餐月费 Plan fee", 8800], ["通话 Calls", 350], ["优惠 Discount", -500]]),
     ("13912345678", "2026-10", 9120, 0, [["套餐月费 Plan fee", 8800], ["流量 Data", 320]]),
@@ -54,11 +64,17 @@ class Books:
             self.conn.execute(statement)
         if self.conn.execute("SELECT COUNT(*) FROM accounts").fetchone()[0] == 0:
             self.seed()
+        elif self.conn.execute("SELECT COUNT(*) FROM number_pool").fetchone()[0] == 0:  # books older than issue 11
+            with self._tx():
+                self.conn.executemany("INSERT OR IGNORE INTO number_pool VALUES (?, NULL, NULL)", [(p,) for p in POOL])
+                self.conn.executemany("INSERT OR IGNORE INTO owners VALUES (?, ?, ?)", OWNERS)
 
     def seed(self) -> None:
         with self._tx():
             self.conn.executemany("INSERT INTO plans VALUES (?, ?, ?, ?)", PLANS)
             self.conn.executemany("INSERT INTO accounts VALUES (?, ?, ?, ?, ?, ?, ?)", ACCOUNTS)
+            self.conn.executemany("INSERT INTO number_pool VALUES (?, NULL, NULL)", [(p,) for p in POOL])
+            self.conn.executemany("INSERT INTO owners VALUES (?, ?, ?)", OWNERS)
             self.conn.executemany("INSERT INTO bills VALUES (?, ?, ?, ?, ?)",
                                   [(p, m, a, paid, json.dumps(lines, ensure_ascii=False)) for p, m, a, paid, lines in BILLS])
 
@@ -138,6 +154,82 @@ class Books:
             return {"found": False}
         return {"found": True, "op": r["op"], "result": json.loads(r["result"])}
 
+    # --- numbers, SIMs and owners (issue 11) ---------------------------------------------------
+    def list_numbers(self, suffix: str = "", limit: int = 10) -> dict:
+        """Numbers for sale ending in ``suffix`` that nobody holds (or whose hold lapsed)."""
+        rows = self.conn.execute("SELECT phone FROM number_pool WHERE phone LIKE ? AND"
+                                 " (held_by IS NULL OR held_until < ?) ORDER BY phone LIMIT ?",
+                                 ("%" + suffix, time.time(), limit)).fetchall()
+        return {"numbers": [r["phone"] for r in rows], "hold_s": HOLD_S}
+
+    def owner_check(self, phone: str, id_number: str) -> dict:
+        """Whether this ID card's number is the number's registered owner (a SIM replacement needs it)."""
+        self.account(phone)
+        r = self.conn.execute("SELECT id_number FROM owners WHERE phone = ?", (phone,)).fetchone()
+        return {"match": r is not None and r["id_number"] == id_number.upper()}
+
+    def sim_card_data(self, phone: str, iccid: str) -> dict:
+        """What to write on the blank card ``iccid`` for ``phone``: IMSI, keys, the card's ADM key."""
+        digest = hashlib.sha256(f"{phone}:{iccid}".encode()).hexdigest()
+        return {"imsi": "46000" + str(int(digest[:12], 16))[-10:].zfill(10), "ki": digest[:32].upper(),
+                "opc": digest[32:].upper(), "adm": ADM_KEY, "spn": "KIOSK"}
+
+    def _pool_row(self, phone: str) -> sqlite3.Row:
+        r = self.conn.execute("SELECT * FROM number_pool WHERE phone = ?", (phone,)).fetchone()
+        if r is None:
+            raise Refused("not_for_sale", phone)
+        return r
+
+    def _reserve_number(self, phone: str, holder: str) -> dict:
+        r = self._pool_row(phone)
+        now = time.time()
+        if r["held_by"] not in (None, holder) and r["held_until"] >= now:
+            raise Refused("number_taken", phone)
+        self.conn.execute("UPDATE number_pool SET held_by = ?, held_until = ? WHERE phone = ?", (holder, now + HOLD_S, phone))
+        return {"phone": phone, "held_until": now + HOLD_S}
+
+    def _release_number(self, phone: str, holder: str) -> dict:
+        r = self._pool_row(phone)
+        released = r["held_by"] == holder
+        if released:
+            self.conn.execute("UPDATE number_pool SET held_by = NULL, held_until = NULL WHERE phone = ?", (phone,))
+        return {"phone": phone, "released": released}
+
+    def _open_number(self, phone: str, holder: str, iccid: str, id_number: str, name: str, plan: str) -> dict:
+        r = self._pool_row(phone)
+        if r["held_by"] != holder:
+            raise Refused("not_reserved", f"{phone} is not held for this customer")
+        if self.conn.execute("SELECT 1 FROM plans WHERE code = ?", (plan,)).fetchone() is None:
+            raise Refused("no_such_plan", plan)
+        card = self.sim_card_data(phone, iccid)
+        self.conn.execute("DELETE FROM number_pool WHERE phone = ?", (phone,))
+        self.conn.execute("INSERT INTO accounts VALUES (?, ?, 1, 'active', 0, ?, ?)", (phone, name, plan, "000000"))
+        self.conn.execute("INSERT INTO owners VALUES (?, ?, ?)", (phone, id_number.upper(), name))
+        self.conn.execute("INSERT OR REPLACE INTO sims VALUES (?, ?, ?)", (phone, iccid, card["imsi"]))
+        return {"phone": phone, "iccid": iccid, "status": "active"}
+
+    def _replace_sim(self, phone: str, iccid: str, id_number: str) -> dict:
+        a = self.account(phone)
+        if a["status"] == "closed":
+            raise Refused("number_closed", phone)
+        if not self.owner_check(phone, id_number)["match"]:
+            raise Refused("not_owner", "the ID card is not the number's registered owner")
+        old = self.conn.execute("SELECT iccid FROM sims WHERE phone = ?", (phone,)).fetchone()
+        card = self.sim_card_data(phone, iccid)
+        self.conn.execute("INSERT OR REPLACE INTO sims VALUES (?, ?, ?)", (phone, iccid, card["imsi"]))
+        return {"phone": phone, "iccid": iccid, "invalidated": old["iccid"] if old else None}
+
+    def _register_real_name(self, phone: str, id_number: str, name: str) -> dict:
+        a = self.account(phone)
+        if a["holder"] != name:
+            raise Refused("name_mismatch", "the name on the ID card is not the account holder's")
+        self.conn.execute("INSERT OR REPLACE INTO owners VALUES (?, ?, ?)", (phone, id_number.upper(), name))
+        return {"phone": phone, "registered": True}
+
+    def sim_of(self, phone: str) -> str | None:
+        r = self.conn.execute("SELECT iccid FROM sims WHERE phone = ?", (phone,)).fetchone()
+        return r["iccid"] if r else None
+
     # --- keyed writes ------------------------------------------------------------------------
     def keyed(self, op: str, args: dict) -> dict:
         """Apply ``op`` once per key; a repeat returns the first result unchanged."""
@@ -215,5 +307,7 @@ class Books:
 
 
 READS = {"check_number", "query_balance", "query_plans", "query_bill", "statement", "invoice",
-         "verify_password", "send_sms_code", "verify_sms_code", "op_status"}
-WRITES = {"credit", "pay_bill", "change_plan", "suspend_number"}
+         "verify_password", "send_sms_code", "verify_sms_code", "op_status",
+         "list_numbers", "owner_check", "sim_card_data"}
+WRITES = {"credit", "pay_bill", "change_plan", "suspend_number",
+          "reserve_number", "release_number", "open_number", "replace_sim", "register_real_name"}

@@ -163,6 +163,12 @@ PLAN = _pattern(r"[A-Za-z0-9_.-]{1,32}", "a plan code (letters, digits, _ . -, a
 MONTH = _pattern(r"[0-9]{4}-[0-9]{2}", "a month YYYY-MM")
 SECRET = _pattern(r"[0-9A-Za-z]{1,16}", "up to 16 letters or digits")
 FEN = Param(lambda v: type(v) is int and 1 <= v <= MAX_FEN, f"integer fen from 1 to {MAX_FEN}")
+# issue 11: numbers for sale, SIM card data, owners by ID card
+SUFFIX = _pattern(r"[0-9]{0,8}", "up to 8 digits the number ends in")
+LIMIT = Param(lambda v: type(v) is int and 1 <= v <= 50, "an integer from 1 to 50")
+ICCID = _pattern(r"[0-9]{18,20}", "an ICCID (18-20 digits)")
+ID_NUMBER = _pattern(r"[0-9]{17}[0-9Xx]", "an 18-character resident ID number")
+NAME = Param(lambda v: isinstance(v, str) and 1 <= len(v) <= 30 and v.isprintable(), "a name (1-30 characters)")
 
 OPS: dict[str, dict[str, Param]] = {
     "ping": {},
@@ -180,6 +186,15 @@ OPS: dict[str, dict[str, Param]] = {
     "suspend_number": {"phone": PHONE, "key": KEY},
     "statement": {"phone": PHONE, "month": MONTH},
     "invoice": {"phone": PHONE, "month": MONTH},
+    "list_numbers": {"suffix": SUFFIX, "limit": LIMIT},
+    "reserve_number": {"phone": PHONE, "holder": KEY, "key": KEY},
+    "release_number": {"phone": PHONE, "holder": KEY, "key": KEY},
+    "sim_card_data": {"phone": PHONE, "iccid": ICCID},
+    "open_number": {"phone": PHONE, "holder": KEY, "iccid": ICCID, "id_number": ID_NUMBER, "name": NAME,
+                    "plan": PLAN, "key": KEY},
+    "owner_check": {"phone": PHONE, "id_number": ID_NUMBER},
+    "replace_sim": {"phone": PHONE, "iccid": ICCID, "id_number": ID_NUMBER, "key": KEY},
+    "register_real_name": {"phone": PHONE, "id_number": ID_NUMBER, "name": NAME, "key": KEY},
 }
 
 
@@ -272,6 +287,41 @@ class Boss:
 
     async def suspend_number(self, phone: str, idempotency_key: str) -> OpResult:
         r = await self._call("suspend_number", phone=phone, key=idempotency_key)
+        return OpResult(idempotency_key, True, r["boss_ref"], r)
+
+    # -- identity (issue 11): ID numbers and names travel to the BOSS, which holds them by law;
+    # they are never journalled on the kiosk (only the sealed record is) --------------------------
+    async def list_numbers(self, suffix: str = "", limit: int = 10) -> list[str]:
+        return list((await self._call("list_numbers", suffix=suffix, limit=limit))["numbers"])
+
+    async def reserve_number(self, phone: str, holder: str, idempotency_key: str) -> OpResult:
+        """Hold ``phone`` for this customer (``holder``: the transaction id) while they decide."""
+        r = await self._call("reserve_number", phone=phone, holder=holder, key=idempotency_key)
+        return OpResult(idempotency_key, True, r["boss_ref"], r)
+
+    async def release_number(self, phone: str, holder: str, idempotency_key: str) -> OpResult:
+        r = await self._call("release_number", phone=phone, holder=holder, key=idempotency_key)
+        return OpResult(idempotency_key, bool(r["released"]), r["boss_ref"], r)
+
+    async def sim_card_data(self, phone: str, iccid: str) -> dict[str, Any]:
+        """IMSI, Ki, OPc, SPN and the card's ADM key for writing ``iccid`` as ``phone``'s SIM."""
+        return await self._call("sim_card_data", phone=phone, iccid=iccid)
+
+    async def open_number(self, phone: str, holder: str, iccid: str, id_number: str, name: str, plan: str,
+                          idempotency_key: str) -> OpResult:
+        r = await self._call("open_number", phone=phone, holder=holder, iccid=iccid, id_number=id_number,
+                             name=name, plan=plan, key=idempotency_key)
+        return OpResult(idempotency_key, True, r["boss_ref"], r)
+
+    async def owner_check(self, phone: str, id_number: str) -> bool:
+        return bool((await self._call("owner_check", phone=phone, id_number=id_number))["match"])
+
+    async def replace_sim(self, phone: str, iccid: str, id_number: str, idempotency_key: str) -> OpResult:
+        r = await self._call("replace_sim", phone=phone, iccid=iccid, id_number=id_number, key=idempotency_key)
+        return OpResult(idempotency_key, True, r["boss_ref"], r)
+
+    async def register_real_name(self, phone: str, id_number: str, name: str, idempotency_key: str) -> OpResult:
+        r = await self._call("register_real_name", phone=phone, id_number=id_number, name=name, key=idempotency_key)
         return OpResult(idempotency_key, True, r["boss_ref"], r)
 
     async def statement(self, phone: str, month: str) -> Statement:
