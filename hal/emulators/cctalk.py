@@ -72,6 +72,8 @@ class CcTalkBus(EmulatorModel):
         self.bad_checksum = 0
         self.not_ours = 0  # frames for an address no device has
         self.unanswered = 0  # frames a device stayed silent on (unknown header, bad length)
+        self.lost = 0  # replies dropped by a ``silence`` fault (the device acted, the host heard nothing)
+        self.silence: dict[str, dict[str, Any]] = {}  # device -> armed ``silence`` fault
         now = clock()
         for dev in self.devices.values():
             dev.power_up(now)
@@ -99,6 +101,9 @@ class CcTalkBus(EmulatorModel):
             if reply is None:  # §1.5: silent on an unsupported header
                 self.unanswered += 1
                 continue
+            if self._reply_lost(dev, request.header, now):
+                self.lost += 1
+                continue
             # §1.2: replies cross the addresses over; under CRC there is no source, reply to the host
             dest = HOST if dev.checksum == CRC16 or request.src is None else request.src
             header, payload = reply
@@ -110,6 +115,34 @@ class CcTalkBus(EmulatorModel):
     def tick(self, now: float) -> bytes:
         self._advance(now)
         return b""
+
+    def _reply_lost(self, dev: Peripheral, header: int, now: float) -> bool:
+        """A ``silence`` fault: the device did what it was asked, its reply never reaches the host.
+
+        Why at the bus and per device: a validator busy stacking, a hopper whose line drops out
+        mid-payout, a route whose ACK is lost are all "the slave acted, the host heard nothing"
+        (§1.5: the host cannot tell these apart from a request that never arrived).
+        """
+        name = next(n for n, d in self.devices.items() if d is dev)
+        s = self.silence.get(name)
+        if s is None:
+            return False
+        if s["after"] is not None:  # armed: this reply still goes out, the silence starts after it
+            if header == s["after"]:
+                s["after"] = None
+                s["until"] = now + s["seconds"] if s["seconds"] else None
+            return False
+        if s["header"] is not None and header != s["header"]:
+            return False
+        if s["count"] is not None:
+            s["count"] -= 1
+            if s["count"] <= 0:
+                del self.silence[name]
+            return True
+        if s["until"] is not None and now < s["until"]:
+            return True
+        del self.silence[name]
+        return False
 
     # -- script --------------------------------------------------------------------------
     def control(self, cmd: str, args: dict[str, Any]) -> Any:
@@ -164,6 +197,20 @@ class CcTalkBus(EmulatorModel):
         if cmd == "hopper_empty_after":
             self.hopper.empty_after = self._count(args)
             return None
+        if cmd == "silence":
+            device = self._device(args, DEVICES)
+            count = int(args["count"]) if "count" in args else None
+            seconds = float(args.get("seconds", 0))
+            if (count is None) == (not seconds):
+                raise ControlError("silence: give count or seconds (one of them)")
+            after = int(args["after_header"]) if "after_header" in args else None
+            header = int(args["header"]) if "header" in args else None
+            self.silence[device] = {"count": count, "seconds": seconds, "after": after, "header": header,
+                                    "until": None if after is not None or not seconds else now + seconds}
+            return None
+        if cmd == "unsilence":
+            self.silence.clear()
+            return None
         if cmd == "set_echo":
             self.echo = bool(args["on"])
             return self.echo
@@ -210,6 +257,8 @@ class CcTalkBus(EmulatorModel):
             "bad_checksum": self.bad_checksum,
             "not_ours": self.not_ours,
             "unanswered": self.unanswered,
+            "lost": self.lost,
+            "silenced": sorted(self.silence),
             "coin": self.coin.snapshot_at(now),
             "bill": self.bill.snapshot(),
             "hopper": self.hopper.snapshot(),

@@ -255,3 +255,23 @@ def test_coin_fraud_and_power_cycle(bus, clock):
     bus.control("power_cycle", {"device": "coin"})
     assert events(bus, clock, 2, 229)[0] == 0
     assert bus.snapshot()["coin"]["master_enabled"] is False
+
+
+def test_a_silenced_validator_stacks_on_the_route_it_acks_then_loses_its_replies_for_a_while(bus, clock):
+    enable_bills(bus, clock)
+    bus.control("silence", {"device": "bill", "seconds": 1.0, "after_header": 154})
+    assert bus.control("insert_bill", {"value": 2000}) == "escrow"
+    events(bus, clock, 40, 159)  # answered: the silence waits for the route
+    assert ask(bus, clock, bytes([40, 1, 1, 154, 1, 59])) == bytes([1, 0, 40, 0, 215])  # ACKed, then busy
+    assert ask(bus, clock, frame(40, 1, 159)) == b"" and ask(bus, clock, frame(2, 1, 254)) != b""
+    assert bus.snapshot()["bills_stacked_fen"] == 2000 and bus.snapshot()["lost"] == 1  # it acted all the same
+    clock.t += 1.0
+    assert events(bus, clock, 40, 159)[1][0] == (4, 0)  # the late Stacked
+    assert bus.snapshot()["silenced"] == []
+
+
+def test_a_silence_by_count_and_header_loses_only_those_replies(bus, clock):
+    bus.control("silence", {"device": "hopper", "count": 2, "header": 166})
+    assert ask(bus, clock, frame(3, 1, 254)) != b""  # another header still answers
+    assert ask(bus, clock, frame(3, 1, 166)) == b"" and ask(bus, clock, frame(3, 1, 166)) == b""
+    assert ask(bus, clock, frame(3, 1, 166)) != b""
