@@ -11,7 +11,7 @@ import logging
 from typing import Any, Callable
 
 from hal.emulators.model import ControlError
-from transactions import Services, available, run_flow
+from transactions import Services, available, recover, run_flow
 
 from .admission import Admission, Refused
 from .logs import fields
@@ -63,9 +63,14 @@ class Desk:
         except asyncio.CancelledError:
             self.last = {"visit": visit, "service": service, "state": "parked"}  # recovery resolves it at boot
             raise
-        except Exception as exc:  # a flow bug must not take the kiosk down; the journal keeps the txn open
+        except Exception as exc:  # a flow bug must not take the kiosk down
             log.exception("visit failed", extra=fields(visit=visit, service=service))
             self.last = {"visit": visit, "service": service, "state": "error", "error": repr(exc)}
+            try:  # nothing else will finish its transaction before the next reboot: recovery's rules now
+                settled = await recover(self.services, this_boot=True)
+                self.last["settled"] = [{"txn": r.txn, "final": r.final, "vouchers": r.vouchers} for r in settled]
+            except Exception:
+                log.exception("settling the failed visit's transaction failed", extra=fields(visit=visit))
         finally:
             self.on_finished()
 

@@ -24,6 +24,21 @@ async def _hopper_level(run: Run, hopper: Any) -> int | None:
     return level  # None: never counted (no refill recorded): let the hopper itself say "empty"
 
 
+async def _payout_counter(hopper: Any) -> int | None:
+    """The hopper's event counter before a payout; None: no payout (it cannot be told apart later).
+
+    A hopper that does not answer now, or cannot say which payout is which (no counter), is not
+    asked to pay: what it would pay could never be told from the payout before (recovery would
+    have to trust ``last_payout``). The amount goes on a voucher instead.
+    """
+    if not hasattr(hopper, "payout_counter") or not hasattr(hopper, "payout_since"):
+        return None
+    try:
+        return await hopper.payout_counter()
+    except Exception:
+        return None
+
+
 async def pay_back(run: Run, fen: int, kind: str, reason: str) -> tuple[int, str | None]:
     """Pay ``fen`` back as ``kind`` ("change" or "refunded"); returns (paid by hopper, voucher code).
 
@@ -32,39 +47,41 @@ async def pay_back(run: Run, fen: int, kind: str, reason: str) -> tuple[int, str
     if fen <= 0:
         return 0, None
     hopper = run.services.hw.hopper
-    paid_fen = 0
+    paid_fen = held_fen = 0
     if hopper is not None and getattr(hopper, "coin_fen", 0) > 0:
         count, _ = split_payout(fen, hopper.coin_fen, await _hopper_level(run, hopper))
-        if count:
+        counter = await _payout_counter(hopper) if count else None
+        if count and counter is not None:
             coin = hopper.coin_fen
 
             async def action() -> PayoutResult:
                 try:
                     return await hopper.dispense(count)
-                except Exception:  # the interface promises a result; if it raised, ask what it did
-                    return await hopper.last_payout()
+                except Exception:
+                    # A payout is final only when the hopper says it is: remaining 0, paid + unpaid =
+                    # asked, one event since the counter of the intent (payout_since waits for it).
+                    # A figure read at once would be a payout still running, or the previous one.
+                    result = await hopper.payout_since(counter, count)
+                    if result is None:
+                        raise
+                    return result
 
             def settle(result: Any) -> Settled:
                 if isinstance(result, PayoutResult):
                     paid = min(result.paid, count)
                     return Settled({"paid": paid, "unpaid": count - paid}, [(kind, paid * coin, f"hopper:{hopper.name}")],
                                    [("hopper", hopper.name, -paid)])
-                return Settled({"error": str(result), "paid": None})
+                # Unknown: the hold commits with the outcome, so a cut between them cannot voucher it.
+                return Settled({"error": str(result), "paid": None}, [("held", count * coin, "payout unknown")])
 
-            args = {"count": count, "coin_fen": coin, "purpose": kind, "device": hopper.name}
-            if hasattr(hopper, "payout_counter"):  # lets recovery tell this payout from the last one
-                try:
-                    args["counter"] = await hopper.payout_counter()
-                except Exception:
-                    pass
+            # the counter lets recovery tell this payout from the last one (payout_since)
+            args = {"count": count, "coin_fen": coin, "purpose": kind, "device": hopper.name, "counter": counter}
             try:
                 result = await run.effect("payout", args, action, settle)
                 paid_fen = min(result.paid, count) * coin
-            except Exception:
-                # Neither dispense nor last_payout answered: the coins' fate is unknown. Hold it.
-                await run.money([("held", count * coin, "payout unknown")])
-                return 0, None
-    rest = fen - paid_fen
+            except Exception:  # the coins' fate is unknown: held for review with the outcome
+                held_fen = count * coin
+    rest = fen - paid_fen - held_fen
     code = await issue_voucher(run, rest, reason) if rest > 0 else None
     if paid_fen:
         run.say("take_coins", amount=yuan(paid_fen))

@@ -12,13 +12,21 @@ returned/stack_failed-> collecting.
 from __future__ import annotations
 
 import asyncio
+import weakref
 from typing import Any
 
 from hal.cash import CashFault, CoinAccepted, Escrow, Rejected, Returned, Stacked
 
+from . import records
 from .customer import CustomerCancelled, CustomerIdle
 from .flow import Run, Settled
 from .messages import yuan
+
+# Bills whose stack result never came, per acceptor: [(txn, fen), ...], oldest first. The held
+# transaction owns that bill; a Stacked/Returned the device reports later is its late answer,
+# never the next customer's cash (nor a second credit in the drain). A restart forgets them with
+# the driver, which treats its event buffer as history then (§1.7).
+_UNKNOWN_STACKS: "weakref.WeakKeyDictionary[Any, list[tuple[str, int]]]" = weakref.WeakKeyDictionary()
 
 
 class CashStopped(Exception):
@@ -130,13 +138,37 @@ async def _stack(run: Run, acceptor: Any, fen: int, events: _Events) -> int:
         # the validator's event counter now: recovery reads its buffer from here (escrow_fate)
         args = {"device": acceptor.name, "fen": fen, "counter": getattr(acceptor, "event_counter", None)}
         stacked = await run.effect("escrow", args, action, settle)
-    except _StackUnknown as exc:
+    except Exception as exc:  # no Stacked/Returned in time, a fault, or stack() itself failed: held
+        _UNKNOWN_STACKS.setdefault(acceptor, []).append((run.txn, fen))
         await run.go("stack_failed")
         raise CashStopped("stack_unknown", str(exc)) from None
     finally:
         events.put_back.extend(others)
     await run.go("stacked" if stacked else "returned")
     return fen if stacked else 0
+
+
+async def _late_result(run: Run, acceptor: Any, event: Any) -> bool:
+    """A Stacked/Returned from a device with a stack-unknown outstanding: a device event for the
+    person reviewing that bill's transaction (a stacked bill is counted in the cash box), no credit."""
+    waiting = _UNKNOWN_STACKS.get(acceptor)
+    if not waiting or not isinstance(event, (Stacked, Returned)):
+        return False
+    txn, fen = waiting.pop(0)
+    stacked = isinstance(event, Stacked)
+    now = run.services.clock()
+    detail = (f"{'stacked' if stacked else 'returned'} {event.fen} fen after the stack of {fen} fen in {txn} "
+              f"went unanswered: review {txn}")
+
+    def write(conn: Any) -> None:
+        records.record_device_event(conn, acceptor.name, "fault", "bill_result_after_unknown", detail,
+                                    {"txn": txn, "fen": fen, "result": "stacked" if stacked else "returned",
+                                     "event_fen": event.fen, "during": run.txn}, now)
+        if stacked:
+            records.adjust_counter(conn, "cashbox", f"bill:{event.fen}", 1, now)
+    await run.journal.write(write)
+    run.boundary("late_bill", "event")
+    return True
 
 
 async def _credit(run: Run, acceptor: Any, event: Any) -> None:
@@ -162,6 +194,8 @@ async def take_cash(run: Run, due_fen: int, allow_over_fen: int = 0) -> int:
     events = _Events(acceptors)
     try:
         for acceptor, event in await events.stale():
+            if await _late_result(run, acceptor, event):
+                continue
             if isinstance(event, (CoinAccepted, Stacked)):  # money is money: it is in the box now
                 await _credit(run, acceptor, event)
                 paid += event.fen
@@ -177,6 +211,8 @@ async def take_cash(run: Run, due_fen: int, allow_over_fen: int = 0) -> int:
                 acceptor, event = await events.next(run.config.idle_timeout, run.customer.cancelled)
             except TimeoutError:
                 raise CustomerIdle("no cash for the idle timeout") from None
+            if await _late_result(run, acceptor, event):
+                continue
             if isinstance(event, Escrow):
                 if paid + event.fen <= due_fen + allow_over_fen:
                     paid += await _stack(run, acceptor, event.fen, events)
@@ -195,6 +231,10 @@ async def take_cash(run: Run, due_fen: int, allow_over_fen: int = 0) -> int:
             else:
                 continue
             run.say("paid_so_far", paid=yuan(paid), due=yuan(due_fen))
+    except (CustomerCancelled, CashStopped):
+        raise
+    except Exception as exc:  # a device error (no reply, route failed): stop, and the flow pays back now
+        raise CashStopped("device_error", f"{type(exc).__name__}: {exc}") from exc
     finally:
         await _inhibit(acceptors)
         try:
@@ -212,8 +252,13 @@ async def _drain(run: Run, events: _Events) -> int:
             acceptor, event = await events.next(run.config.drain_time)
         except TimeoutError:
             return extra
+        if await _late_result(run, acceptor, event):
+            continue
         if isinstance(event, (CoinAccepted, Stacked)):
             await _credit(run, acceptor, event)
             extra += event.fen
         elif isinstance(event, Escrow):
-            await acceptor.return_bill()
+            try:
+                await acceptor.return_bill()
+            except Exception:  # it stays in escrow, uncredited; the validator times it out (§1.8)
+                pass

@@ -81,6 +81,23 @@ def close_intent(conn: sqlite3.Connection, step: int, outcome: dict, now: float,
     add_money(conn, row["txn"], money, now, step=step, counts=counts)
 
 
+def reresolve(conn: sqlite3.Connection, step: int, outcome: dict, now: float, *,
+              money: Iterable[Money] = (), counts: Iterable[Count] = (), resolved_by: str = "recovery") -> None:
+    """A closed step whose outcome was unknown is known now (the BOSS found the key, the hopper's
+    counter told the payout): the provisional money committed with the unknown outcome (its hold)
+    is replaced by what the effect really moved, in one commit. The first outcome is kept inside
+    the new one; only an open transaction's steps (nothing of it reported yet) can be re-resolved."""
+    row = conn.execute("SELECT s.txn, s.outcome, s.closed_at, t.state FROM steps s JOIN transactions t"
+                       " ON t.id = s.txn WHERE s.id = ?", (step,)).fetchone()
+    if row is None or row["closed_at"] is None or row["state"] != "open":
+        raise ValueError(f"step {step} is not a closed step of an open transaction")
+    conn.execute("DELETE FROM money WHERE step = ?", (step,))
+    first = json.loads(row["outcome"]) if row["outcome"] else None
+    conn.execute("UPDATE steps SET outcome = ?, resolved_by = ? WHERE id = ?",
+                 (_j({**outcome, "first": first}), resolved_by, step))
+    add_money(conn, row["txn"], money, now, step=step, counts=counts)
+
+
 def ledger(conn: sqlite3.Connection, txn: str) -> Ledger:
     rows = conn.execute("SELECT kind, fen FROM money WHERE txn = ?", (txn,)).fetchall()
     return Ledger.from_rows((r["kind"], r["fen"]) for r in rows)

@@ -62,18 +62,18 @@ async def _stack_bill(s: Services, txn: dict, step: dict) -> tuple[Settled, str 
 async def _payout(s: Services, txn: dict, step: dict) -> tuple[Settled, str | None]:
     a = step["args"]
     hopper = s.hw.hopper
+    last = None
     try:
         if hopper is not None and a.get("counter") is not None and hasattr(hopper, "payout_since"):
             # the intent carries the hopper's event counter: its answer is about THIS payout or none
             last = await hopper.payout_since(a["counter"], a["count"])
-        else:
-            last = await hopper.last_payout() if hopper is not None else None
+        # Without the counter nothing tells this payout from the previous one of the same count
+        # (last_payout would hand a payout cut before it started the last customer's coins): held.
     except Exception:
         last = None
-    # Trust the hopper's answer only if it is about this payout (same coin count asked).
     if last is not None and last.paid + last.unpaid == a["count"]:
         paid = min(last.paid, a["count"])
-        return Settled({"paid": paid, "unpaid": a["count"] - paid, "from": "last_payout"},
+        return Settled({"paid": paid, "unpaid": a["count"] - paid, "from": "payout_since"},
                        [(a["purpose"], paid * a["coin_fen"], f"hopper:{a.get('device', '')}")],
                        [("hopper", a.get("device", ""), -paid)]), None
     return Settled({"paid": None, "resolution": "hopper cannot say"},
@@ -188,6 +188,38 @@ async def _card_at_gate(s: Services, txn: dict) -> tuple[list, list, str]:
     return [], [], verdict
 
 
+BOSS_KINDS = ("boss_credit", "boss_pay_bill", "boss_change_plan", "boss_suspend")
+
+
+def unknown_outcome(step: dict) -> bool:
+    """A closed step whose outcome says "nobody knows": it is no more settled than an open one."""
+    o, kind = step["outcome"] or {}, step["kind"]
+    if kind in BOSS_KINDS:
+        return "applied" in o and o["applied"] is None
+    if kind == "payout":
+        return "paid" in o and o["paid"] is None
+    if kind == "stack_bill":
+        return bool(o.get("unknown"))
+    if kind == "dispense_card":
+        return "at_gate" in o and o["at_gate"] is None
+    if kind == "capture_card":
+        return o.get("captured") is not True
+    return False
+
+
+async def _ask_again(s: Services, txn: dict, step: dict) -> tuple[Settled | None, str]:
+    """A closed step with an unknown outcome: ask the BOSS by key / the hopper by counter again.
+
+    Known now: the new outcome replaces the step's hold (``records.reresolve``). Still unknown, or
+    a kind nobody can be asked again about (a bill, a card): its hold stands and it goes to review.
+    """
+    if step["kind"] in BOSS_KINDS or step["kind"] == "payout":
+        settled, verdict = await RESOLVERS[step["kind"]](s, txn, step)
+        if verdict != UNKNOWN:
+            return settled, verdict or ""
+    return None, UNKNOWN
+
+
 async def recover_txn(s: Services, txn_id: str) -> Recovered:
     j, now = s.journal, s.clock
     txn = await j.read(records.get_txn, txn_id)
@@ -195,6 +227,17 @@ async def recover_txn(s: Services, txn_id: str) -> Recovered:
     verdicts: list[str] = []
     for step in txn["steps"]:
         if step["closed_at"] is not None:
+            if not unknown_outcome(step):
+                continue
+            settled, verdict = await _ask_again(s, txn, step)
+            if settled is not None:
+                await j.write(lambda c, st=step, se=settled: records.reresolve(
+                    c, st["id"], se.outcome, now(), money=se.money, counts=se.counts))
+                boundary(f"recovery:{step['kind']}:reresolved")
+                out.steps.append({"step": step["id"], "kind": step["kind"], "outcome": settled.outcome,
+                                  "verdict": verdict, "again": True})
+            if verdict:
+                verdicts.append(verdict)
             continue
         settled, verdict = await RESOLVERS[step["kind"]](s, txn, step)
         await j.write(lambda c, st=step, se=settled: records.close_intent(
@@ -227,7 +270,7 @@ async def recover_txn(s: Services, txn_id: str) -> Recovered:
         verdicts.append(UNKNOWN)
 
     led = await j.read(records.ledger, txn_id)
-    if UNKNOWN in verdicts:
+    if UNKNOWN in verdicts or led.held_for_review > 0:  # money held: a person decides, as in Run.finish
         out.final = "review"
         await j.write(records.finish_for_review, txn_id, f"recovery: unknown outcome in {txn['flow_state']}", now())
     else:
@@ -282,11 +325,16 @@ async def _unjournalled_coins(s: Services, txn: str | None) -> None:
             await s.journal.write(records.set_counter, "acceptor_seq", acceptor.name, counter, now)
 
 
-async def recover(s: Services) -> list[Recovered]:
-    """Resolve every transaction left open by an earlier boot; returns what was done, oldest first."""
-    boot = s.journal.boot
+async def recover(s: Services, this_boot: bool = False) -> list[Recovered]:
+    """Resolve every transaction left open by an earlier boot; returns what was done, oldest first.
+
+    ``this_boot``: also those of the current boot (the desk, after a visit ended in an error it did
+    not expect: nobody else will finish them before the next reboot, and the customer is waiting).
+    """
+    boot = s.journal.boot + (1 if this_boot else 0)
     stale = await s.journal.read(
         lambda c: [r[0] for r in c.execute("SELECT id FROM transactions WHERE state = 'open' AND boot < ?"
                                            " ORDER BY opened_at, id", (boot,))])
-    await _unjournalled_coins(s, stale[-1] if stale else None)
+    if not this_boot:  # this boot's coins are journalled as they come, by the flow that took them
+        await _unjournalled_coins(s, stale[-1] if stale else None)
     return [await recover_txn(s, txn) for txn in stale]

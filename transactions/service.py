@@ -6,10 +6,16 @@ limit (records are never dropped, so new cash must wait).
 """
 from __future__ import annotations
 
+import logging
+
 from . import records
 from .customer import Customer
 from .flow import FlowResult, Run, Services
 from .flows import FLOWS
+from .messages import yuan
+from .recovery import recover_txn
+
+log = logging.getLogger("kioskd.flows")
 
 
 class UnknownService(KeyError):
@@ -49,6 +55,22 @@ async def run_flow(services: Services, name: str, customer: Customer) -> FlowRes
         await services.journal.write(records.finish_txn, run.txn, "declined", services.clock(), reason)
         state = "declined"
     else:
-        state = await walk(run)
+        try:
+            state = await walk(run)
+        except Exception:  # a fault no flow path caught: settle it now, with the customer still here
+            log.exception("%s: flow %s failed; settling it now", run.txn, name)
+            state = await _settle_now(services, run)
     txn = await services.journal.read(records.get_txn, run.txn)
     return FlowResult(run.txn, state, txn["ledger"], [v["claim_code"] for v in txn["vouchers"]])
+
+
+async def _settle_now(services: Services, run: Run) -> str:
+    """Recovery's rules on this boot's transaction: what is outstanding goes on a voucher that the
+    customer sees now, instead of waiting open (and the customer's cash with it) for the next reboot."""
+    run.customer.show("service_failed_refund")
+    rec = await recover_txn(services, run.txn)
+    txn = await services.journal.read(records.get_txn, run.txn)
+    for v in txn["vouchers"]:
+        if v["claim_code"] in rec.vouchers:
+            run.customer.show("voucher_issued", amount=yuan(v["fen"]), code=v["claim_code"])
+    return rec.final

@@ -315,6 +315,19 @@ response_timeout_s = 1.0
         with urllib.request.urlopen(self.boss_url + "/control/ledger", timeout=5) as resp:
             return json.loads(resp.read())
 
+    def boss_fault(self, **body: Any) -> None:
+        """Queue a bosssim fault (``op``, ``mode``, ``times``, ``delay``, ``code``: bosssim/server.py)."""
+        req = urllib.request.Request(self.boss_url + "/control/fault", data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            assert json.loads(resp.read())["ok"]
+
+    def boss_clear(self) -> None:
+        req = urllib.request.Request(self.boss_url + "/control/clear", data=b"{}", method="POST",
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            resp.read()
+
     def add_boss_bill(self, phone: str, month: str, fen: int) -> None:
         """The operator's billing run adds a month's bill (straight into bosssim's database)."""
         conn = sqlite3.connect(self.work / "boss.db", timeout=10)

@@ -161,7 +161,7 @@ async def kiosk(tmp_path, bosssim, flow_config):
     await sim.started()
     devices = {
         "coin": CcTalkCoinAcceptor("coin", CoinOptions(port="sim:cctalk", **CCTALK), ctx),
-        "bill": CcTalkBillValidator("bill", BillOptions(port="sim:cctalk", **CCTALK), ctx),
+        "bill": CcTalkBillValidator("bill", BillOptions(port="sim:cctalk", route_timeout_ms=400, **CCTALK), ctx),
         "hopper": CcTalkHopper("hopper", HopperOptions(port="sim:cctalk", coin_fen=100, **CCTALK), ctx),
         "printer": EscPosPrinter("printer", EscPosOptions(port="sim:escpos", timeout=0.3), ctx),
         "cards30": Crt571Dispenser("cards30", Crt571Dispenser.Options(port="sim:crt571", poll_interval_s=0.02,

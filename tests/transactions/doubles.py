@@ -118,10 +118,24 @@ class Hopper(PayoutDevice):
         self.raise_on_dispense = raise_on_dispense
         self.paid_total = 0
         self.last = PayoutResult(0, 0)
+        self.counter = 0  # one event per payout accepted (as ccTalk's hdr 166 counter)
+
+    async def payout_counter(self):
+        if self.silent:
+            raise TimeoutError("hopper does not answer")
+        return self.counter
+
+    async def payout_since(self, counter, count):
+        if self.silent:
+            raise TimeoutError("hopper does not answer")
+        if self.counter == counter:
+            return PayoutResult(0, count)
+        return self.last if self.counter == counter + 1 else None
 
     async def dispense(self, count):
         if self.hang == "before":
             await hang(self)
+        self.counter += 1
         can = min(count, self.coins)
         if self.jam_after is not None:
             can = min(can, self.jam_after)

@@ -198,3 +198,18 @@ def test_recovery_has_a_resolver_for_every_side_effect_a_table_can_name():
     assert named <= set(RESOLVERS)
     for spec in SPECS.values():  # every state a recovery may find has a rule it knows
         assert {s.recover for s in spec.states} <= {"settle", "delivered", "card_at_gate", "final"}
+
+
+async def test_after_a_visit_failed_recovery_settles_this_boots_open_transaction_now(services, journal):
+    """Issue 15, case 3: a transaction of this boot left open by an error nobody caught is settled at
+    once (the desk asks), not at the next reboot; the customer's cash goes on a voucher."""
+    def open_with_cash(c):
+        txn = records.new_txn(c, journal.kiosk, journal.boot, "topup", PHONE, "collecting", 1.0)
+        records.add_money(c, txn, [("cash_in", 1500, "bill:bv")], 1.0)
+        return txn
+    txn = await journal.write(open_with_cash)
+    assert await recover(services) == []
+    [rec] = await recover(services, this_boot=True)
+    got = await journal.read(records.get_txn, txn)
+    assert (rec.txn, rec.final, got["state"]) == (txn, "refunded", "refunded")
+    assert got["ledger"]["refunded"] == 1500 and len(rec.vouchers) == 1

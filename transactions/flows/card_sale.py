@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hal.peripherals import DispenseFailed, Receipt
+from hal.peripherals import Receipt
 
 from .. import records
 from ..customer import CustomerCancelled
@@ -46,6 +46,19 @@ SPEC = FlowSpec(
         T("delivered", "finish", "done"),
     ),
 )
+
+
+class _GateUnknown(Exception):
+    """A dispense failed and the dispenser cannot say where the card is."""
+
+
+async def _gate(dispenser: Any) -> bool | None:
+    """The gate sensor: True card at the gate, False gate clear, None the dispenser cannot say."""
+    try:
+        st = await dispenser.status()
+    except Exception:
+        return None
+    return bool(st.card_at_gate) if st.known else None
 
 
 async def _in_stock(r: Run, face: int) -> bool:
@@ -86,7 +99,22 @@ async def run(r: Run) -> str:
     serial_no = (await r.journal.read(records.counters, "card_serial")).get("card_serial", {}).get(str(face), 0)
     serial = f"{face // 100:04d}{serial_no:08d}"
 
+    async def dispense() -> None:
+        try:
+            await dispenser.dispense_to_gate()
+        except Exception as exc:  # the gate sensor decides what the failure means, not the error
+            if getattr(exc, "code", "") == "card_at_gate":
+                raise  # an earlier card blocks the gate: this one never moved
+            gate = await _gate(dispenser)
+            if gate is True:
+                return  # the card reached the gate all the same (a reply lost on the link)
+            if gate is None:
+                raise _GateUnknown(str(exc)) from exc
+            raise
+
     def settle_dispense(result: Any) -> Settled:
+        if isinstance(result, _GateUnknown):  # nobody knows where the card is: the price waits for a person
+            return Settled({"at_gate": None, "error": str(result)}, [("held", price, "card fate unknown")])
         if isinstance(result, Exception):
             return Settled({"at_gate": False, "error": getattr(result, "code", str(result))})
         return Settled({"at_gate": True, "serial": serial},
@@ -95,9 +123,7 @@ async def run(r: Run) -> str:
     r.say("dispensing_card")
     try:
         await r.effect("paid", {"face_fen": face, "device": dispenser.name, "serial": serial},
-                       dispenser.dispense_to_gate, settle_dispense)
-    except DispenseFailed as exc:
-        return await refund_after(r, exc)
+                       dispense, settle_dispense)
     except Exception as exc:
         return await refund_after(r, exc)
     await r.go("at_gate", data={"serial": serial})
@@ -112,12 +138,14 @@ async def run(r: Run) -> str:
     if not taken:
         def settle_capture(result: Any) -> Settled:
             if isinstance(result, Exception):
-                return Settled({"captured": False, "error": str(result)})
+                # The card may still be at the gate (or in a hand): refunding its price too would let
+                # card and money both go to whoever stands there. The price is held for a person.
+                return Settled({"captured": False, "error": str(result)}, [("held", price, "capture failed")])
             return Settled({"captured": True}, counts=[("card_reject", str(face), 1)])
         try:
             await r.effect("not_taken", {"face_fen": face, "device": dispenser.name}, dispenser.capture, settle_capture)
-        except Exception:
-            pass  # the capture failure is journalled; the refund still happens
+        except Exception as exc:  # the hold is journalled with the failure; the rest is paid back
+            return await refund_after(r, RuntimeError(f"card not taken, capture failed: {exc}"))
         r.say("card_captured")
         return await refund_after(r, RuntimeError("card not taken"))
 

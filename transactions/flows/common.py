@@ -115,8 +115,9 @@ async def keyed_boss_write(run: Run, event: str, args: dict, call, applied_fen: 
     def settle(result):
         if isinstance(result, BossRefused):
             return Settled({"applied": False, "refused": result.code})
-        if isinstance(result, Exception):
-            return Settled({"applied": None, "error": str(result)})
+        if isinstance(result, Exception):  # unknown: its hold commits with it (a cut next must not refund it)
+            return Settled({"applied": None, "error": str(result)},
+                           [("held", applied_fen, "boss unknown")] if applied_fen else [])
         ref = getattr(result, "boss_ref", "")
         return Settled({"applied": True, "boss_ref": ref}, [("applied", applied_fen, f"boss:{ref}")] if applied_fen else [])
 
