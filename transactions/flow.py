@@ -31,8 +31,8 @@ R = TypeVar("R")
 EFFECTS: dict[str, str] = {
     "stack_bill": "ask the validator's event buffer since the intent's counter: stacked: cash in; returned or "
                   "still in escrow (returned now): nothing; cannot tell: hold the bill's value for review",
-    "payout": "ask the hopper (payout_since the intent's event counter, else last_payout); what it did not pay "
-              "goes on a refund voucher",
+    "payout": "ask the hopper what happened since the intent's event counter (payout_since: final only when it "
+              "has finished); what it did not pay goes on a refund voucher; no counter or no answer: held for review",
     "boss_credit": "ask the BOSS by idempotency key; not found: repeat with the same key",
     "boss_pay_bill": "ask the BOSS by idempotency key; not found: repeat with the same key",
     "boss_change_plan": "ask the BOSS by idempotency key; not found: the change was not made",
