@@ -1,11 +1,16 @@
 """Crash soak: SIGKILL kioskd N times (every step boundary of every flow, then random instants).
 
     python bench/crash_soak.py --kills 2000 [--seed 1] [--workers 2] [--boundary-rounds 1] [--workdir DIR]
+    python bench/crash_soak.py --faults [--per-fault N] [--workers 2] [--workdir DIR]
 
 Prints the kills done (boundary / random / during recovery), per-flow and per-step counts, the
 transactions by final state, the fen totals of every invariant term, kioskd start-up time, and
 the wall time. Stops at the first broken invariant with what broke (exit 1). The rig and the
 checks are tests/crash's (rig.py, invariants.py, soak.py); the CI test runs the same with ~210.
+
+``--faults``: every device and BOSS fault of every flow (tests/crash/faults.py), each followed by a
+kill at every journalled boundary of its fault path (the full product; ``--per-fault N`` samples N
+kill points per fault, as CI does with 1); prints the (fault, kill point) pairs covered per flow.
 """
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from tests.crash.faults import run_faults  # noqa: E402
 from tests.crash.rig import Rig  # noqa: E402
 from tests.crash.soak import InvariantBroken, Report, run_parallel  # noqa: E402
 
@@ -45,7 +51,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path,
                         help="keep the rigs' files here (default: a temp dir, removed unless something broke)")
     parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--faults", action="store_true", help="fault x kill-point product instead of the kill soak")
+    parser.add_argument("--per-fault", type=int, default=None, help="with --faults: kill points sampled per fault")
     args = parser.parse_args(argv)
+    if args.faults:
+        return faults(args)
     work = args.workdir or Path(tempfile.mkdtemp(prefix="crash-soak-"))
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
@@ -90,6 +100,31 @@ def main(argv: list[str] | None = None) -> int:
               f"{fresh * 1000:.0f} ms: x{fresh / forked:.1f}")
     if status:
         print(f"work dirs kept for the post-mortem: {work}/rig-N (kioskd.log, state/journal.db, boss.db, <emulator>.log)")
+    elif not args.workdir:
+        shutil.rmtree(work, ignore_errors=True)
+    return status
+
+
+def faults(args: argparse.Namespace) -> int:
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="crash-faults-"))
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    what = "every kill point" if args.per_fault is None else f"{args.per_fault} kill point(s) per fault"
+    print(f"fault soak: {what}, seed {args.seed}, {args.workers} rigs, work dir {work}", flush=True)
+    status = 0
+    try:
+        report = run_faults(work, args.per_fault, args.seed, args.workers, verbose=not args.quiet)
+    except (InvariantBroken, RuntimeError) as exc:
+        report, status = getattr(exc, "report", None), 1
+        print(f"{'INVARIANT BROKEN' if isinstance(exc, InvariantBroken) else 'RIG FAILED'}: {exc}")
+    if report is not None:
+        print("\n".join(report.lines()))
+        if report.missed:
+            print("visits that ended before their kill point:", ", ".join(report.missed[:10]))
+        runs = sum(report.pairs.values())
+        print(f"wall time: {report.wall_s:.1f} s ({report.wall_s / max(runs, 1):.1f} s per pair with {args.workers} rigs)")
+    if status:
+        print(f"work dirs kept for the post-mortem: {work}/faults-N")
     elif not args.workdir:
         shutil.rmtree(work, ignore_errors=True)
     return status

@@ -53,13 +53,21 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
 
 
 class Visit:
-    """One scripted visit; ``run()`` returns the visit's result, or raises KioskdDied."""
+    """One scripted visit; ``run()`` returns the visit's result, or raises KioskdDied.
 
-    def __init__(self, rig: Rig, scenario: Scenario, n: int) -> None:
+    ``on(moment, rig)``, if given, is called at moments a fault may strike (tests/crash/faults.py):
+    "bill" right after a bill went into escrow, "paid" right after the last piece of cash went in,
+    "take_card" when the screen first asks to take the card.
+    """
+
+    def __init__(self, rig: Rig, scenario: Scenario, n: int, on: Callable[[str, Rig], None] | None = None) -> None:
         self.rig, self.s, self.n = rig, scenario, n
         self.fed = 0
+        self.fed_fen = 0  # what this customer put in (pieces the devices took in)
         self.cancelled = False
         self.took = False
+        self.on = on or (lambda moment, rig: None)
+        self.asked_to_take = False
 
     def run(self, timeout: float = 30.0, kill_at: float | None = None) -> dict:
         """Drive the visit; ``kill_at`` (seconds after begin) SIGKILLs kioskd at that instant."""
@@ -103,6 +111,9 @@ class Visit:
                 return
             if self.fed < len(s.cash) and not self.cancelled:
                 self._feed_next()
+        if "take_card" in keys and not self.asked_to_take:
+            self.asked_to_take = True
+            self.on("take_card", rig)
         if "take_card" in keys and s.take_card and not self.took:
             if rig.emu("crt571", "state")["position"] == "gate" and rig.alive():
                 rig.emu("crt571", "take_card")
@@ -119,9 +130,18 @@ class Visit:
             b = bus["bill"]
             if b["master_enabled"] and b["inhibit_mask"] and not b["escrow_fen"]:
                 result = rig.emu("cctalk", "insert_bill", value=fen)
-                self.fed += 1 if result in ("escrow", "stacked") else 0
+                if result in ("escrow", "stacked"):
+                    self._took(fen)
+                    self.on("bill", rig)
         else:
             c = bus["coin"]
             if c["master_enabled"] and c["inhibit_mask"] and c.get("accepting", True):
                 result = rig.emu("cctalk", "insert_coin", value=fen)
-                self.fed += 1 if result == "accepted" else 0
+                if result == "accepted":
+                    self._took(fen)
+
+    def _took(self, fen: int) -> None:
+        self.fed += 1
+        self.fed_fen += fen
+        if self.fed == len(self.s.cash):
+            self.on("paid", self.rig)
