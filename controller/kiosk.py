@@ -203,20 +203,6 @@ class Kiosk:
         if any(panel.door_open for panel in self.devices.of_kind("panel")):
             self._lock_down("door_open")  # a kiosk that boots with its door open takes no money
 
-    async def _close_simulated_cabinet(self) -> None:
-        """--simulate: the mock switches start open (pull-ups); a real kiosk boots with its door shut."""
-        assert self.devices is not None
-        factory = self.devices.ctx.shared.get("gpio-mock")
-        for panel in self.devices.of_kind("panel"):
-            o = panel.options
-            for pin in (o.door_pin, o.tamper_pin, o.cashbox_pin):
-                if pin >= 0 and factory is not None:
-                    mock = factory.pin(pin)
-                    await asyncio.to_thread(mock.drive_low if o.switches_to_ground else mock.drive_high)
-            async with asyncio.timeout(2):
-                while panel.door_open:
-                    await asyncio.sleep(0.01)
-
     def _inhibit_acceptors(self) -> None:
         assert self.devices is not None
         for acceptor in self.devices.of_kind("cash_acceptor"):
@@ -253,7 +239,8 @@ class Kiosk:
         api.command("emu", self._cmd_emu)
         api.command("sim_gpio", self._cmd_sim_gpio)
 
-    async def _cmd_test(self, args: dict[str, Any]) -> str:
+    async def _cmd_test(self, args: dict[str, Any]) -> list[dict[str, Any]]:
+        """One result per matching device: {"device", "ok", "result"}; a self test that raises failed."""
         assert self.devices is not None
         name = args.get("device", "")
         matches = [d for n, d in self.devices.devices.items() if name in (n, d.kind, self.devices.drivers[n])]
@@ -262,10 +249,10 @@ class Kiosk:
         results = []
         for device in matches:
             try:
-                results.append(await device.self_test())
+                results.append({"device": device.name, "ok": True, "result": await device.self_test()})
             except Exception as exc:  # a failing device is an answer, not a crash
-                results.append(f"{device.name}: FAILED: {exc}")
-        return "\n".join(results)
+                results.append({"device": device.name, "ok": False, "result": f"{device.name}: FAILED: {exc}"})
+        return results
 
     def _cmd_emu(self, args: dict[str, Any]) -> Any:
         if self.sim_ports is None:
@@ -444,7 +431,6 @@ class Kiosk:
             self.devices = await stack.enter_async_context(DeviceSet(self.config, ctx))
             if self.sim_ports:
                 await self.sim_ports.started()
-                await self._close_simulated_cabinet()
             self._wire_safety()
             services = self._services(journal)
             if services.boss is not None:

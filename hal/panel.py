@@ -141,6 +141,11 @@ class GpioPanel(Device):
                     continue
                 # Not gpiozero's Button: its hold thread makes close() wait up to hold_time (1 s)
                 switch = DigitalInputDevice(pin, pull_up=pull_up, pin_factory=self.factory)
+                if self.ctx.simulate and key != "service":
+                    # A simulated cabinet boots shut, as a real kiosk does: closed before it is read,
+                    # so no boot-time "initial" open event reaches the hall as an alarm.
+                    mock = self.factory.pin(pin)
+                    mock.drive_low() if pull_up else mock.drive_high()
                 switch.when_activated = lambda key=key: self._from_thread(key, True)
                 switch.when_deactivated = lambda key=key: self._from_thread(key, False)
                 self._inputs[key] = switch

@@ -13,7 +13,7 @@ READY, BUSY, FAULT, RELAY = 20, 21, 26, 23
 @pytest.fixture
 async def panel():
     events = []
-    ctx = DeviceContext(report=events.append, simulate=True)
+    ctx = DeviceContext(report=events.append)  # pin_factory "mock" as on a Pi: the cabinet as wired, not simulated
     options = GpioPanelOptions(
         pin_factory="mock", door_pin=DOOR, tamper_pin=TAMPER, service_button_pin=SERVICE, cashbox_pin=CASHBOX,
         ready_led_pin=READY, busy_led_pin=BUSY, fault_led_pin=FAULT, relays={"acceptor_power": RELAY}, settle_ms=20,
@@ -58,6 +58,23 @@ async def test_at_start_an_open_door_is_reported_as_found(panel):
     kinds = [(e.kind, e.code) for e in panel.reported]
     assert ("door_open", "initial") in kinds and ("cashbox_removed", "initial") in kinds
     assert panel.door_open
+
+
+async def test_a_simulated_cabinet_boots_shut_and_reports_no_initial_alarm():
+    """kioskd --simulate: no boot-time door_open/tamper_open/cashbox_removed reaches the hall."""
+    events = []
+    ctx = DeviceContext(report=events.append, simulate=True)
+    p = GpioPanel("panel", GpioPanelOptions(door_pin=DOOR, tamper_pin=TAMPER, cashbox_pin=CASHBOX, settle_ms=20), ctx)
+    await p.start()
+    try:
+        assert not p.door_open and p.closed == {"door": True, "tamper": True, "cashbox": True}
+        assert events == []
+        stream = p.events()
+        p.pins = ctx.share("gpio-mock", lambda: None)
+        await drive(p, DOOR, 1)  # the technician opens it: reported as ever
+        assert (await next_event(stream, "door_open")).initial is False
+    finally:
+        await p.stop()
 
 
 async def test_door_open_calls_the_inhibit_hook_on_the_loop_promptly(panel):

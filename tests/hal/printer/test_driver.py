@@ -157,7 +157,8 @@ async def test_self_test_prints_a_test_receipt(rig):
     result = await rig.printer.self_test()
     assert "printed" in result and "中文打印正常" in rig.model.control("receipts", {})[0]
     rig.model.control("paper_out", {})
-    assert "FAILED" in await rig.printer.self_test()
+    with pytest.raises(PrintFailed, match="paper out"):  # a failed test is an error, not a line of text
+        await rig.printer.self_test()
 
 
 async def test_without_chinese_mode_the_printer_scrambles_chinese(rig):
