@@ -1,8 +1,9 @@
 """The `halld` command line: `serve`, queries straight from the database, `cmd` through the API.
 
-Queries open the database read-only in spirit (SQLite path or PostgreSQL URL, `--db` or
-$HALLD_DB); `cmd` needs the running halld (it holds the MQTT session that waits for the reply),
-so it goes through the HTTP API (`--api`, default http://127.0.0.1:8470).
+Queries read the database halld writes (SQLite path or PostgreSQL URL, `--db` or $HALLD_DB) and
+never create one: a mistyped path is an error that names it, not an empty table. They say which
+database they read. `cmd` needs the running halld (it holds the MQTT session that waits for the
+reply), so it goes through the HTTP API (`--api`, default http://127.0.0.1:8470).
 """
 from __future__ import annotations
 
@@ -13,18 +14,33 @@ import logging
 import os
 import sys
 import time
+import unicodedata
 import urllib.error
+import urllib.parse
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 from . import queries
 from .db import connect
 
 DEFAULT_API = "http://127.0.0.1:8470"
+EXIT_OK, EXIT_NOT_FOUND, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
+EPILOG = """\
+exit codes: 0 done; 1 not found (no such kiosk) or the kiosk answered a command with ok=false;
+2 bad command line, or no hall database at --db; 3 the halld API is unreachable (cmd).
+Queries (fleet, kiosk, txns, events, recent, refunds, reviews) open an existing database only:
+the one `halld serve --db` writes, given by --db or $HALLD_DB (default ./hall.db).
+"""
+
+
+class NoDatabase(Exception):
+    """--db names no halld database: nothing is created, the message says where we looked."""
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="halld", description="the hall server for self-service kiosks")
+    parser = argparse.ArgumentParser(prog="halld", description="the hall server for self-service kiosks",
+                                     epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="cmd", required=True)
     db_default = os.environ.get("HALLD_DB", "hall.db")
 
@@ -32,7 +48,8 @@ def _parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help)
         if name != "cmd":
             p.add_argument("--db", default=db_default, help="SQLite path or postgresql:// URL (env HALLD_DB)")
-        p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+        p.add_argument("--json", action="store_true", help="print every field as JSON (for scripts) instead of "
+                       "the readable table" if name != "cmd" else "print the kiosk's reply on one JSON line")
         return p
 
     p = add("serve", "run the hall server")
@@ -82,19 +99,54 @@ def main(argv: list[str]) -> int:
         return _command(args)
     if args.cmd == "pii":
         return _pii(args)
-    db = connect(args.db)
+    import signal
+
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `halld txns | head` ends quietly, as other tools do
+    try:
+        db, where = open_existing(args.db)
+    except NoDatabase as exc:
+        print(f"halld {args.cmd}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     try:
         data = _query(db, args)
     finally:
         db.close()
     if data is None:
-        print(f"no kiosk {args.kiosk}", file=sys.stderr)
-        return 1
+        print(f"halld kiosk: no kiosk {args.kiosk} in {where}", file=sys.stderr)
+        return EXIT_NOT_FOUND
     if args.json:
         print(json.dumps(data, ensure_ascii=False, indent=2))
     else:
+        print(f"hall database: {where}\n")
         _print(args.cmd, data)
-    return 0
+    return EXIT_OK
+
+
+def open_existing(url: str) -> tuple[Any, str]:
+    """The halld database at `url` and how to name it; NoDatabase if there is none (never creates one)."""
+    if url.startswith(("postgresql://", "postgres://")):
+        parts = urllib.parse.urlsplit(url)
+        if parts.password:  # name the database, never print its password
+            user, _, host = parts.netloc.rpartition("@")
+            parts = parts._replace(netloc=f"{user.partition(':')[0]}:***@{host}")
+        where = f"{urllib.parse.urlunsplit(parts)} (PostgreSQL)"
+    else:
+        path = Path(url.removeprefix("sqlite://")).expanduser().resolve()
+        where = str(path)
+        if not path.is_file():
+            raise NoDatabase(f"no hall database at {where} (give --db PATH or postgresql:// URL, or set HALLD_DB; "
+                             "`halld serve --db` creates it)")
+        url = str(path)
+    try:
+        db = connect(url, schema=False)
+    except Exception as exc:  # sqlite3.DatabaseError (not a database), psycopg.OperationalError (no server)
+        raise NoDatabase(f"cannot open {where}: {exc}") from None
+    try:
+        db.one("SELECT 1 FROM fleet LIMIT 1")
+    except db.errors as exc:
+        db.close()
+        raise NoDatabase(f"{where} is not a halld database ({exc})") from None
+    return db, where
 
 
 def _pii(args: argparse.Namespace) -> int:
@@ -110,7 +162,11 @@ def _pii(args: argparse.Namespace) -> int:
     if not args.txn:
         print("halld pii open TXN --key FILE", file=sys.stderr)
         return 2
-    db = connect(args.db)
+    try:
+        db, _ = open_existing(args.db)
+    except NoDatabase as exc:
+        print(f"halld pii: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     try:
         shown = pii.open_txn(db, args.txn, args.key, args.out)
     except (pii.PiiError, OSError) as exc:
@@ -157,37 +213,151 @@ def _when(ts: float | None) -> str:
     return time.strftime("%m-%d %H:%M:%S", time.localtime(ts)) if ts else "never"
 
 
-def _print(cmd: str, data: Any) -> None:
+def _width(text: str) -> int:
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+def table(headers: list[str], rows: list[list[Any]], empty: str = "none") -> str:
+    """Columns as wide as their widest cell (a Chinese character counts 2); an empty cell is "-",
+    so columns never shift; no rows at all says `empty`."""
+    if not rows:
+        return empty
+    cells = [[str(c) if c not in (None, "") else "-" for c in row] for row in rows]
+    widths = [max(_width(r[i]) for r in [headers, *cells]) for i in range(len(headers))]
+    return "\n".join("  ".join(c + " " * (w - _width(c)) for c, w in zip(r, widths)).rstrip()
+                     for r in [headers, *cells])
+
+
+def _listed(items: Any) -> str:
+    return ",".join(str(i) for i in items) if items else "none"
+
+
+def _cards(stock: Any) -> str:
+    """Card stock by face value as the kiosk counts it; nothing counted yet is "unknown", not 0."""
     from transactions.messages import yuan
 
-    if cmd == "fleet":
-        for k in data:
-            cards = sum(v for v in (k["card_stock"] or {}).values() if isinstance(v, int))
-            bad = sorted(n for n, h in (k["devices"] or {}).items() if h != "ok")
-            print(f"{k['hall']}/{k['kiosk']}  {'在线 online ' if k['online'] else '离线 offline'}  session {k['session']}"
-                  f"  last seen {_when(k['last_seen'])}  outbox {k['outbox_depth']}  state {k['state']}"
-                  f"  cashbox {yuan(k['cashbox_fen'] or 0)} yuan  cards {cards}"
-                  f"  {'faults: ' + ','.join(bad) if bad else 'devices ok'}"
-                  f"{'  alarms: ' + ','.join(k['alarms']) if k['alarms'] else ''}")
+    known = {face: n for face, n in (stock or {}).items() if isinstance(n, int)}
+    if not known:
+        return "unknown"
+    return " ".join(f"{yuan(int(face)) if str(face).isdigit() else face}:{n}" for face, n in sorted(known.items()))
+
+
+def _status_summary(body: dict) -> str:
+    """A status message in words: what matters first, never a JSON string cut in the middle."""
+    if not isinstance(body, dict):
+        return json.dumps(body, ensure_ascii=False)
+    if not body.get("online"):
+        return f"offline  session {body.get('session')}"
+    return (f"online  session {body.get('session')}  state {body.get('state')}  outbox {body.get('outbox_depth')}"
+            f"  cash {'INHIBITED' if body.get('cash_inhibited') else 'accepted'}"
+            f"  disabled {_listed(body.get('disabled_services'))}  alarms {_listed(body.get('alarms'))}")
+
+
+def _fleet_rows(data: list[dict]) -> list[list[Any]]:
+    from transactions.messages import yuan
+
+    rows = []
+    for k in data:
+        bad = sorted(n for n, h in (k["devices"] or {}).items() if h != "ok")
+        rows.append([f"{k['hall']}/{k['kiosk']}", "在线 online" if k["online"] else "离线 offline",
+                     k["state"] if k["online"] else f"(was {k['state'] or '-'})", k["session"],
+                     _when(k["last_seen"]), k["outbox_depth"],
+                     "INHIBITED" if k.get("cash_inhibited") else "accepted", _listed(k.get("disabled_services")),
+                     yuan(k["cashbox_fen"]) if k["cashbox_fen"] is not None else "unknown", _cards(k["card_stock"]),
+                     "faults: " + ",".join(bad) if bad else "ok", _listed(k["alarms"])])
+    return rows
+
+
+FLEET_HEADERS = ["KIOSK", "LINK", "STATE", "SESSION", "LAST SEEN", "OUTBOX", "CASH", "DISABLED", "CASHBOX 元",
+                 "CARDS 元:n", "DEVICES", "ALARMS"]
+
+
+def _txn_rows(data: list[dict]) -> list[list[Any]]:
+    from transactions.messages import yuan
+
+    return [[_when(t["received_at"]), f"{t['hall']}/{t['kiosk']}", t["seq"], t["service"], t["state"],
+             yuan(t["amount_fen"]) if t["amount_fen"] is not None else "", t["txn"]] for t in data]
+
+
+TXN_HEADERS = ["RECEIVED", "KIOSK", "SEQ", "SERVICE", "STATE", "AMOUNT 元", "TXN"]
+
+
+def _event_rows(data: list[dict]) -> list[list[Any]]:
+    return [[_when(e["received_at"]), f"{e['hall']}/{e['kiosk']}", e["msg_seq"], e["kind"], e["device"], e["code"],
+             e["detail"]] for e in data]
+
+
+EVENT_HEADERS = ["RECEIVED", "KIOSK", "SEQ", "KIND", "DEVICE", "CODE", "DETAIL"]
+
+
+def _refund_rows(data: list[dict]) -> list[list[Any]]:
+    from transactions.messages import yuan
+
+    return [[f"{r['hall']}/{r['kiosk']}", r["claim_code"], yuan(r["fen"] or 0), r["state"], r["txn"], r["reason"]]
+            for r in data]
+
+
+REFUND_HEADERS = ["KIOSK", "CLAIM CODE", "AMOUNT 元", "STATE", "TXN", "REASON"]
+
+
+def _review_rows(data: list[dict]) -> list[list[Any]]:
+    from transactions.messages import yuan
+
+    return [[f"{r['hall']}/{r['kiosk']}", r["txn"], r["state"], yuan(r["held_fen"] or 0), r["reason"],
+             r["resolution"]] for r in data]
+
+
+REVIEW_HEADERS = ["KIOSK", "TXN", "STATE", "HELD 元", "REASON", "RESOLUTION"]
+
+
+def _print_kiosk(k: dict) -> None:
+    from transactions.messages import yuan
+
+    bad = sorted(n for n, h in (k.get("devices") or {}).items() if h != "ok")
+    status = k.get("status") if isinstance(k.get("status"), dict) else {}
+    facts = [
+        ("kiosk", f"{k['hall']}/{k['kiosk']}"),
+        ("link", f"{'在线 online' if k['online'] else '离线 offline'}, boot session {k['session']}, "
+                 f"last seen {_when(k['last_seen'])}"),
+        ("state", k["state"] if k["online"] else f"(was {k['state']})"),
+        ("firmware", f"{k.get('version')}, config {k.get('config_hash')}"),
+        ("cash", "INHIBITED by the hall" if status.get("cash_inhibited") else "accepted"),
+        ("disabled", _listed(status.get("disabled_services"))),
+        ("alarms", _listed(k.get("alarms"))),
+        ("outbox", f"{k['outbox_depth']} waiting on the kiosk; hall has acked up to msg_seq {k.get('acked_msg_seq')}"),
+        ("cash box", f"{yuan(k['cashbox_fen'])} 元" if k["cashbox_fen"] is not None else "unknown"),
+        ("hopper", f"{yuan(k['hopper_fen'])} 元" if k.get("hopper_fen") is not None else "unknown"),
+        ("cards", _cards(k.get("card_stock"))),
+        ("devices", "all ok" if not bad else "faults: " + ", ".join(f"{n} {k['devices'][n]}" for n in bad)),
+    ]
+    for label, value in facts:
+        print(f"{label:<9} {value}")
+    for title, headers, rows in (("recent transactions", TXN_HEADERS, _txn_rows(k.get("recent_txns") or [])),
+                                 ("recent events", EVENT_HEADERS, _event_rows(k.get("recent_events") or [])),
+                                 ("open reviews", REVIEW_HEADERS, _review_rows(k.get("open_reviews") or [])),
+                                 ("unclaimed refunds", REFUND_HEADERS, _refund_rows(k.get("open_refunds") or []))):
+        print(f"\n{title}:")
+        print(table(headers, rows))
+
+
+def _print(cmd: str, data: Any) -> None:
+    if cmd == "kiosk":
+        _print_kiosk(data)
+    elif cmd == "fleet":
+        print(table(FLEET_HEADERS, _fleet_rows(data), "no kiosk has reported yet"))
     elif cmd == "txns":
-        for t in data:
-            print(f"{t['hall']}/{t['kiosk']} #{t['seq']} {t['service'] or '':<12} {t['state'] or '':<9} "
-                  f"{yuan(t['amount_fen'] or 0):>9} yuan  txn {t['txn']}")
+        print(table(TXN_HEADERS, _txn_rows(data)))
     elif cmd == "events":
-        for e in data:
-            print(f"{_when(e['received_at'])} {e['hall']}/{e['kiosk']} #{e['msg_seq']} {e['kind']:<16} "
-                  f"{e['device'] or '':<10} {e['code'] or ''} {e['detail'] or ''}")
+        print(table(EVENT_HEADERS, _event_rows(data)))
     elif cmd == "recent":
-        for r in data:
-            print(f"{r['hall']}/{r['kiosk']} {r['kind']:<10} {json.dumps(r['payload'], ensure_ascii=False)[:160]}")
+        print(table(["RECEIVED", "KIOSK", "KIND", "WHAT"],
+                    [[_when(r["received_at"]), f"{r['hall']}/{r['kiosk']}", r["kind"],
+                      _status_summary(r["payload"]) if r["kind"] == "status"
+                      else json.dumps(r["payload"], ensure_ascii=False)] for r in data]))
     elif cmd == "refunds":
-        for r in data:
-            print(f"{r['hall']}/{r['kiosk']} {r['claim_code']} {yuan(r['fen'] or 0):>9} yuan {r['state']:<8} "
-                  f"txn {r['txn']} {r['reason'] or ''}")
+        print(table(REFUND_HEADERS, _refund_rows(data)))
     elif cmd == "reviews":
-        for r in data:
-            print(f"{r['hall']}/{r['kiosk']} txn {r['txn']} {r['state']:<6} held {yuan(r['held_fen'] or 0)} yuan "
-                  f"{r['reason'] or ''}{' -> ' + r['resolution'] if r['resolution'] else ''}")
+        print(table(REVIEW_HEADERS, _review_rows(data)))
     else:
         print(json.dumps(data, ensure_ascii=False, indent=2))
 

@@ -37,9 +37,15 @@ def _where(filters: dict[str, Any]) -> tuple[str, list[Any]]:
 def fleet(db: Database, hall: str | None = None) -> list[dict[str, Any]]:
     """Every kiosk: online/offline (birth/will), last seen, outbox depth, health, cash and cards."""
     where, params = _where({"hall": hall})
-    return _decode(db.dicts(
+    rows = _decode(db.dicts(
         "SELECT hall, kiosk, online, session, last_seen, state, version, config_hash, outbox_depth, alarms,"
-        f" devices, cashbox_fen, cashbox, card_stock, hopper_fen FROM fleet{where} ORDER BY hall, kiosk", params))
+        f" devices, cashbox_fen, cashbox, card_stock, hopper_fen, status FROM fleet{where} ORDER BY hall, kiosk", params))
+    for row in rows:  # what the hall told it: from the kiosk's latest status (republished on every change)
+        status = row.pop("status")
+        status = status if isinstance(status, dict) else {}
+        row["cash_inhibited"] = bool(status.get("cash_inhibited"))
+        row["disabled_services"] = list(status.get("disabled_services") or [])
+    return rows
 
 
 def kiosk(db: Database, kiosk_id: str) -> dict[str, Any] | None:

@@ -39,7 +39,7 @@ def test_ready_watchdog_stopping_and_clean_exit(tmp_path, broker, notify):
         ctl = subprocess.run([sys.executable, "-m", "controller.kioskctl", "--config", str(config), "status"],
                              capture_output=True, text=True, timeout=10)
         assert ctl.returncode == 0, ctl.stderr
-        assert "state: ready" in ctl.stdout and "K-TEST-1" in ctl.stdout
+        assert "state     ready" in ctl.stdout and "K-TEST-1" in ctl.stdout
 
         status = retained_status(broker)
         assert status["online"] is True and status["session"] == 1 and status["schema"] == 1

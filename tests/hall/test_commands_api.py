@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import subprocess
 import sys
 import uuid
@@ -154,7 +155,8 @@ async def test_the_cli_sends_a_command_and_reads_the_tables(broker, tmp_path):
         assert out.returncode == 0, out.stderr
         assert json.loads(out.stdout) == {"schema": 1, "ok": True, "result": {"inhibit": True}}
     fleet = subprocess.run([sys.executable, "-m", "hall.halld", "fleet", "--db", db], capture_output=True, text=True)
-    assert f"{h}/K1" in fleet.stdout and "online" in fleet.stdout and "session 5" in fleet.stdout
+    [row] = [re.split(r"\s{2,}", line) for line in fleet.stdout.splitlines() if line.startswith(f"{h}/K1")]
+    assert row[1:4] == ["在线 online", "ready", "5"]  # KIOSK, LINK, STATE, SESSION
     txns = subprocess.run([sys.executable, "-m", "hall.halld", "txns", "--db", db, "--json"], capture_output=True, text=True)
     assert [t["txn"] for t in json.loads(txns.stdout)] == ["K1-1-1"]
 
