@@ -67,6 +67,15 @@ class SalesSection:
 
 
 @dataclass(frozen=True)
+class UiSection:
+    """The customer's touch screen (controller/ui): where kioskd serves it, what the idle screen says."""
+
+    listen: str = "127.0.0.1:8080"  # host:port; "" = no UI. Loopback only unless allow_remote
+    allow_remote: bool = False  # the page and its WebSocket move money: serve beyond loopback only on purpose
+    notices: list[str] = field(default_factory=list)  # hall notices on the idle screen, "中文 / English" each
+
+
+@dataclass(frozen=True)
 class DeviceConfig:
     name: str
     driver: str
@@ -83,6 +92,7 @@ class Config:
     boss: BossSection = BossSection()
     sales: SalesSection = SalesSection()
     flows: Any = None  # transactions.FlowConfig  # reported in the birth message so the hall sees config drift
+    ui: UiSection = UiSection()
 
     @property
     def simulate(self) -> bool:
@@ -229,7 +239,7 @@ def load(path: Path | str, *, simulate: bool = False) -> Config:
         data = tomllib.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(path, "", f"not valid TOML: {exc}") from None
-    known = {"kiosk", "mqtt", "boss", "sales", "flows", "devices"}
+    known = {"kiosk", "mqtt", "boss", "sales", "flows", "devices", "ui"}
     for key in data:
         if key not in known:
             raise ConfigError(path, key, f"unknown section (known: {', '.join(sorted(known))})")
@@ -261,7 +271,36 @@ def load(path: Path | str, *, simulate: bool = False) -> Config:
     from transactions.flow import FlowConfig
 
     flows = build_section(path, "flows", FlowConfig, data.get("flows", {}))
-    return Config(str(path), kiosk, mqtt, devices, hashlib.sha256(raw).hexdigest()[:12], boss, sales, flows)
+    ui = build_section(path, "ui", UiSection, data.get("ui", {}))
+    _check_ui_listen(path, ui)
+    return Config(str(path), kiosk, mqtt, devices, hashlib.sha256(raw).hexdigest()[:12], boss, sales, flows, ui)
+
+
+def ui_address(listen: str) -> tuple[str, int]:
+    """``host:port`` (``[v6]:port`` too) to (host, port); ValueError says what is wrong."""
+    host, sep, port = listen.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"expected host:port, e.g. \"127.0.0.1:8080\", got {listen!r}")
+    return host, int(port)
+
+
+def _check_ui_listen(path: Path, ui: UiSection) -> None:
+    if not ui.listen:
+        return
+    import ipaddress
+
+    try:
+        host, _ = ui_address(ui.listen)
+    except ValueError as exc:
+        raise ConfigError(path, "ui.listen", str(exc)) from None
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback and not ui.allow_remote:
+        raise ConfigError(path, "ui.listen", f"{host} is not a loopback address; the customer's screen is "
+                                             "served on loopback only unless [ui] allow_remote = true")
 
 
 # -- set_config (hall command): one key, validated by this loader, persisted atomically ----------

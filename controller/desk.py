@@ -29,7 +29,9 @@ class Desk:
         self.customer: ScreenCustomer | None = None
         self.task: asyncio.Task | None = None
         self.last: dict[str, Any] | None = None  # the previous visit's result, for the screen
+        self.service: str | None = None  # the visit's (or the last visit's) service, for the screen
         self.on_finished: Callable[[], None] = lambda: None  # the link: something new in the outbox
+        self.on_screen: Callable[[], None] = lambda: None  # the web UI: what the screen shows moved
 
     async def menu(self) -> dict[str, bool]:
         return await available(self.services)
@@ -46,7 +48,8 @@ class Desk:
             raise ControlError(f"service {service!r} is not available now")
         self.visits += 1
         self.customer = ScreenCustomer(self.idle_timeout_s)
-        self.last = None
+        self.customer.on_change = self.on_screen
+        self.service, self.last = service, None
         self.task = asyncio.get_running_loop().create_task(self._visit(service, self.visits, self.customer),
                                                            name=f"visit-{self.visits}")
         return self.visits
@@ -73,6 +76,7 @@ class Desk:
                 log.exception("settling the failed visit's transaction failed", extra=fields(visit=visit))
         finally:
             self.on_finished()
+            self.on_screen()
 
     def screen(self) -> dict[str, Any]:
         busy = self.task is not None and not self.task.done()

@@ -442,6 +442,10 @@ class Kiosk:
             api = LocalApi(runtime_dir / "kioskd.sock")
             self._register_commands(api)
             await stack.enter_async_context(api)
+            if self.config.ui.listen:  # the customer's screen (controller/ui): bound now, imported on first page
+                from .ui import UiServer
+
+                self.desk.on_screen = (await stack.enter_async_context(UiServer(self))).changed
             await self.outbox.refresh()
             if self.admission.closed_because == "starting" or self.admission.closed_because is None:
                 self.admission.open()

@@ -2,12 +2,14 @@
 
 The flow asks (``choose``/``enter``) and shows message keys; whoever holds the screen — the
 kiosk's UI, the demo's scripted customer, the crash harness — reads ``snapshot()`` and calls
-``answer()`` or ``cancel()`` through kioskd.sock. No touch for ``idle_timeout_s`` is a walk-away.
+``answer()`` or ``cancel()`` through kioskd.sock. No touch for ``idle_timeout_s`` is a walk-away;
+``touch()`` (a key pressed on the keypad) restarts that wait. ``on_change`` is called, synchronously and
+cheaply, whenever what the screen should show moves: the web UI pushes a snapshot on it.
 """
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from transactions.customer import CustomerCancelled, CustomerIdle
 from transactions.messages import catalogue
@@ -38,6 +40,8 @@ class ScreenCustomer:
         self.shown: list[dict[str, Any]] = []
         self._answer: asyncio.Future[str] | None = None
         self.asked = 0  # questions so far: lets a script wait for "the next question"
+        self.deadline = 0.0  # loop time at which the question on screen becomes a walk-away
+        self.on_change: Callable[[], None] = lambda: None
 
     # -- the flow's side ------------------------------------------------------------------
     async def choose(self, prompt: str, options: Sequence[str], **fmt: Any) -> str:
@@ -50,6 +54,7 @@ class ScreenCustomer:
     def show(self, key: str, **fmt: Any) -> None:
         self.shown.append({"key": key, "fmt": {k: str(v) for k, v in fmt.items()}, "words": _words(key, fmt)})
         del self.shown[:-20]
+        self.on_change()
 
     async def _ask(self, question: dict[str, Any]) -> str:
         if self.cancelled.is_set():
@@ -58,13 +63,19 @@ class ScreenCustomer:
         self._answer = loop.create_future()
         self.asked += 1
         self.question = {"n": self.asked, **question}
+        self.deadline = loop.time() + self.idle_timeout_s
+        self.on_change()
         cancel = loop.create_task(self.cancelled.wait())
         try:
-            done, _ = await asyncio.wait({self._answer, cancel}, timeout=self.idle_timeout_s,
-                                         return_when=asyncio.FIRST_COMPLETED)
+            while True:  # touch() may move the deadline while we wait
+                done, _ = await asyncio.wait({self._answer, cancel}, timeout=max(0.0, self.deadline - loop.time()),
+                                             return_when=asyncio.FIRST_COMPLETED)
+                if done or loop.time() >= self.deadline:
+                    break
         finally:
             cancel.cancel()
             self.question = None
+            self.on_change()
         if self._answer in done:
             return self._answer.result()
         if self.cancelled.is_set():
@@ -84,6 +95,13 @@ class ScreenCustomer:
 
     def cancel(self) -> None:
         self.cancelled.set()
+        self.on_change()
+
+    def touch(self) -> None:
+        """The customer is still there (a key on the keypad): the question's walk-away wait starts again."""
+        if self.question is not None:
+            self.deadline = asyncio.get_running_loop().time() + self.idle_timeout_s
+            self.on_change()
 
     def snapshot(self) -> dict[str, Any]:
         return {"question": self.question, "shown": self.shown[-5:], "cancelled": self.cancelled.is_set()}

@@ -1,0 +1,39 @@
+"""Fixtures for the customer's screen: bosssim, a simulated kioskd serving the UI, Debian's Chromium."""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tests.e2e.conftest import BossSim
+from tests.ui.kiosk import SimKiosk
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture(scope="module")
+def bosssim(tmp_path_factory):
+    boss = BossSim(tmp_path_factory.mktemp("boss") / "boss.db")
+    asyncio.run(boss.start())
+    yield boss
+    boss.stop()
+
+
+@pytest.fixture
+def kiosk(tmp_path, broker, bosssim):
+    k = SimKiosk(tmp_path, broker.port, bosssim.url, notices=["今日营业至 18:00 / Open until 18:00 today"])
+    k.start()
+    yield k
+    assert k.stop() == 0, k.log()[-3000:]
+
+
+@pytest.fixture(scope="session")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
