@@ -130,7 +130,7 @@ class UiServer:
         """The flows' own gates ask the BOSS: done here, in the background, never per snapshot."""
         while True:
             desk = self.kiosk.desk
-            if desk is not None and self.sessions and not (desk.task is not None and not desk.task.done()):
+            if desk is not None and (self.sessions or not self.menu) and not (desk.task is not None and not desk.task.done()):
                 try:
                     menu = await desk.menu()
                 except Exception as exc:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import pytest
 
@@ -16,7 +17,11 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 @pytest.fixture(scope="module")
 def bosssim(tmp_path_factory):
     boss = BossSim(tmp_path_factory.mktemp("boss") / "boss.db")
-    asyncio.run(boss.start())
+    # in a thread of its own: Playwright's sync API keeps an event loop running in the main thread
+    starter = threading.Thread(target=lambda: asyncio.run(boss.start()))
+    starter.start()
+    starter.join()
+    assert boss.url, "bosssim did not start"
     yield boss
     boss.stop()
 
@@ -29,8 +34,9 @@ def kiosk(tmp_path, broker, bosssim):
     assert k.stop() == 0, k.log()[-3000:]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
+    """Per module: while it lives, Playwright's loop runs in the main thread (no asyncio.run there)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:

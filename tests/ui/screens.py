@@ -1,0 +1,155 @@
+"""Walk a simulated kiosk's screen through its main screens and photograph each.
+
+    python -m tests.ui.screens docs/ui            # the screenshots docs/ui.md shows (1280x800)
+    python -m tests.ui.screens /tmp/ui --size 1920x1080
+
+tests/ui/test_layout.py walks the same way and checks each screen fits: nothing overflows or
+is clipped, every button is at least 15 mm on the 10.1" panel.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import threading
+from pathlib import Path
+from typing import Callable, Iterator
+
+PANEL_PX_PER_MM = 1509.6 / (10.1 * 25.4)  # 1280x800 over a 10.1" diagonal: 5.88 px/mm
+MIN_TARGET_PX = 15 * PANEL_PX_PER_MM  # 88 px
+
+
+def walk(kiosk, page, lang: str = "zh") -> Iterator[str]:
+    """Drive the page through each main screen; yields its name once the page shows it."""
+    from tests.ui.test_page import cash_enabled, on, paid_shows, tap
+
+    def tap_any(zh: str, en: str) -> None:
+        tap(page, zh if lang == "zh" else en)
+
+    if lang == "en":
+        tap(page, "English")
+    on(page, "home")
+    page.wait_for_selector(".tile:not(.off)")  # the flows' gates asked (BOSS reachable, stock)
+    yield "home"
+    tap_any("空中充值", "Top-up")
+    on(page, "keypad", kind="phone")
+    for d in "13800138000":
+        tap(page, d)
+    yield "phone"
+    tap_any("下一步", "Next")
+    on(page, "readback")
+    yield "readback"
+    tap_any("确认", "Confirm")
+    on(page, "choose", prompt="choose_amount")
+    yield "amount"
+    tap_any("50 元", "50 yuan")
+    on(page, "cash")
+    kiosk.wait("the acceptors enabled", lambda: cash_enabled(kiosk))
+    kiosk.emu("cctalk", "insert_bill", value=2000)
+    paid_shows(page, "20.00", lang)
+    kiosk.emu("cctalk", "insert_coin", value=50)
+    paid_shows(page, "20.50", lang)
+    yield "cash"
+    kiosk.emu("cctalk", "insert_bill", value=2000)
+    paid_shows(page, "40.50", lang)
+    kiosk.emu("cctalk", "insert_bill", value=1000)
+    on(page, "result", state="done")
+    yield "done"
+    tap_any("返回首页", "Home")
+    tap_any("充值卡销售", "Recharge cards")
+    on(page, "choose", prompt="choose_card")
+    yield "card"
+    tap_any("30 元充值卡", "30 yuan card")
+    on(page, "cash")
+    kiosk.wait("the acceptors enabled", lambda: cash_enabled(kiosk))
+    kiosk.emu("cctalk", "insert_bill", value=2000)
+    paid_shows(page, "20.00", lang)  # one note at a time: the validator holds one in escrow
+    kiosk.emu("cctalk", "insert_bill", value=1000)
+    on(page, "progress", key="take_card")
+    yield "take_card"
+    kiosk.emu("crt571", "take_card")
+    on(page, "result", state="done")
+    tap_any("返回首页", "Home")
+    tap_any("充值卡销售", "Recharge cards")
+    tap_any("30 元充值卡", "30 yuan card")
+    on(page, "cash")
+    kiosk.wait("the acceptors enabled", lambda: cash_enabled(kiosk))
+    kiosk.emu("cctalk", "insert_coin", value=100)
+    kiosk.emu("cctalk", "insert_coin", value=50)
+    paid_shows(page, "1.50", lang)
+    kiosk.emu("cctalk", "jam_bill", code=7)
+    on(page, "result", state="refunded")
+    yield "apology_voucher"
+    tap_any("返回首页", "Home")
+    on(page, "home")
+    page.evaluate("ui.attract = true; render()")
+    on(page, "attract")
+    yield "attract"
+    page.locator("main").click()
+    on(page, "home")
+    kiosk.api("sim_gpio", pin=17, high=True)  # the panel door opens
+    on(page, "maintenance")
+    yield "maintenance"
+    kiosk.api("sim_gpio", pin=17, high=False)
+    on(page, "home")
+    kiosk.kill()
+    on(page, "wait")
+    yield "please_wait"
+    kiosk.start()
+    on(page, "home")
+
+
+def run(outdir: Path, width: int, height: int, lang: str, each: Callable | None = None) -> list[Path]:
+    """Start bosssim, mosquitto and a simulated kioskd, walk the screens, save a PNG of each."""
+    from playwright.sync_api import sync_playwright
+
+    from hall.broker import start_broker
+    from tests.e2e.conftest import BossSim
+    from tests.ui.conftest import CHROMIUM, CHROMIUM_ARGS
+    from tests.ui.kiosk import SimKiosk
+
+    outdir.mkdir(parents=True, exist_ok=True)
+    shots = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        broker = start_broker(tmp / "mqtt")
+        boss = BossSim(tmp / "boss.db")
+        starter = threading.Thread(target=lambda: asyncio.run(boss.start()))
+        starter.start()
+        starter.join()
+        kiosk = SimKiosk(tmp, broker.port, boss.url, kiosk_id="SIM-0001",
+                         notices=["本厅营业时间 9:00–18:00,节假日照常营业 / Open 9:00–18:00, holidays included",
+                                  "5G 智享套餐办理请到 3 号柜台 / 5G plans: please see counter 3"]).start()
+        try:
+            with sync_playwright() as p:
+                browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+                page = browser.new_context(viewport={"width": width, "height": height}, has_touch=True).new_page()
+                page.set_default_timeout(20000)
+                page.goto(kiosk.url)
+                for name in walk(kiosk, page, lang):
+                    if each is not None:
+                        each(name, page)
+                    path = outdir / f"{name}{'' if lang == 'zh' else '-en'}.png"
+                    page.screenshot(path=str(path))
+                    shots.append(path)
+                browser.close()
+        finally:
+            kiosk.stop()
+            boss.stop()
+            broker.stop()
+    return shots
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("outdir", type=Path)
+    parser.add_argument("--size", default="1280x800")
+    parser.add_argument("--lang", default="zh", choices=["zh", "en"])
+    args = parser.parse_args()
+    w, h = (int(x) for x in args.size.split("x"))
+    for path in run(args.outdir, w, h, args.lang):
+        print(path)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,209 @@
+"""The customer's screen in Chromium against a real ``kioskd --simulate``: every touch is a click on
+the page, every coin, note, jam and card pull goes through the emulators' control sockets, and
+what is asserted is on the page (what the customer reads) and in the emulators (what physically
+happened: receipts printed, a card out, coins paid)."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.ui.kiosk import SimKiosk
+
+pytestmark = pytest.mark.timeout(180)
+WAIT_MS = 20000
+STATIC = Path(__file__).parents[2] / "controller" / "ui" / "static"
+
+
+@pytest.fixture
+def page(browser, kiosk):
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, has_touch=True)
+    p = context.new_page()
+    p.set_default_timeout(WAIT_MS)
+    p.goto(kiosk.url)
+    on(p, "home")
+    yield p
+    context.close()
+
+
+def on(page, screen, **attrs):
+    """Wait until the page shows ``screen`` (main[data-screen]), with these data- attributes."""
+    sel = f'main[data-screen="{screen}"]' + "".join(f'[data-{k}="{v}"]' for k, v in attrs.items())
+    page.wait_for_selector(sel, timeout=WAIT_MS)
+    return page.locator(sel)
+
+
+def tap(page, text):
+    page.get_by_role("button", name=text, exact=True).click()
+
+
+def paid_shows(page, yuan, lang="zh"):
+    page.wait_for_function("y => { const b = document.querySelector('[data-amount=paid]'); return b && b.textContent === y }",
+                           arg=f"{yuan} 元" if lang == "zh" else f"{yuan} yuan", timeout=WAIT_MS)
+
+
+def cash_enabled(kiosk):
+    bus = kiosk.emu("cctalk", "state")
+    return bus["bill"]["master_enabled"] and bus["bill"]["inhibit_mask"] and bus["coin"]["master_enabled"]
+
+
+def type_phone(page, phone):
+    on(page, "keypad", kind="phone")
+    for digit in phone:
+        tap(page, digit)
+    tap(page, "下一步")
+    assert on(page, "readback").locator(".readback").inner_text() == f"{phone[:3]} {phone[3:7]} {phone[7:]}"
+    tap(page, "确认")
+
+
+def test_a_cash_top_up_by_touch_with_coins_and_a_note(kiosk, page):
+    tap(page, "空中充值")
+    type_phone(page, "13800138000")
+    on(page, "choose", prompt="choose_amount")
+    assert "请您核对:号码 138****8000" in page.inner_text("main")  # the BOSS's holder check, read back
+    tap(page, "10 元")
+    on(page, "cash")
+    kiosk.wait("the acceptors enabled", lambda: cash_enabled(kiosk))
+    assert page.inner_text("[data-amount=due]") == "10.00 元"
+    total = 0
+    for kind, fen in (("coin", 100), ("coin", 100), ("coin", 50), ("coin", 50), ("bill", 500), ("coin", 100),
+                      ("coin", 100)):
+        kiosk.emu("cctalk", f"insert_{kind}", value=fen)
+        total += fen
+        paid_shows(page, f"{total // 100}.{total % 100:02d}")
+    result = on(page, "result", state="done")
+    assert "充值成功!已为 138****8000 充值 10.00 元" in result.inner_text()
+    receipts = kiosk.wait("the receipt printed", lambda: kiosk.emu("escpos", "receipts"))
+    assert "充值凭条" in receipts[-1] and "10.00" in receipts[-1]
+    txn = kiosk.api("screen")["last"]["txn"]
+    assert txn in result.inner_text() and txn in receipts[-1]
+    tap(page, "返回首页")
+    on(page, "home")
+
+
+def test_a_card_sale_the_dispenser_dispenses(kiosk, page):
+    tap(page, "充值卡销售")
+    on(page, "choose", prompt="choose_card")
+    tap(page, "30 元充值卡")
+    on(page, "cash")
+    kiosk.wait("the acceptors enabled", lambda: cash_enabled(kiosk))
+    kiosk.emu("cctalk", "insert_bill", value=2000)
+    paid_shows(page, "20.00")
+    kiosk.emu("cctalk", "insert_bill", value=1000)
+    on(page, "progress", key="take_card")
+    assert "请您取走出卡口的充值卡" in page.inner_text("main")
+    assert kiosk.emu("crt571", "state")["position"] == "gate"
+    kiosk.emu("crt571", "take_card")
+    on(page, "result", state="done")
+    cards = kiosk.emu("crt571", "state")
+    assert cards["dispensed"] == 1 and cards["taken"] == 1
+    assert "充值卡销售凭条" in kiosk.wait("the receipt", lambda: kiosk.emu("escpos", "receipts"))[-1]
+
+
+@pytest.fixture
+def hasty_kiosk(tmp_path, broker, bosssim):
+    """A kiosk whose customers walk away after 5 s without a touch or a coin."""
+    k = SimKiosk(tmp_path, broker.port, bosssim.url, flows={"idle_timeout": 5.0})
+    k.start()
+    yield k
+    assert k.stop() == 0, k.log()[-3000:]
+
+
+def test_walking_away_with_money_in_shows_the_countdown_then_the_voucher(hasty_kiosk, browser):
+    kiosk = hasty_kiosk
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    page.set_default_timeout(WAIT_MS)
+    try:
+        page.goto(kiosk.url)
+        on(page, "home")
+        tap(page, "充值卡销售")
+        on(page, "choose", prompt="choose_card")
+        tap(page, "30 元充值卡")
+        on(page, "cash")
+        kiosk.wait("the acceptors enabled", lambda: cash_enabled(kiosk))
+        kiosk.emu("cctalk", "insert_coin", value=100)
+        kiosk.emu("cctalk", "insert_coin", value=50)
+        paid_shows(page, "1.50")
+        countdown = page.wait_for_selector(".countdown")
+        assert re.search(r"\d+ 秒内未投入钱款,业务将自动取消并退款", countdown.inner_text())
+        result = on(page, "result", state="refunded")  # the customer is gone: 1 元 paid back, 0.50 on a voucher
+        text = result.inner_text()
+        assert "您长时间未操作,业务已取消" in text
+        code = result.locator(".voucher").get_attribute("data-code")
+        assert code and f"退款码 {code}:请您带好退款凭证,到人工柜台领取 0.50 元" in text
+        receipts = kiosk.wait("the voucher printed", lambda: kiosk.emu("escpos", "receipts"))
+        assert "退款凭证" in receipts[-1] and code in receipts[-1]
+        assert kiosk.emu("cctalk", "state")["hopper_paid"] == 1
+    finally:
+        context.close()
+
+
+def test_a_bill_jam_mid_flow_apologises_and_gives_a_voucher(kiosk, page):
+    tap(page, "充值卡销售")
+    tap(page, "30 元充值卡")
+    on(page, "cash")
+    kiosk.wait("the acceptors enabled", lambda: cash_enabled(kiosk))
+    kiosk.emu("cctalk", "insert_bill", value=2000)
+    paid_shows(page, "20.00")
+    kiosk.emu("cctalk", "insert_coin", value=50)
+    paid_shows(page, "20.50")
+    kiosk.emu("cctalk", "jam_bill", code=7)  # the note path jams: the validator is out of order
+    result = on(page, "result", state="refunded")
+    text = result.inner_text()
+    assert "非常抱歉,收款设备故障,业务已取消,已投入的钱款将退还给您。" in text
+    assert "请您取走退币口的 20.00 元硬币。" in text
+    code = result.locator(".voucher").get_attribute("data-code")
+    assert f"退款码 {code}" in text and "0.50 元" in text
+    assert kiosk.emu("cctalk", "state")["hopper_paid"] == 20
+
+
+def test_the_language_toggle_on_every_screen(kiosk, page):
+    tap(page, "English")
+    assert page.inner_text("h1") == "Hello, which service would you like today?"
+    tap(page, "Top-up")
+    on(page, "keypad", kind="phone")
+    assert page.inner_text("h1") == "Please enter the mobile number."
+    assert page.get_by_role("button", name="Cancel").is_visible()
+    tap(page, "中文")
+    assert page.inner_text("h1") == "请您输入手机号码。"
+    tap(page, "大字")
+    size = page.evaluate("parseFloat(getComputedStyle(document.querySelector('h1')).fontSize)")
+    tap(page, "标准字")
+    assert size > page.evaluate("parseFloat(getComputedStyle(document.querySelector('h1')).fontSize)") * 1.2
+    tap(page, "取消")
+    on(page, "result", state="cancelled")
+    tap(page, "返回首页")
+    on(page, "home")
+
+
+def test_kioskd_killed_and_restarted_mid_screen(kiosk, page):
+    page.evaluate("window.sameDocument = 42")
+    tap(page, "空中充值")
+    on(page, "keypad", kind="phone")
+    tap(page, "1")
+    kiosk.kill()
+    wait = on(page, "wait")
+    assert "请稍候" in wait.inner_text() and "Please wait" in wait.inner_text()
+    kiosk.start()
+    on(page, "home")  # resumed from the new kioskd's snapshot, without a reload
+    assert page.evaluate("window.sameDocument") == 42
+    assert "kioskd starting" in kiosk.log() and kiosk.starts == 2
+    tap(page, "充值卡销售")  # and it serves again
+    on(page, "choose", prompt="choose_card")
+
+
+def test_every_word_on_the_page_comes_from_the_catalogue():
+    from transactions.messages import catalogue
+
+    words = catalogue()
+    code = (STATIC / "app.js").read_text() + (STATIC / "index.html").read_text()
+    assert not re.search(r"[\u4e00-\u9fa5]", code), "Chinese written into the page instead of messages.json"
+    used = set(re.findall(r"""\bt\(\s*["']([a-z_]+)["']\s*[,)]""", code))
+    used |= set(re.findall(r"""["']((?:ui|option)_[a-z_]*[a-z])["']""", code))  # keys chosen before t() is called
+    used |= {f"service_{s}" for s in ("topup", "card_sale", "bill_pay", "balance_query", "statement", "invoice",
+                                      "plan_change", "loss_report")}
+    assert {"ui_please_wait", "ui_countdown", "ui_voucher", "option_cancel"} <= used
+    for key in used:
+        assert key in words and words[key]["zh"].strip() and words[key]["en"].strip(), key
