@@ -18,7 +18,7 @@ def installed_copy(unit: Path, tmp_path: Path) -> Path:
     return copy
 
 
-@pytest.mark.parametrize("name", ["kioskd.service", "halld.service"])
+@pytest.mark.parametrize("name", ["kioskd.service", "halld.service", "kiosk-ui.service"])
 def test_unit_verifies_without_a_word_on_stderr(tmp_path, name):
     assert shutil.which("systemd-analyze"), "systemd-analyze missing (apt-get install systemd)"
     unit = installed_copy(UNITS / name, tmp_path)
@@ -26,7 +26,7 @@ def test_unit_verifies_without_a_word_on_stderr(tmp_path, name):
     assert out.returncode == 0 and out.stderr == "", out.stderr
 
 
-@pytest.mark.parametrize("name", ["kioskd.service", "halld.service"])
+@pytest.mark.parametrize("name", ["kioskd.service", "halld.service", "kiosk-ui.service"])
 def test_unit_exposure_is_at_most_2_5(tmp_path, name):
     unit = installed_copy(UNITS / name, tmp_path)
     out = subprocess.run(["systemd-analyze", "security", "--offline=true", "--threshold=25", str(unit)],
@@ -43,3 +43,19 @@ def test_kioskd_unit_is_a_watched_notify_service():
     assert re.search(r"^WatchdogSec=\d+", text, re.M)
     for group in ("dialout", "gpio", "i2c", "video"):
         assert group in re.search(r"^SupplementaryGroups=(.*)$", text, re.M).group(1)
+
+
+def test_the_screen_unit_is_cage_running_chromium_kiosk_at_kioskd_s_page():
+    """The customer's screen: after kioskd, back when it dies, one full-screen page, no way out."""
+    from controller.config import UiSection
+
+    text = (UNITS / "kiosk-ui.service").read_text()
+    for line in ("After=kioskd.service", "Wants=kioskd.service", "Restart=always", "PAMName=login", "TTYPath=/dev/tty1",
+                 "NoNewPrivileges=yes", "IPAddressAllow=localhost", "IPAddressDeny=any"):
+        assert re.search(rf"^{re.escape(line)}", text, re.M), line
+    exec_start = re.search(r"^ExecStart=(.*?)(?<!\\)$", text, re.M | re.S).group(1).replace("\\\n", " ")
+    argv = exec_start.split()
+    assert argv[:2] == ["/usr/bin/cage", "-d"] and "-s" not in argv[: argv.index("--")], "no VT switching out"
+    chromium = argv[argv.index("--") + 1:]
+    assert chromium[0] == "/usr/bin/chromium" and "--kiosk" in chromium and "--disable-pinch" in chromium
+    assert chromium[-1] == f"http://{UiSection().listen}/", "the page kioskd serves by default"
