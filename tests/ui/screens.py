@@ -25,6 +25,8 @@ def walk(kiosk, page, lang: str = "zh") -> Iterator[str]:
 
     def tap_any(zh: str, en: str) -> None:
         tap(page, zh if lang == "zh" else en)
+        if zh == "返回首页" and lang == "en":  # home brings the next customer Chinese first
+            tap(page, "English")
 
     if lang == "en":
         tap(page, "English")
