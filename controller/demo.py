@@ -32,6 +32,7 @@ from hall.broker import free_port
 from hall.halld import fleet, transactions
 from transactions.messages import yuan
 
+from .config import load
 from .daemon import SIMULATED_CONFIG
 
 ROOT = Path.cwd()
@@ -270,6 +271,7 @@ def kiosk_config(work: Path, kiosk: str, broker_port: int, certs: dict[str, Path
     doc["mqtt"]["cert_file"] = str(certs[f"{kiosk}.crt"])
     doc["mqtt"]["key_file"] = str(certs[f"{kiosk}.key"])
     doc.get("boss", {}).pop("url", None)
+    doc["ui"] = {"listen": f"127.0.0.1:{free_port()}"}  # each kiosk's touch screen on a port of its own (docs/ui.md)
     path = work / f"{kiosk}.toml"
     path.write_text(tomlkit.dumps(doc))
     return path
@@ -368,7 +370,8 @@ def run(args: argparse.Namespace, work: Path, children: Children) -> int:
     for kiosk, sock in socks.items():
         wait_until(f"{kiosk} ready", lambda: call_sync(sock, "status")["state"] in ("ready", "degraded"), children)
         status = call_sync(sock, "status")
-        print(f"kioskd {kiosk} is {status['state']} with {len(status['devices'])} simulated devices")
+        print(f"kioskd {kiosk} is {status['state']} with {len(status['devices'])} simulated devices; "
+              f"its screen: http://{load(work / f'{kiosk}.toml').ui.listen}/")
     print(f"hall broker: mqtts://127.0.0.1:{broker.port} (fleet CA, a certificate per kiosk); "
           f"halld API {api}; BOSS (bosssim) {boss_url}, reached by the kiosks through the hall")
     wait_until("both kiosks' births reaching the hall", lambda: sum(r["online"] for r in fleet(db)) == len(KIOSKS), children)

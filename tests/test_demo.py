@@ -32,6 +32,8 @@ def test_demo_runs_its_script_once_and_the_hall_sees_both_kiosks(tmp_path):
     assert "txn SIM-0001 #1 topup      done" in out.stdout
     assert "txn SIM-0002 #1 card_sale  done" in out.stdout
     assert "→ ok=True" in out.stdout
+    screens = re.findall(r"kioskd (SIM-000[12]) is .*; its screen: http://127\.0\.0\.1:(\d+)/", out.stdout)
+    assert sorted(k for k, _ in screens) == ["SIM-0001", "SIM-0002"] and len({p for _, p in screens}) == 2
 
 
 def descendants(pid: int) -> dict[int, str]:
