@@ -161,8 +161,13 @@ async def main() -> None:
     print(line("screen's share (page - decision)", ms(dec, pg)))
     total = ms(ins, pg)
     print(line("insert -> page shows total", total))
-    print(f"  goal: insert -> page p99 < 100 ms: {'met' if pct(total, 0.99) < 100 else 'NOT met'}; "
-          f"ratio page/decision (from the driver event) p50 {statistics.median(ms(ev, pg)) / statistics.median(ms(ev, dec)):.2f}")
+    screen = ms(ev, pg)
+    print(f"  goal: coin event -> page p99 < 100 ms: {'met' if pct(screen, 0.99) < 100 else 'NOT met'} "
+          f"({pct(screen, 0.99):.1f} ms); insert -> page p99 {pct(total, 0.99):.1f} ms, of which the poll period "
+          f"{args.poll_ms} ms; ratio page/decision from the coin event p50 "
+          f"{statistics.median(screen) / statistics.median(ms(ev, dec)):.2f}")
+    print("  (insert -> driver event sits near one poll period: each coin goes in just after the poll that "
+          "reported the previous one)")
 
 
 if __name__ == "__main__":
