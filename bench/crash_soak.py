@@ -1,7 +1,7 @@
 """Crash soak: SIGKILL kioskd N times (every step boundary of every flow, then random instants).
 
     python bench/crash_soak.py --kills 2000 [--seed 1] [--workers 2] [--boundary-rounds 1] [--workdir DIR]
-    python bench/crash_soak.py --faults [--per-fault N] [--workers 2] [--workdir DIR]
+    python bench/crash_soak.py --faults [--per-fault N] [--second-cuts N] [--workers 2] [--workdir DIR]
 
 Prints the kills done (boundary / random / during recovery), per-flow and per-step counts, the
 transactions by final state, the fen totals of every invariant term, kioskd start-up time, and
@@ -9,8 +9,9 @@ the wall time. Stops at the first broken invariant with what broke (exit 1). The
 checks are tests/crash's (rig.py, invariants.py, soak.py); the CI test runs the same with ~210.
 
 ``--faults``: every device and BOSS fault of every flow (tests/crash/faults.py), each followed by a
-kill at every journalled boundary of its fault path (the full product; ``--per-fault N`` samples N
-kill points per fault, as CI does with 1); prints the (fault, kill point) pairs covered per flow.
+kill at every journalled boundary of its fault path, and each kill by a second cut at every
+boundary of the recovery after it (the full product; ``--per-fault N`` / ``--second-cuts N`` sample,
+as CI does with 1 and 1); prints the (fault, kill point) pairs covered per flow.
 """
 from __future__ import annotations
 
@@ -53,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quiet", action="store_true")
     parser.add_argument("--faults", action="store_true", help="fault x kill-point product instead of the kill soak")
     parser.add_argument("--per-fault", type=int, default=None, help="with --faults: kill points sampled per fault")
+    parser.add_argument("--second-cuts", type=int, default=None,
+                        help="with --faults: recovery boundaries killed at after each kill (default: all)")
     args = parser.parse_args(argv)
     if args.faults:
         return faults(args)
@@ -113,7 +116,8 @@ def faults(args: argparse.Namespace) -> int:
     print(f"fault soak: {what}, seed {args.seed}, {args.workers} rigs, work dir {work}", flush=True)
     status = 0
     try:
-        report = run_faults(work, args.per_fault, args.seed, args.workers, verbose=not args.quiet)
+        report = run_faults(work, args.per_fault, args.seed, args.workers, verbose=not args.quiet,
+                            recovery_kills=args.second_cuts)
     except (InvariantBroken, RuntimeError) as exc:
         report, status = getattr(exc, "report", None), 1
         print(f"{'INVARIANT BROKEN' if isinstance(exc, InvariantBroken) else 'RIG FAILED'}: {exc}")
@@ -121,7 +125,7 @@ def faults(args: argparse.Namespace) -> int:
         print("\n".join(report.lines()))
         if report.missed:
             print("visits that ended before their kill point:", ", ".join(report.missed[:10]))
-        runs = sum(report.pairs.values())
+        runs = sum(report.pairs.values()) + sum(report.second_pairs.values())
         print(f"wall time: {report.wall_s:.1f} s ({report.wall_s / max(runs, 1):.1f} s per pair with {args.workers} rigs)")
     if status:
         print(f"work dirs kept for the post-mortem: {work}/faults-N")

@@ -135,6 +135,9 @@ def tidy(rig: Rig) -> None:
 class FaultReport:
     pairs: Counter = field(default_factory=Counter)  # flow -> (fault, kill point) pairs run and checked
     kills: Counter = field(default_factory=Counter)  # flow -> of those, runs where kioskd was killed
+    recovery_kills: Counter = field(default_factory=Counter)  # flow -> second cuts that hit recovery
+    second_pairs: Counter = field(default_factory=Counter)  # flow -> (fault, kill, recovery kill) runs
+    second_possible: Counter = field(default_factory=Counter)  # flow -> recovery boundaries after the kills run
     possible: Counter = field(default_factory=Counter)  # flow -> pairs in the full product
     faults: Counter = field(default_factory=Counter)  # flow -> faults
     paths: dict[str, list[str]] = field(default_factory=dict)  # fault name -> its traced fault path
@@ -148,6 +151,9 @@ class FaultReport:
         for r in reports:
             out.pairs += r.pairs
             out.kills += r.kills
+            out.recovery_kills += r.recovery_kills
+            out.second_pairs += r.second_pairs
+            out.second_possible += r.second_possible
             out.possible += r.possible
             out.faults += r.faults
             out.paths.update(r.paths)
@@ -157,14 +163,19 @@ class FaultReport:
         return out
 
     def lines(self) -> list[str]:
-        out = ["(fault, kill point) pairs covered per flow (a kill point is a journalled boundary of the"
-               " fault path, or none):"]
+        out = ["(fault, kill point) pairs per flow — a kill point is none or a journalled boundary of the fault"
+               " path; a second cut is a kill point followed by a kill at a boundary of the recovery after it:"]
+
+        def line(name: str, c: tuple) -> str:
+            faults, pairs, possible, kills, seconds, second_possible, hit = c
+            return (f"  {name:12s} {faults:2d} faults, {pairs:4d} of {possible:4d} pairs run ({kills} killed);"
+                    f" second cuts {seconds:4d} of {second_possible:4d} traced ({hit} killed)")
+        counters = (self.faults, self.pairs, self.possible, self.kills, self.second_pairs, self.second_possible,
+                    self.recovery_kills)
         for flow in sorted(self.faults):
-            out.append(f"  {flow:12s} {self.faults[flow]:2d} faults, {self.pairs[flow]:4d} of {self.possible[flow]:4d}"
-                       f" pairs ({self.kills[flow]} with a kill)")
-        out.append(f"  {'total':12s} {sum(self.faults.values()):2d} faults, {sum(self.pairs.values()):4d} of "
-                   f"{sum(self.possible.values()):4d} pairs ({sum(self.kills.values())} with a kill); "
-                   f"visits that ended before their kill point: {len(self.missed)}")
+            out.append(line(flow, tuple(c[flow] for c in counters)))
+        out.append(line("total", tuple(sum(c.values()) for c in counters)))
+        out.append(f"  kill points a visit or a recovery ended before (timing): {len(self.missed)}")
         return out
 
 
@@ -175,8 +186,10 @@ class FaultRun:
         self.n = 0
         self.log = log or (lambda msg: None)
 
-    def _visit(self, fault: Fault, crash_at: str = "", trace: Path | None = None) -> bool:
-        """Arm, start, visit, kill; clear, restart (recovery), check. Returns whether kioskd died."""
+    def _visit(self, fault: Fault, crash_at: str = "", trace: Path | None = None, recovery_at: str = "",
+               recovery_trace: Path | None = None) -> tuple[bool, bool]:
+        """Arm, start, visit, kill; clear, restart (recovery; killed at ``recovery_at`` first, if
+        given, as a second power cut), check. Returns whether kioskd died in the visit, in recovery."""
         rig, self.n = self.rig, self.n + 1
         if fault.when == "before":
             fault.act(rig)
@@ -197,11 +210,19 @@ class FaultRun:
             died = True
         rig.kill_kioskd()
         clear(rig)
-        rig.start_kioskd(note=f"recovery after fault {fault.name} kill at {crash_at or 'none'}")
+        where = f"{crash_at or 'none'}{' then ' + recovery_at if recovery_at else ''}"
+        died_in_recovery = False
+        if recovery_at:
+            try:
+                rig.start_kioskd(crash_at=recovery_at, note=f"recovery after fault {fault.name} kill at {where}")
+            except KioskdDied:
+                died_in_recovery = True
+            rig.kill_kioskd()
+        rig.start_kioskd(trace=recovery_trace, note=f"recovery after fault {fault.name} kill at {where}")
         tidy(rig)
-        self._check(fault, crash_at, visit.fed_fen)
+        self._check(fault, where, visit.fed_fen)
         rig.kill_kioskd()
-        return died
+        return died, died_in_recovery
 
     def _check(self, fault: Fault, crash_at: str, fed_fen: int) -> None:
         books = invariants.check(self.rig)
@@ -229,8 +250,13 @@ class FaultRun:
             raise AssertionError(f"{fault.name}: the visit never reached {fault.step} (trace {labels})")
         return labels[start:]
 
-    def run(self, faults: list[Fault], per_fault: int | None, rng: random.Random) -> FaultReport:
+    def run(self, faults: list[Fault], per_fault: int | None, rng: random.Random,
+            recovery_kills: int | None = 0) -> FaultReport:
+        """``per_fault`` kill points sampled per fault (None: all); after each kill the recovery
+        boundaries the restart passes are traced, and ``recovery_kills`` of them (None: all) are
+        each a further pair: the same kill, then a second cut there during recovery."""
         t0 = time.monotonic()
+        rtrace = self.rig.work / "trace-recovery.txt"
         for fault in faults:
             labels = self.trace(fault)
             self.report.paths[fault.name] = labels
@@ -239,17 +265,31 @@ class FaultRun:
             self.report.pairs[fault.flow] += 1  # (fault, none): the trace run, checked like the rest
             chosen = labels if per_fault is None else rng.sample(labels, min(per_fault, len(labels)))
             for label in chosen:
-                if self._visit(fault, crash_at=label):
-                    self.report.kills[fault.flow] += 1
-                else:
-                    self.report.missed.append(f"{fault.name}@{label}")
+                rtrace.unlink(missing_ok=True)
+                died, _ = self._visit(fault, crash_at=label, recovery_trace=rtrace)
                 self.report.pairs[fault.flow] += 1
+                if not died:
+                    self.report.missed.append(f"{fault.name}@{label}")
+                    continue
+                self.report.kills[fault.flow] += 1
                 self.log(f"{fault.name} kill at {label}: books hold")
+                second = [r.strip() for r in rtrace.read_text().splitlines()] if rtrace.exists() else []
+                self.report.second_possible[fault.flow] += len(second)
+                if recovery_kills is not None:
+                    second = rng.sample(second, min(recovery_kills, len(second)))
+                for rlabel in second:
+                    self.report.second_pairs[fault.flow] += 1
+                    if self._visit(fault, crash_at=label, recovery_at=rlabel)[1]:
+                        self.report.recovery_kills[fault.flow] += 1
+                    else:
+                        self.report.missed.append(f"{fault.name}@{label}+{rlabel}")
+                    self.log(f"{fault.name} kill at {label}, then at {rlabel}: books hold")
         self.report.wall_s = time.monotonic() - t0
         return self.report
 
 
-def _worker(conn, work: Path, seed: int, part: int, parts: int, per_fault: int | None, verbose: bool) -> None:
+def _worker(conn, work: Path, seed: int, part: int, parts: int, per_fault: int | None, recovery_kills: int | None,
+            verbose: bool) -> None:
     import signal
     import sys
 
@@ -260,7 +300,7 @@ def _worker(conn, work: Path, seed: int, part: int, parts: int, per_fault: int |
         mine = [f for f in FAULTS if zlib.crc32(f.name.encode()) % parts == part]
         with Rig(work) as rig:
             fr = FaultRun(rig, log)
-            report = fr.run(mine, per_fault, random.Random(seed + part))
+            report = fr.run(mine, per_fault, random.Random(seed + part), recovery_kills)
         conn.send(("ok", report, ""))
     except BaseException as exc:  # noqa: BLE001 - reported to the parent
         conn.send(("broken" if isinstance(exc, InvariantBroken) else "error",
@@ -270,9 +310,10 @@ def _worker(conn, work: Path, seed: int, part: int, parts: int, per_fault: int |
 
 
 def run_faults(work: Path, per_fault: int | None = None, seed: int = 1, workers: int = 2, verbose: bool = False,
-               timeout: float = 7200.0) -> FaultReport:
-    """Every fault on ``workers`` rigs side by side; ``per_fault`` kill points sampled per fault
-    (None: all). Raises InvariantBroken / RuntimeError with the report attached (``.report``)."""
+               timeout: float = 7200.0, recovery_kills: int | None = None) -> FaultReport:
+    """Every fault on ``workers`` rigs side by side; ``per_fault`` kill points sampled per fault and
+    ``recovery_kills`` second cuts per kill (None: all of each). Raises InvariantBroken /
+    RuntimeError with the report attached (``.report``)."""
     import multiprocessing
 
     ctx = multiprocessing.get_context("fork")
@@ -280,7 +321,8 @@ def run_faults(work: Path, per_fault: int | None = None, seed: int = 1, workers:
     procs = []
     for part in range(workers):
         parent, child = ctx.Pipe(duplex=False)
-        proc = ctx.Process(target=_worker, args=(child, work / f"faults-{part}", seed, part, workers, per_fault, verbose),
+        proc = ctx.Process(target=_worker, args=(child, work / f"faults-{part}", seed, part, workers, per_fault, recovery_kills,
+                                                         verbose),
                            name=f"fault-rig-{part}")
         proc.start()
         child.close()
