@@ -67,10 +67,13 @@ async def run_flow(services: Services, name: str, customer: Customer) -> FlowRes
 async def _settle_now(services: Services, run: Run) -> str:
     """Recovery's rules on this boot's transaction: what is outstanding goes on a voucher that the
     customer sees now, instead of waiting open (and the customer's cash with it) for the next reboot."""
-    run.customer.show("service_failed_refund")
     rec = await recover_txn(services, run.txn)
     txn = await services.journal.read(records.get_txn, run.txn)
-    for v in txn["vouchers"]:
-        if v["claim_code"] in rec.vouchers:
-            run.customer.show("voucher_issued", amount=yuan(v["fen"]), code=v["claim_code"])
+    try:  # the screen may be what failed: the books are settled either way
+        run.customer.show("service_failed_refund")
+        for v in txn["vouchers"]:
+            if v["claim_code"] in rec.vouchers:
+                run.customer.show("voucher_issued", amount=yuan(v["fen"]), code=v["claim_code"])
+    except Exception:
+        log.exception("%s: could not show the settlement", run.txn)
     return rec.final

@@ -170,3 +170,22 @@ async def test_a_closed_or_unknown_number_is_refused_before_cash(services, sim, 
 async def test_cancel_before_paying_takes_nothing(services, sim, hw):
     result = await run_flow(services, "topup", ScriptedCustomer([PHONE, CANCEL]))
     assert result.state == "cancelled" and result.ledger["cash_in"] == 0
+
+
+async def test_a_fault_no_flow_path_catches_is_settled_at_once_and_the_voucher_shown(services, sim, hw):
+    """Issue 15, case 3: whatever escapes a flow after cash is in (here the screen itself failing
+    as the credit starts) ends the transaction now, with the money on a voucher the customer sees,
+    not an open transaction until the next reboot."""
+    hw.acceptors[0].inserts = [2000]
+    shown = []
+
+    def screen(key, fmt):
+        shown.append((key, fmt))
+        if key == "crediting":
+            raise RuntimeError("touch screen driver crashed")
+    result = await run_flow(services, "topup", ScriptedCustomer([PHONE, "2000"], on_show=screen))
+    assert result.state == "refunded"
+    led = balanced(result)
+    assert (led.cash_in, led.refunded) == (2000, 2000) and len(result.vouchers) == 1
+    assert ("voucher_issued", {"amount": "20.00", "code": result.vouchers[0]}) in shown
+    assert await sim.balance(PHONE) == 1250  # never credited
