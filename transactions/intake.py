@@ -154,6 +154,8 @@ async def _late_result(run: Run, acceptor: Any, event: Any) -> bool:
     waiting = _UNKNOWN_STACKS.get(acceptor)
     if not waiting or not isinstance(event, (Stacked, Returned)):
         return False
+    if event.fen and waiting[0][1] and event.fen != waiting[0][1]:
+        return False  # another bill's (a bill too large going back): not that answer
     txn, fen = waiting.pop(0)
     stacked = isinstance(event, Stacked)
     now = run.services.clock()

@@ -40,10 +40,12 @@ class Fault:
     kind: str  # no_reply | late_reply | jam | error | partial | applied_timeout
     when: str  # "before" the visit, or a Visit moment: "bill", "paid", "take_card"
     act: Act = field(compare=False)
+    variant: str = ""  # tells two faults of one kind at one step apart
+    starts: tuple[str, ...] = ()  # boundary kinds that may start the fault path (default: the step)
 
     @property
     def name(self) -> str:
-        return f"{self.scenario}/{self.step}/{self.kind}"
+        return f"{self.scenario}/{self.step}/{self.kind}{'-' + self.variant if self.variant else ''}"
 
     @property
     def flow(self) -> str:
@@ -90,6 +92,10 @@ def _payout_faults(scenario: str) -> list[Fault]:
               _emu("cctalk", "silence", device="hopper", header=166, count=3, after_header=167)),
         Fault(scenario, "payout", "applied_timeout", "before", _emu("cctalk", "silence", device="hopper", header=167, count=1)),
         Fault(scenario, "payout", "partial", "before", _emu("cctalk", "hopper_empty_after", count=3)),
+        # the hopper's counter cannot be read before the payout: no payout (a voucher), or, if it
+        # paid, nothing could tell its figures from the previous payout's
+        Fault(scenario, "payout", "no_reply", "before", _emu("cctalk", "silence", device="hopper", header=166, count=3),
+              variant="counter", starts=("payout", "voucher")),
     ]
 
 
@@ -245,7 +251,8 @@ class FaultRun:
         path.unlink(missing_ok=True)
         self._visit(fault, trace=path)
         labels = [line.strip() for line in path.read_text().splitlines() if not line.startswith("recovery:")]
-        start = next((i for i, label in enumerate(labels) if f":{fault.step}:" in label), None)
+        kinds = fault.starts or (fault.step,)
+        start = next((i for i, label in enumerate(labels) if any(f":{k}:" in label for k in kinds)), None)
         if start is None:
             raise AssertionError(f"{fault.name}: the visit never reached {fault.step} (trace {labels})")
         return labels[start:]
