@@ -33,7 +33,7 @@ class KioskSection:
     runtime_dir: str = "/run/kiosk"  # kioskctl's socket, emulator control sockets
     log_level: str = "info"
     stop_grace_s: float = 20.0  # how long SIGTERM waits for the customer in flight
-    services: list[str] = field(default_factory=lambda: ["topup", "card_sale", "bill", "query", "plan", "loss"])
+    services: list[str] = field(default_factory=lambda: list(_service_names()))  # offered on this kiosk's menu
 
 
 @dataclass(frozen=True)
@@ -100,6 +100,13 @@ class Config:
 
 
 LOG_LEVELS = {"debug", "info", "warning", "error"}
+PIN_FACTORIES = ("lgpio", "mock")
+
+
+def _service_names() -> tuple[str, ...]:
+    from transactions import SPECS  # the flows that exist; imported late (config loads first)
+
+    return tuple(SPECS)
 
 
 def _type_name(tp: Any) -> str:
@@ -173,6 +180,27 @@ def _check_device_port(path: Path, key: str, port: str, simulate: bool) -> None:
         raise ConfigError(path, key, f"no such port {port!r} (is the adapter plugged in?)")
 
 
+def _check_i2c_bus(path: Path, key: str, bus: int, simulate: bool) -> None:
+    """bus = N is /dev/i2c-N on the Pi (-1: the simulated chips); like a serial port, it must exist."""
+    if simulate or bus < 0:
+        return
+    if not os.path.exists(f"/dev/i2c-{bus}"):
+        raise ConfigError(path, key, f"no such I2C bus /dev/i2c-{bus} (is I2C enabled? dtparam=i2c_arm=on in "
+                                     "/boot/firmware/config.txt; -1 = simulated chips)")
+
+
+def _check_pin_factory(path: Path, key: str, factory: str, simulate: bool) -> None:
+    """gpiozero's pin factory, chosen explicitly (auto-detection has broken on Pi 5): lgpio must be installed."""
+    if factory not in PIN_FACTORIES:
+        raise ConfigError(path, key, f"expected one of {', '.join(PIN_FACTORIES)}, got {factory!r}")
+    if simulate or factory != "lgpio":
+        return
+    import importlib.util
+
+    if importlib.util.find_spec("lgpio") is None:
+        raise ConfigError(path, key, "lgpio is not installed (pip install 'kioskd[pi]', or apt install python3-lgpio)")
+
+
 def _device(path: Path, name: str, table: Any, simulate: bool) -> DeviceConfig:
     from hal.registry import DRIVERS, load_driver
 
@@ -195,6 +223,12 @@ def _device(path: Path, name: str, table: Any, simulate: bool) -> DeviceConfig:
     port = getattr(options, "port", None)
     if isinstance(port, str):
         _check_device_port(path, f"{prefix}.port", port, simulate)
+    bus = getattr(options, "bus", None)  # the I2C drivers' bus number (hal/sensors)
+    if isinstance(bus, int) and not isinstance(bus, bool):
+        _check_i2c_bus(path, f"{prefix}.bus", bus, simulate)
+    factory = getattr(options, "pin_factory", None)
+    if isinstance(factory, str):
+        _check_pin_factory(path, f"{prefix}.pin_factory", factory, simulate)
     return DeviceConfig(name, driver, options)
 
 
@@ -250,6 +284,12 @@ def load(path: Path | str, *, simulate: bool = False) -> Config:
         kiosk = dataclasses.replace(kiosk, simulate=True)
     if kiosk.log_level not in LOG_LEVELS:
         raise ConfigError(path, "kiosk.log_level", f"expected one of {sorted(LOG_LEVELS)}, got {kiosk.log_level!r}")
+    for i, service in enumerate(kiosk.services):
+        if service not in _service_names():
+            raise ConfigError(path, f"kiosk.services[{i}]",
+                              f"unknown service {service!r} (services: {', '.join(_service_names())})")
+        if service in kiosk.services[:i]:
+            raise ConfigError(path, f"kiosk.services[{i}]", f"{service!r} is listed twice")
     mqtt = build_section(path, "mqtt", MqttSection, data.get("mqtt", {}))
     _check_files(path, "mqtt", mqtt)
     _check_tls(path, mqtt, kiosk.id)

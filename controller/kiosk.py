@@ -94,6 +94,8 @@ class Kiosk:
         """Why ``service`` is not offered now on top of the flows' own gates, or None."""
         from transactions import SPECS
 
+        if service not in self.config.kiosk.services:
+            return "not offered on this kiosk ([kiosk] services in kiosk.toml)"
         if service in self.disabled_services:
             return "disabled by the hall"
         spec = SPECS.get(service)

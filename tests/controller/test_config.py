@@ -46,6 +46,16 @@ BAD = {
     "missing serial port": (GOOD + '\n[devices.coin]\ndriver = "cctalk-coin"\nport = "/dev/ttyNOPE0"\n', "devices.coin.port", "no such port"),
     "unknown device option": (GOOD + '\n[devices.printer]\ndriver = "escpos"\nport = "sim:escpos"\npaper = 58\n', "devices.printer.paper", "unknown key"),
     "list of wrong items": (GOOD.replace('hall = "H1"', 'hall = "H1"\nservices = ["topup", 3]'), "kiosk.services[1]", "expected str"),
+    "unknown service": (GOOD.replace('hall = "H1"', 'hall = "H1"\nservices = ["topup", "bogus"]'), "kiosk.services[1]",
+                        "unknown service 'bogus' (services: topup, card_sale, bill_pay"),
+    "service listed twice": (GOOD.replace('hall = "H1"', 'hall = "H1"\nservices = ["topup", "topup"]'),
+                             "kiosk.services[1]", "'topup' is listed twice"),
+    "missing I2C bus": (GOOD + '\n[devices.climate]\ndriver = "sht3x"\nbus = 97\n', "devices.climate.bus",
+                        "no such I2C bus /dev/i2c-97"),
+    "lgpio not installed": (GOOD + '\n[devices.panel]\ndriver = "gpio-panel"\npin_factory = "lgpio"\n',
+                            "devices.panel.pin_factory", "lgpio is not installed"),
+    "unknown pin factory": (GOOD + '\n[devices.panel]\ndriver = "gpio-panel"\npin_factory = "rpigpio"\n',
+                            "devices.panel.pin_factory", "expected one of lgpio, mock, got 'rpigpio'"),
 }
 
 
@@ -75,3 +85,34 @@ def test_the_real_binary_prints_no_traceback(tmp_path):
 
 def test_the_simulated_kiosk_config_is_valid(capsys):
     assert main(["--simulate", "--check-config"]) == 0
+
+
+def test_the_ci_machine_really_lacks_what_the_device_checks_look_for():
+    """The I2C and lgpio cases above test real absence, not a fake: keep them honest."""
+    import importlib.util
+    import os
+
+    assert not os.path.exists("/dev/i2c-97")
+    assert importlib.util.find_spec("lgpio") is None  # the [pi] extra is not installed by ./dev
+
+
+def test_a_simulated_kiosk_skips_the_hardware_checks(tmp_path, capsys):
+    text = GOOD + '\n[devices.climate]\ndriver = "sht3x"\nbus = 97\n[devices.panel]\ndriver = "gpio-panel"\n'
+    assert main(["--config", str(write(tmp_path, text)), "--check-config", "--simulate"]) == 0, capsys.readouterr().err
+
+
+async def test_services_not_listed_are_not_offered(tmp_path):
+    """[kiosk] services is the kiosk's menu: a flow left out is refused, with the reason."""
+    import dataclasses
+
+    from controller.config import load
+    from controller.kiosk import Kiosk
+
+    config = load(write(tmp_path, GOOD.replace('hall = "H1"', 'hall = "H1"\nservices = ["card_sale"]')))
+    assert config.kiosk.services == ["card_sale"]
+    kiosk = Kiosk(config)
+    assert kiosk.offered("topup") == "not offered on this kiosk ([kiosk] services in kiosk.toml)"
+    assert kiosk.offered("card_sale") is None
+    everything = Kiosk(dataclasses.replace(config, kiosk=dataclasses.replace(config.kiosk, services=list(
+        load(write(tmp_path, GOOD)).kiosk.services))))
+    assert everything.offered("topup") is None and everything.offered("loss_report") is None
