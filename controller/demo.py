@@ -248,6 +248,18 @@ def card_sale(visit: ScriptedVisit) -> None:
     print(f"  → {result['state']}  txn {result.get('txn')}")
 
 
+def save_receipts(work: Path, socks: dict[str, str]) -> None:
+    """The receipt each customer took, as the kiosk's printer emulator drew it; both on one sheet."""
+    from hal.printer.example import side_by_side
+
+    pictures = []
+    for kiosk, sock in socks.items():
+        path = work / kiosk / "receipt.png"
+        call_sync(sock, "emu", name="escpos", emu_cmd="render_png", file=str(path))
+        pictures.append(path)
+    print(f"\n  凭条 receipts: {side_by_side(pictures, work / 'receipts.png')}")
+
+
 def show_hall(db: str) -> None:
     print("\n== 营业厅 / the hall sees ==")
     for row in fleet(db):
@@ -379,6 +391,7 @@ def run(args: argparse.Namespace, work: Path, children: Children) -> int:
     topup(ScriptedVisit(socks[KIOSKS[0]], children))
     print(f"\n--- {KIOSKS[1]} ---")
     card_sale(ScriptedVisit(socks[KIOSKS[1]], children))
+    save_receipts(work, socks)
     wait_until("both transactions reaching the hall", lambda: len(transactions(db)) >= 2, children)
     for kiosk, sock in socks.items():
         wait_until(f"the hall's ack emptying {kiosk}'s outbox", lambda: call_sync(sock, "status")["outbox"] == 0, children)

@@ -34,6 +34,11 @@ def test_demo_runs_its_script_once_and_the_hall_sees_both_kiosks(tmp_path):
     assert "→ ok=True" in out.stdout
     screens = re.findall(r"kioskd (SIM-000[12]) is .*; its screen: http://127\.0\.0\.1:(\d+)/", out.stdout)
     assert sorted(k for k, _ in screens) == ["SIM-0001", "SIM-0002"] and len({p for _, p in screens}) == 2
+    from PIL import Image
+
+    with Image.open(tmp_path / "receipts.png") as sheet:  # the two receipts the customers took
+        with Image.open(tmp_path / "SIM-0001" / "receipt.png") as one:
+            assert sheet.width > 2 * one.width
 
 
 def descendants(pid: int) -> dict[int, str]:

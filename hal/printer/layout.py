@@ -38,18 +38,62 @@ def columns(s: str) -> int:
     return sum(1 if ord(c) < 0x80 else 2 for c in s)
 
 
-def wrap(s: str, width: int) -> list[str]:
-    """Split ``s`` into pieces of at most ``width`` columns (never splitting a character)."""
-    pieces, current, used = [], "", 0
+# Chinese punctuation that must not begin a line (GB/T 15834 line-breaking practice): it stays
+# with the character before it.
+NO_LINE_START = set("，。、；：！？）》」』】〉”’…·,.;:!?)]}%")
+
+
+def _tokens(s: str) -> list[str]:
+    """Break opportunities: a run of spaces; an English word (never split); one Chinese character
+    (a line may break between any two), with the punctuation that may not start a line."""
+    tokens: list[str] = []
     for c in s:
-        w = columns(c)
-        if used + w > width and current:
-            pieces.append(current)
+        prev = tokens[-1] if tokens else ""
+        if c in NO_LINE_START and prev and not prev[-1].isspace():
+            tokens[-1] += c
+        elif c.isspace():
+            tokens.append(c) if not prev or not prev[-1].isspace() else tokens.__setitem__(-1, prev + c)
+        elif columns(c) == 1 and prev and columns(prev[-1]) == 1 and not prev[-1].isspace():
+            tokens[-1] += c  # another letter of the same word
+        else:
+            tokens.append(c)
+    return tokens
+
+
+def wrap(s: str, width: int) -> list[str]:
+    """Split ``s`` into lines of at most ``width`` columns: between words in English, between
+    characters in Chinese, never inside a word — unless one word alone is wider than a line."""
+    lines: list[str] = []
+    current, used, space = "", 0, ""
+    for token in _tokens(s):
+        if token.isspace():
+            space = token if current else ""  # a break eats the space; leading spaces go too
+            continue
+        need = columns(space) + columns(token)
+        if current and used + need <= width:
+            current, used = current + space + token, used + need
+        else:
+            if current:
+                lines.append(current)
             current, used = "", 0
-        current += c
-        used += w
-    pieces.append(current)
-    return pieces
+            while columns(token) > width:  # a word longer than the line: cut it, the only way it fits
+                cut = _fit(token, width)
+                lines.append(token[:cut])
+                token = token[cut:]
+            current, used = token, columns(token)
+        space = ""
+    lines.append(current)
+    return lines
+
+
+def _fit(s: str, width: int) -> int:
+    """How many leading characters of ``s`` fit in ``width`` columns (at least one)."""
+    used = 0
+    for i, c in enumerate(s):
+        used += columns(c)
+        if used > width:
+            return max(i, 1)
+    return len(s)
 
 
 def row(label: str, value: str, width: int) -> list[str]:

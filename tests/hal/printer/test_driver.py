@@ -1,6 +1,7 @@
 """The ESC/POS driver against the emulator on a real pty: receipts, status, and the status traps."""
 import asyncio
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
@@ -211,11 +212,43 @@ def test_no_junk_left_on_the_line_makes_a_printer_without_paper_look_ready(junk)
     asyncio.run(scenario())
 
 
-async def test_example_script_draws_both_receipts(tmp_path):
+async def test_the_example_sheet_puts_printed_receipts_side_by_side(rig, tmp_path):
     from PIL import Image
 
-    from hal.printer.example import render
+    from hal.printer.example import side_by_side
 
-    texts = await render(tmp_path / "example.png")
-    assert texts[0].startswith("交易凭条 Receipt") and "[QR:RF7K2Q9M]" in texts[1]
-    assert Image.open(tmp_path / "example.png").width > 2 * 32 * 12
+    pictures = []
+    for i, receipt in enumerate([RECEIPT, receipts.refund_voucher(kiosk_id="K1", seq=7, txn_id="T7",
+                                                                  when=datetime(2024, 5, 1), amount_fen=550,
+                                                                  claim_code="RF7K2Q9M")]):
+        await rig.printer.print_receipt(receipt)
+        pictures.append(Path(rig.model.control("render_png", {"file": str(tmp_path / f"{i}.png")})))
+    sheet = Image.open(side_by_side(pictures, tmp_path / "sheet.png"))
+    assert sheet.width > sum(Image.open(p).width for p in pictures)
+
+
+async def test_a_receipt_wraps_at_words_on_paper_and_in_the_rendered_png(rig, tmp_path):
+    """English wraps between words and Chinese between characters before the bytes leave; the
+    emulator, which wraps at its head width as a printer does, then has nothing left to cut."""
+    from PIL import Image
+
+    from hal.emulators.escpos_render import CELL_W, LINE_H, MARGIN
+    from hal.peripherals import Receipt
+
+    receipt = Receipt(title="充值卡销售凭条 / Recharge card receipt",
+                      lines=[("业务 / Service", "话费充值 / Top-up"), ("原因 / Reason", "找零不足 / Not enough change")],
+                      footer="凭退款码到人工柜台领取退款。服务热线 10086 / Collect your refund at the service counter. "
+                             "Hotline 10086")
+    await rig.printer.print_receipt(receipt)
+    [paper] = rig.model.control("receipts", {})
+    lines = paper.splitlines()
+    assert lines == printed_text(layout(receipt, 32)).splitlines()  # the printer re-wrapped nothing
+    words = {"Recharge", "receipt", "Top-up", "Collect", "refund", "service", "counter.", "Hotline", "10086", "change"}
+    assert words <= {w for line in lines for w in line.split()}, lines  # each word whole on one line
+    assert "业务 / Service 话费充值 / Top-up" in lines and "热线 10086 / Collect your refund" in lines
+    png = tmp_path / "receipt.png"
+    rig.model.control("render_png", {"file": str(png)})
+    picture = Image.open(png)
+    picture.load()
+    assert picture.width == 32 * CELL_W + 2 * MARGIN  # the 58 mm head: 32 columns
+    assert picture.height >= len(lines) * LINE_H  # every line drawn

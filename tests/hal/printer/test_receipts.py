@@ -1,8 +1,9 @@
 """Receipt templates and layout: integer fen, masked numbers, lines that fit a 58 mm head."""
+import re
 from datetime import datetime
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
 
 from hal.printer import receipts
 from hal.printer.layout import Line, Qr, columns, layout, row, wrap
@@ -92,7 +93,35 @@ def test_a_row_too_long_puts_its_value_right_aligned_below():
     assert lines[0] == "原因 Reason" and all(columns(x) == 32 for x in lines[1:])
 
 
-@given(st.text(alphabet=st.sampled_from("a中 ¥1"), max_size=80), st.integers(4, 48))
-def test_wrap_never_exceeds_the_width_and_loses_nothing(s, width):
+@given(st.text(alphabet=st.sampled_from("a中 ¥1-，。"), max_size=80), st.integers(4, 48))
+@settings(max_examples=300)
+def test_wrap_never_exceeds_the_width_loses_nothing_and_splits_no_word_that_fits(s, width):
     pieces = wrap(s, width)
-    assert "".join(pieces) == s and all(columns(p) <= width for p in pieces)
+    assert all(columns(p) <= width for p in pieces)
+    assert "".join(pieces).replace(" ", "") == s.replace(" ", "")  # only the spaces at a break go
+    i = 0
+    for k, piece in enumerate(pieces):  # find each line in s; what lies between lines is only spaces
+        start = i
+        while s[i:i + len(piece)] != piece:
+            i += 1
+        assert s[start:i].strip() == "", (s, pieces)
+        word = re.compile(r"[!-~]+")
+        if k and start == i and 0 < i < len(s) and word.match(s[i - 1]) and word.match(s[i]):
+            run = next(m.group() for m in word.finditer(s) if m.start() < i < m.end())
+            assert len(run) > width, (s, pieces)  # a cut inside a word: only when the word is wider than a line
+        if k and start == i and piece[:1] in ("，", "。"):  # a comma or full stop starts a line only after a hard cut
+            assert columns(pieces[k - 1]) > width - 2, (s, pieces)
+        i += len(piece)
+
+
+@pytest.mark.parametrize("text, width, lines", [
+    ("充值凭条 Top-up receipt", 16, ["充值凭条 Top-up", "receipt"]),
+    ("请您妥善保管凭条。服务热线 10086 / Please keep this receipt. Hotline 10086", 32,
+     ["请您妥善保管凭条。服务热线 10086", "/ Please keep this receipt.", "Hotline 10086"]),
+    ("凭退款码到人工柜台领取退款。服务热线 10086", 16, ["凭退款码到人工柜", "台领取退款。服务", "热线 10086"]),
+    ("Collect your refund at the service counter with this code.", 32,
+     ["Collect your refund at the", "service counter with this code."]),
+    ("T20240501000123456789012345678901234", 32, ["T2024050100012345678901234567890", "1234"]),
+])
+def test_english_wraps_between_words_and_chinese_between_characters(text, width, lines):
+    assert wrap(text, width) == lines
