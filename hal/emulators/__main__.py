@@ -70,12 +70,37 @@ async def _serve_card(args: argparse.Namespace) -> None:
     await slot.stop()
 
 
+SEND_USAGE = """\
+usage: python -m hal.emulators send SOCKET JSON
+
+Send one command to an emulator's control socket and print its result as JSON (exit 1 with the
+emulator's words if it refuses). JSON is an object with "cmd" and the command's arguments.
+Every emulator takes ping, state, mute, unmute, corrupt {"count"}, inject {"hex"}; the device
+commands are listed per emulator in docs/emulators.md.
+
+examples:
+  python -m hal.emulators send /tmp/cash.sock '{"cmd": "insert_bill", "value": 2000}'
+  python -m hal.emulators send /tmp/printer.sock '{"cmd": "paper_out"}'
+  python -m hal.emulators send /tmp/printer.sock '{"cmd": "render_png", "file": "/tmp/last.png"}'
+Under kioskd --simulate the sockets are {runtime_dir}/emu-NAME.sock (or use kioskctl emu)."""
+
+EPILOG = """\
+examples:
+  python -m hal.emulators cctalk --pty --control /tmp/cash.sock            prints the pty path
+  python -m hal.emulators escpos --tcp 127.0.0.1:9100 --control /tmp/printer.sock
+  python -m hal.emulators k720 --serial /dev/ttyUSB1 --control /tmp/cards.sock
+then script it:
+  python -m hal.emulators send SOCKET JSON      (python -m hal.emulators send --help)
+"""
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["send"]:
         if len(argv) != 3:
-            print("usage: python -m hal.emulators send SOCKET JSON", file=sys.stderr)
-            return 2
+            asked = argv[1:2] in (["-h"], ["--help"])
+            print(SEND_USAGE, file=sys.stdout if asked else sys.stderr)
+            return 0 if asked else 2
         try:
             request = json.loads(argv[2])
             cmd = request.pop("cmd")
@@ -84,7 +109,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 1
         return 0
-    parser = argparse.ArgumentParser(prog="python -m hal.emulators")
+    parser = argparse.ArgumentParser(prog="python -m hal.emulators",
+                                     description="Run one device emulator standalone: the device side of its "
+                                     "protocol on a serial port, a pty or TCP, scripted over a control socket.",
+                                     epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("name", choices=sorted([*EMULATORS, "usim"]))
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--serial", metavar="PATH")
