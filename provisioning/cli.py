@@ -1,0 +1,127 @@
+"""`kiosk-provision`: the technician's tool — build an image, personalise it, flash it.
+
+    kiosk-provision image bmap kiosk.img                  block map beside the image
+    kiosk-provision personalise kiosk.img --kiosk K1 --hall H1 --enrol-url https://hall:8471/enrol \\
+                                          --token T --ca ca.crt
+    kiosk-provision flash kiosk.img /dev/sdX [--yes]
+
+Exit codes: 0 done, 1 refused or failed (the reason is printed), 2 bad command line.
+Progress bars go to stderr (tqdm); the one-line result of each command goes to stdout.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+from . import bmap as bmaps
+from .disk import DiskError
+from .flash import FlashError, describe, flash, load_bmap, problems
+from .personalise import PersonaliseError, personalise
+
+
+@contextlib.contextmanager
+def bar(total: int, desc: str):
+    with tqdm(total=total, desc=desc, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr,
+              dynamic_ncols=True, mininterval=0.5) as t:
+        yield t.update
+
+
+def write_bmap(image: Path, out: Path | None = None) -> Path:
+    with bar(sum((b - a + 1) * bmaps.BLOCK for a, b in bmaps.data_extents(image)), "block map") as step:
+        return bmaps.write(image, out, step)
+
+
+def cmd_bmap(args: argparse.Namespace) -> int:
+    image = Path(args.image)
+    out = write_bmap(image, Path(args.out) if args.out else None)
+    bm = bmaps.loads(out.read_text())
+    print(f"wrote {out}: {bm.mapped_bytes / 2**20:.1f} MiB mapped of {bm.image_size / 2**20:.1f} MiB "
+          f"in {len(bm.ranges)} ranges")
+    return 0
+
+
+def cmd_personalise(args: argparse.Namespace) -> int:
+    image = Path(args.image)
+    wrote = personalise(image, args.kiosk, args.hall, args.enrol_url, args.token, Path(args.ca))
+    print(f"personalised {image} for kiosk {args.kiosk} of hall {args.hall}: wrote {', '.join(wrote)} "
+          f"to its boot partition (enrolment at {args.enrol_url}; the token works once)")
+    if bmaps.bmap_path(image).exists():
+        write_bmap(image, bmaps.bmap_path(image))
+        print(f"updated {bmaps.bmap_path(image)} (the boot partition changed)")
+    return 0
+
+
+def cmd_flash(args: argparse.Namespace) -> int:
+    image, target = Path(args.image), Path(args.target)
+    why = problems(target, image)
+    if why:
+        print("kiosk-provision: refusing to write " + str(target) + ":\n  " + "\n  ".join(why), file=sys.stderr)
+        return 1
+    bm = load_bmap(image, Path(args.bmap) if args.bmap else None)
+    t = describe(target)
+    what = (f"{target} ({t.model}, {t.size / 1e9:.1f} GB)" if t.size is not None else f"{target} (a regular file)")
+    print(f"about to write {image} ({bm.mapped_bytes / 2**20:.1f} MiB of data, {bm.image_size / 2**20:.0f} MiB image) "
+          f"to {what}; everything on it will be lost.", file=sys.stderr)
+    if not args.yes:
+        if not sys.stdin.isatty():
+            print("kiosk-provision: not asked on a terminal: pass --yes to write without asking", file=sys.stderr)
+            return 1
+        answer = input(f"Type yes to write {target}: ")
+        if answer.strip().lower() != "yes":
+            print("nothing written", file=sys.stderr)
+            return 1
+    with bar(2 * bm.mapped_bytes, "write + verify") as step:
+        report = flash(image, target, bm, step)
+    print(report)
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="kiosk-provision", description=__doc__.splitlines()[0],
+                                epilog="Exit codes: 0 done, 1 refused or failed, 2 bad command line. "
+                                       "docs/provisioning.md walks through it all.",
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    img = sub.add_parser("image", help="build an image or its block map").add_subparsers(dest="image_cmd", required=True)
+    bm = img.add_parser("bmap", help="write IMAGE.bmap (bmaptool format) beside the image")
+    bm.add_argument("image")
+    bm.add_argument("--out", help="where to write the block map (default IMAGE.bmap)")
+    bm.set_defaults(func=cmd_bmap)
+
+    pe = sub.add_parser("personalise", help="write a kiosk's identity and one-time token into an image")
+    pe.add_argument("image")
+    pe.add_argument("--kiosk", required=True, help="kiosk id (becomes its certificate's CN)")
+    pe.add_argument("--hall", required=True, help="hall id")
+    pe.add_argument("--enrol-url", required=True, help="halld's enrolment endpoint, https://HOST:PORT/enrol")
+    pe.add_argument("--token", required=True, help="one-time enrolment token (kiosk-provision token)")
+    pe.add_argument("--ca", required=True, help="the fleet CA certificate (ca.crt) the kiosk trusts")
+    pe.set_defaults(func=cmd_personalise)
+
+    fl = sub.add_parser("flash", help="write an image to a card with its block map and verify by reading back")
+    fl.add_argument("image")
+    fl.add_argument("target", help="the card's whole-disk device (/dev/sdX, /dev/mmcblkN) or a file")
+    fl.add_argument("--bmap", help="block map (default IMAGE.bmap)")
+    fl.add_argument("--yes", action="store_true", help="do not ask before writing")
+    fl.set_defaults(func=cmd_flash)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (DiskError, FlashError, PersonaliseError, bmaps.BmapError, OSError) as exc:
+        print(f"kiosk-provision: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("kiosk-provision: interrupted", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
