@@ -24,6 +24,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--check-config", action="store_true", help="validate the config and exit")
     parser.add_argument("--mqtt-port", type=int, help="override [mqtt] port (demo, tests)")
     parser.add_argument("--boss-url", help="override [boss]: via = \"url\" with this url (demo, tests)")
+    parser.add_argument("--identity", type=Path, help="first boot: the card's kiosk-identity.toml; enrol at the "
+                        "hall with its token unless already enrolled (controller/enrolment.py)")
     parser.add_argument("--version", action="version", version=f"kioskd {__version__}")
     return parser.parse_args(argv)
 
@@ -44,6 +46,16 @@ def main(argv: list[str] | None = None) -> int:
         import dataclasses
 
         config = dataclasses.replace(config, boss=dataclasses.replace(config.boss, url=args.boss_url, via="url"))
+    if args.identity:
+        from . import enrolment, logs
+
+        logs.setup(config.kiosk.log_level)
+        try:
+            enrolled = asyncio.run(enrolment.first_boot(args.identity, Path(config.kiosk.state_dir) / "tls"))
+        except enrolment.EnrolmentRefused as exc:
+            print(f"kioskd: {exc}", file=sys.stderr)
+            return 1
+        config = enrolment.apply(config, enrolled)
     if args.check_config:
         print(f"{path}: ok ({len(config.devices)} devices, kiosk {config.kiosk.id})")
         return 0

@@ -63,6 +63,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--cert", help="this worker's client certificate")
     p.add_argument("--key", help="this worker's private key")
     p.add_argument("--http", default="127.0.0.1:8470", help="HOST:PORT of the JSON API, or 'off'")
+    p.add_argument("--enrol", metavar="HOST:PORT", help="serve first-boot enrolment (HTTPS) here; needs "
+                   "--enrol-cert, --enrol-key and --fleet-ca-dir (hall/enrol.py, docs/provisioning.md)")
+    p.add_argument("--enrol-cert", help="server certificate kiosks verify (signed by the fleet CA)")
+    p.add_argument("--enrol-key", help="its private key")
+    p.add_argument("--fleet-ca-dir", help="directory with ca.crt and ca.key: the fleet CA that signs kiosks")
     add("fleet", "kiosks: online, last seen, outbox, health, cash box, card stock")
     p = add("kiosk", "one kiosk in detail")
     p.add_argument("kiosk")
@@ -189,6 +194,15 @@ def _serve(args: argparse.Namespace) -> int:
     config = HalldConfig(db=args.db, mqtt_host=args.mqtt_host, mqtt_port=args.mqtt_port, worker=args.worker,
                          halls=args.hall, boss_url=args.boss, boss_timeout_s=args.boss_timeout, ca_file=args.ca,
                          cert_file=args.cert, key_file=args.key, http_host=http_host or "127.0.0.1", http_port=http_port)
+    if args.enrol:
+        from .enrol import EnrolConfig
+
+        missing = [o for o in ("enrol_cert", "enrol_key", "fleet_ca_dir") if not getattr(args, o)]
+        if missing:
+            print(f"halld: --enrol needs {', '.join('--' + m.replace('_', '-') for m in missing)}", file=sys.stderr)
+            return 2
+        host, _, port = args.enrol.rpartition(":")
+        config.enrol = EnrolConfig(host or "0.0.0.0", int(port), args.enrol_cert, args.enrol_key, args.fleet_ca_dir)
     asyncio.run(serve(args.db, config=config))
     return 0
 

@@ -57,6 +57,7 @@ class HalldConfig:
     http_host: str = "127.0.0.1"
     http_port: int | None = 8470  # None: no HTTP API; 0: any free port
     fleet: dict[str, list[str]] | None = None  # {hall: [kiosks]}: messages of others are quarantined
+    enrol: Any = None  # hall.enrol.EnrolConfig: serve first-boot enrolment over HTTPS
 
     def tls(self) -> ssl.SSLContext | None:
         if not self.ca_file:
@@ -87,6 +88,7 @@ class Halld:
         self.gateway = Gateway(transport, self._publish_reply, self.stats)
         self.commands = Commands(config.worker, self._publish_cmd, self._writer.call)
         self._api = None
+        self.enrolment: Any = None
 
     # -- lifecycle -------------------------------------------------------------------------
     async def __aenter__(self) -> "Halld":
@@ -100,6 +102,11 @@ class Halld:
                 self._api, self.http_port = await start_api(app, self.config.http_host, self.config.http_port)
             except OSError as exc:  # the hall link matters more than the staff API: carry on without it
                 log.error("HTTP API not started on %s:%s: %s", self.config.http_host, self.config.http_port, exc)
+        if self.config.enrol is not None:
+            from .enrol import Enrolment
+
+            self.enrolment = Enrolment(self.config.enrol, self.config.db)
+            await self.enrolment.start()
         self._mqtt = asyncio.get_running_loop().create_task(self._run(), name="halld-mqtt")
         return self
 
@@ -121,6 +128,8 @@ class Halld:
             task.cancel()
         if self._api is not None:
             await self._api.cleanup()
+        if self.enrolment is not None:
+            await self.enrolment.stop()
         await self._writer.__aexit__()
         await asyncio.to_thread(self._reader.close)
 

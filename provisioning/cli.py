@@ -4,6 +4,7 @@
     kiosk-provision personalise kiosk.img --kiosk K1 --hall H1 --enrol-url https://hall:8471/enrol \\
                                           --token T --ca ca.crt
     kiosk-provision flash kiosk.img /dev/sdX [--yes]
+    kiosk-provision token --db hall.db --kiosk K1 --hall H1  one-time enrolment token (prints it)
 
 Exit codes: 0 done, 1 refused or failed (the reason is printed), 2 bad command line.
 Progress bars go to stderr (tqdm); the one-line result of each command goes to stdout.
@@ -18,6 +19,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from . import bmap as bmaps
+from .certs import CertError
 from .disk import DiskError
 from .flash import FlashError, describe, flash, load_bmap, problems
 from .personalise import PersonaliseError, personalise
@@ -80,6 +82,16 @@ def cmd_flash(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_token(args: argparse.Namespace) -> int:
+    from hall.enrol import issue_token
+
+    token = issue_token(args.db, args.kiosk, args.hall, args.ttl_hours * 3600)
+    print(token)
+    print(f"one-time enrolment token for kiosk {args.kiosk} of hall {args.hall}, good for {args.ttl_hours:g} h "
+          f"(only its hash is stored in {args.db})", file=sys.stderr)
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kiosk-provision", description=__doc__.splitlines()[0],
                                 epilog="Exit codes: 0 done, 1 refused or failed, 2 bad command line. "
@@ -102,6 +114,13 @@ def parser() -> argparse.ArgumentParser:
     pe.add_argument("--ca", required=True, help="the fleet CA certificate (ca.crt) the kiosk trusts")
     pe.set_defaults(func=cmd_personalise)
 
+    tk = sub.add_parser("token", help="issue a one-time enrolment token in the hall database (prints it)")
+    tk.add_argument("--db", required=True, help="halld's database: SQLite path or postgresql:// URL")
+    tk.add_argument("--kiosk", required=True)
+    tk.add_argument("--hall", required=True)
+    tk.add_argument("--ttl-hours", type=float, default=168.0, help="valid for this long (default 168 = 7 days)")
+    tk.set_defaults(func=cmd_token)
+
     fl = sub.add_parser("flash", help="write an image to a card with its block map and verify by reading back")
     fl.add_argument("image")
     fl.add_argument("target", help="the card's whole-disk device (/dev/sdX, /dev/mmcblkN) or a file")
@@ -115,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return args.func(args)
-    except (DiskError, FlashError, PersonaliseError, bmaps.BmapError, OSError) as exc:
+    except (DiskError, FlashError, PersonaliseError, bmaps.BmapError, OSError, CertError) as exc:
         print(f"kiosk-provision: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
