@@ -74,6 +74,7 @@ class CcTalkBus(EmulatorModel):
         self.unanswered = 0  # frames a device stayed silent on (unknown header, bad length)
         self.lost = 0  # replies dropped by a ``silence`` fault (the device acted, the host heard nothing)
         self.silence: dict[str, dict[str, Any]] = {}  # device -> armed ``silence`` fault
+        self.answered = {name: 0 for name in DEVICES}  # replies each device sent (a host waits on these)
         now = clock()
         for dev in self.devices.values():
             dev.power_up(now)
@@ -104,6 +105,7 @@ class CcTalkBus(EmulatorModel):
             if self._reply_lost(dev, request.header, now):
                 self.lost += 1
                 continue
+            self.answered[self._name(dev)] += 1
             # §1.2: replies cross the addresses over; under CRC there is no source, reply to the host
             dest = HOST if dev.checksum == CRC16 or request.src is None else request.src
             header, payload = reply
@@ -116,6 +118,9 @@ class CcTalkBus(EmulatorModel):
         self._advance(now)
         return b""
 
+    def _name(self, dev: Peripheral) -> str:
+        return next(n for n, d in self.devices.items() if d is dev)
+
     def _reply_lost(self, dev: Peripheral, header: int, now: float) -> bool:
         """A ``silence`` fault: the device did what it was asked, its reply never reaches the host.
 
@@ -123,7 +128,7 @@ class CcTalkBus(EmulatorModel):
         mid-payout, a route whose ACK is lost are all "the slave acted, the host heard nothing"
         (§1.5: the host cannot tell these apart from a request that never arrived).
         """
-        name = next(n for n, d in self.devices.items() if d is dev)
+        name = self._name(dev)
         s = self.silence.get(name)
         if s is None:
             return False
@@ -259,6 +264,7 @@ class CcTalkBus(EmulatorModel):
             "unanswered": self.unanswered,
             "lost": self.lost,
             "silenced": sorted(self.silence),
+            "answered": dict(self.answered),
             "coin": self.coin.snapshot_at(now),
             "bill": self.bill.snapshot(),
             "hopper": self.hopper.snapshot(),
