@@ -90,6 +90,7 @@ class Halld:
     def __init__(self, tmp: Path, db: str, broker: Broker, worker: str = "halld") -> None:
         self.log = tmp / f"{worker}.log"
         self.api: str | None = None
+        self.token = self._viewer_token(db, worker)
         cmd = [sys.executable, "-m", "hall.halld", "serve", "--db", db, "--mqtt-port", str(broker.port),
                "--worker", worker, "--hall", HALL, "--http", "127.0.0.1:0"]  # the API: for /api/stats
         self.proc = subprocess.Popen(cmd, stdout=open(self.log, "w"), stderr=subprocess.STDOUT, cwd=ROOT,
@@ -102,13 +103,23 @@ class Halld:
         found = re.search(r"API on (http://\S+)", self.log.read_text())
         self.api = found.group(1) if found else None
 
+    @staticmethod
+    def _viewer_token(db: str, worker: str) -> str:
+        """The API asks who is calling (hall/auth.py): a viewer account and its token."""
+        user = [sys.executable, "-m", "hall.halld", "user"]
+        subprocess.run([*user, "add", f"bench-{worker}", "--role", "viewer", "--password-stdin", "--db", db],
+                       input="bench-password\n", text=True, capture_output=True, cwd=ROOT)  # exists: fine
+        return subprocess.run([*user, "token", f"bench-{worker}", "--db", db], text=True, capture_output=True,
+                              check=True, cwd=ROOT).stdout.strip()
+
     def stats(self) -> dict:
         """halld's own counters (batches, acks, records ...), or {} without its API."""
         if self.api is None:
             return {}
         import urllib.request
 
-        with urllib.request.urlopen(f"{self.api}/api/stats", timeout=5) as r:
+        request = urllib.request.Request(f"{self.api}/api/stats", headers={"Authorization": f"Bearer {self.token}"})
+        with urllib.request.urlopen(request, timeout=5) as r:
             return json.loads(r.read())
 
     def stop(self) -> None:

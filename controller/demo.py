@@ -368,6 +368,7 @@ def run(args: argparse.Namespace, work: Path, children: Children) -> int:
     wait_until("bosssim answering", lambda: _http_ok(boss_url), children)
     db = str(work / "hall.db")
     api = f"http://127.0.0.1:{api_port}"
+    token = demo_staff(db)
     children.spawn("halld", ["-m", "hall.halld", "serve", "--db", db, "--mqtt-port", str(broker.port), "--hall", HALL,
                              "--boss", boss_url, "--http", f"127.0.0.1:{api_port}", "--ca", str(certs["ca"]),
                              "--cert", str(certs[f"{HALLD_CN}.crt"]), "--key", str(certs[f"{HALLD_CN}.key"])],
@@ -397,12 +398,13 @@ def run(args: argparse.Namespace, work: Path, children: Children) -> int:
         wait_until(f"the hall's ack emptying {kiosk}'s outbox", lambda: call_sync(sock, "status")["outbox"] == 0, children)
     show_hall(db)
     print(f"\n== 远程命令 a command from the hall: {KIOSKS[0]} request_telemetry ==")
-    reply = hall_command(api, KIOSKS[0], "request_telemetry")
+    reply = hall_command(api, token, KIOSKS[0], "request_telemetry")
     print(f"  → ok={reply.get('ok')} {json.dumps(reply.get('result', reply), ensure_ascii=False)[:160]}")
     if args.once:
         return 0
+    print(f"\n== 营业厅控制台 hall console: {api}/  login {DEMO_USER} / {DEMO_PASSWORD} (admin) ==")
     print(f"\nRunning. kioskctl --socket {socks[KIOSKS[0]]} status  |  halld fleet --db {db}  |  "
-          f"halld cmd SIM-0002 restart --api {api}  |  Ctrl-C to stop.", flush=True)
+          f"HALLD_TOKEN={token} halld cmd SIM-0002 restart --api {api}  |  Ctrl-C to stop.", flush=True)
     while True:
         next_show = time.monotonic() + 10
         while time.monotonic() < next_show:
@@ -410,11 +412,23 @@ def run(args: argparse.Namespace, work: Path, children: Children) -> int:
         show_hall(db)
 
 
-def hall_command(api: str, kiosk: str, name: str, args: dict | None = None) -> dict:
+DEMO_USER, DEMO_PASSWORD = "demo", "demo-hall-1"
+
+
+def demo_staff(db: str) -> str:
+    """The demo's admin login for the console, and an API token for its own commands."""
+    halld = [sys.executable, "-m", "hall.halld", "user"]
+    subprocess.run([*halld, "add", DEMO_USER, "--role", "admin", "--password-stdin", "--db", db],
+                   input=DEMO_PASSWORD + "\n", text=True, check=True, capture_output=True)
+    return subprocess.run([*halld, "token", DEMO_USER, "--label", "demo", "--db", db], text=True, check=True,
+                          capture_output=True).stdout.strip()
+
+
+def hall_command(api: str, token: str, kiosk: str, name: str, args: dict | None = None) -> dict:
     """What hall staff do from the fleet view: POST a command, halld relays it and waits for the reply."""
     request = urllib.request.Request(f"{api}/api/kiosks/{kiosk}/cmd/{name}", method="POST",
                                      data=json.dumps({"args": args or {}}).encode(),
-                                     headers={"Content-Type": "application/json"})
+                                     headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
     with urllib.request.urlopen(request, timeout=15) as response:
         return json.loads(response.read())
 

@@ -2,8 +2,8 @@
 
 Reads go through their own connection on a worker thread (never the writer's, never the event
 loop); `POST /api/kiosks/{kiosk}/cmd/{name}` sends a command and answers with the kiosk's reply.
-No authentication here: it binds to loopback by default; expose it only behind a proxy that
-authenticates hall staff.
+Who may call what is hall/auth.py's middleware, which hall/web's `install` puts in front of every
+route (halld.py wires it): a session or an API token, or 401; a role without the permission, 403.
 """
 from __future__ import annotations
 

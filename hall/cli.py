@@ -25,10 +25,11 @@ from . import queries
 from .db import connect
 
 DEFAULT_API = "http://127.0.0.1:8470"
-EXIT_OK, EXIT_NOT_FOUND, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
+EXIT_OK, EXIT_NOT_FOUND, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_REFUSED = 0, 1, 2, 3, 4
 EPILOG = """\
 exit codes: 0 done; 1 not found (no such kiosk) or the kiosk answered a command with ok=false;
-2 bad command line, or no hall database at --db; 3 the halld API is unreachable (cmd).
+2 bad command line, or no hall database at --db; 3 the halld API is unreachable (cmd);
+4 the halld API refused the token (cmd: none, wrong, or a role that may not send commands).
 Queries (fleet, kiosk, txns, events, recent, refunds, reviews) open an existing database only:
 the one `halld serve --db` writes, given by --db or $HALLD_DB (default ./hall.db).
 """
@@ -84,6 +85,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("txn", nargs="?")
     p.add_argument("--key", required=True, help="the hall's private key file")
     p.add_argument("--out", help="open: write the photos into this directory")
+    p.add_argument("--token", default=os.environ.get("HALLD_TOKEN"),
+                   help="open: an auditor's API token (env HALLD_TOKEN), checked and written to the audit log")
     p = add("cmd", "send a command to a kiosk and print its reply")
     p.add_argument("kiosk")
     p.add_argument("name")
@@ -91,6 +94,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=10.0)
     p.add_argument("--hall")
     p.add_argument("--api", default=os.environ.get("HALLD_API", DEFAULT_API))
+    p.add_argument("--token", default=os.environ.get("HALLD_TOKEN"),
+                   help="API token (env HALLD_TOKEN; make one with `halld user token NAME`)")
+    from .usercli import add_parser
+
+    add_parser(sub, db_default)
     return parser
 
 
@@ -104,6 +112,10 @@ def main(argv: list[str]) -> int:
         return _command(args)
     if args.cmd == "pii":
         return _pii(args)
+    if args.cmd == "user":
+        from .usercli import main as user_main
+
+        return user_main(args)
     import signal
 
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `halld txns | head` ends quietly, as other tools do
@@ -172,8 +184,16 @@ def _pii(args: argparse.Namespace) -> int:
     except NoDatabase as exc:
         print(f"halld pii: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    from . import auth
+
     try:
+        who = auth.token_holder(db, args.token, "pii")  # only an auditor opens sealed real-name data
         shown = pii.open_txn(db, args.txn, args.key, args.out)
+        with db.transaction():
+            auth.audit(db, who, "pii.open", args.txn, None, {"kiosk": shown.get("kiosk"), "fields": sorted(shown)})
+    except auth.AuthError as exc:
+        print(f"halld pii open: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
     except (pii.PiiError, OSError) as exc:
         print(f"cannot open: {exc}", file=sys.stderr)
         return 1
@@ -383,13 +403,20 @@ def _command(args: argparse.Namespace) -> int:
         print(f"--args is not JSON: {exc}", file=sys.stderr)
         return 2
     body = {"args": cmd_args, "timeout": args.timeout, **({"hall": args.hall} if args.hall else {})}
+    headers = {"Content-Type": "application/json"}
+    if args.token:
+        headers["Authorization"] = f"Bearer {args.token}"
     req = urllib.request.Request(f"{args.api.rstrip('/')}/api/kiosks/{args.kiosk}/cmd/{args.name}",
-                                 data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+                                 data=json.dumps(body).encode(), headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=args.timeout + 5) as resp:
             reply = json.loads(resp.read())
     except urllib.error.HTTPError as exc:
         reply = json.loads(exc.read() or b"{}")
+        if exc.code in (401, 403):
+            print(f"halld API at {args.api}: {reply.get('message', exc.reason)} (--token or HALLD_TOKEN)",
+                  file=sys.stderr)
+            return EXIT_REFUSED
     except OSError as exc:
         print(f"halld API at {args.api} unreachable: {exc}", file=sys.stderr)
         return 3

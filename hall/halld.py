@@ -26,7 +26,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import queries
+from . import auth, queries
+from . import web as console
 from .api import Reader, make_app, start_api
 from .commands import Commands
 from .db import connect
@@ -93,11 +94,13 @@ class Halld:
     # -- lifecycle -------------------------------------------------------------------------
     async def __aenter__(self) -> "Halld":
         await self._writer.__aenter__()
+        await self._writer.call(auth.create_schema)
         for hall in await self._reader(queries.halls):
             if hall not in self.halls:
                 self.halls.append(hall)
         if self.config.http_port is not None:
             app = make_app(self._reader, self.commands, self.snapshot)
+            console.install(app, self._reader, self._writer.call, self.commands)  # login in front of all of it
             try:
                 self._api, self.http_port = await start_api(app, self.config.http_host, self.config.http_port)
             except OSError as exc:  # the hall link matters more than the staff API: carry on without it

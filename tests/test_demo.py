@@ -133,11 +133,12 @@ def demo(tmp_path):
 
 
 def test_the_hall_restarting_a_kiosk_brings_it_back_and_sigterm_leaves_no_process_behind(demo, tmp_path):
-    api = demo.expect(r"halld cmd SIM-0002 restart --api (\S+)").group(1)
+    token, api = demo.expect(r"HALLD_TOKEN=(\S+) halld cmd SIM-0002 restart --api (\S+)").groups()
     sock = str(tmp_path / "demo" / "SIM-0002" / "run" / "kioskd.sock")
     assert call_sync(sock, "status")["session"] == 1
     request = urllib.request.Request(f"{api}/api/kiosks/SIM-0002/cmd/restart", method="POST",
-                                     data=json.dumps({"args": {}}).encode(), headers={"Content-Type": "application/json"})
+                                     data=json.dumps({"args": {}}).encode(),
+                                     headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
     with urllib.request.urlopen(request, timeout=30) as response:
         assert json.loads(response.read())["ok"] is True
     demo.expect(r"demo: kioskd SIM-0002 exited with code 75; restarting it in 2 s, as systemd's Restart=on-failure would")

@@ -101,3 +101,30 @@ async def birth_stored(halld: Halld, k: FakeKiosk, **status: Any) -> None:
     await k.birth(**status)
     await k.next(f"hall/v1/{k.hall}/state", where=lambda b: b["online"])
     await halld._writer.call(lambda db: None)
+
+
+async def staff_headers(halld: Halld, role: str = "admin") -> dict[str, str]:
+    """An API token of a new staff account with `role`, as the Authorization header (hall/auth.py)."""
+    import secrets
+
+    from hall import auth
+
+    name = f"{role}-{secrets.token_hex(4)}"
+    pw_hash = await asyncio.to_thread(auth.hash_password, "correct horse battery")
+    await halld._writer.call(auth.add_user, name, role, pw_hash, "test")
+    token = await halld._writer.call(auth.new_token, name, "test", "test")
+    return {"Authorization": f"Bearer {token}"}
+
+
+def cli_token(db: str, role: str = "admin") -> str:
+    """The same through `halld user add` and `halld user token`, for a halld run as a process."""
+    import secrets
+    import subprocess
+    import sys
+
+    name = f"{role}-{secrets.token_hex(4)}"
+    subprocess.run([sys.executable, "-m", "hall.halld", "user", "add", name, "--role", role, "--password-stdin",
+                    "--db", db], input="correct horse battery\n", text=True, check=True, capture_output=True)
+    out = subprocess.run([sys.executable, "-m", "hall.halld", "user", "token", name, "--db", db], text=True,
+                         check=True, capture_output=True)
+    return out.stdout.strip()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import uuid
 
 import aiohttp
 
-from .kiosk_client import FakeKiosk, birth_stored, running_halld
+from .kiosk_client import FakeKiosk, birth_stored, running_halld, staff_headers
 
 
 async def answer_commands(k: FakeKiosk, handled: list[tuple[str, dict]], reply_for=None) -> None:
@@ -38,15 +39,15 @@ def _corr(data: bytes):
     return p
 
 
-async def post(port: int, path: str, body: dict | None = None) -> tuple[int, dict]:
-    async with aiohttp.ClientSession() as http:
-        async with http.post(f"http://127.0.0.1:{port}{path}", json=body or {}) as resp:
+async def post(halld, path: str, body: dict | None = None) -> tuple[int, dict]:
+    async with aiohttp.ClientSession(headers=await staff_headers(halld, "operator")) as http:
+        async with http.post(f"http://127.0.0.1:{halld.http_port}{path}", json=body or {}) as resp:
             return resp.status, await resp.json()
 
 
-async def get(port: int, path: str) -> tuple[int, object]:
-    async with aiohttp.ClientSession() as http:
-        async with http.get(f"http://127.0.0.1:{port}{path}") as resp:
+async def get(halld, path: str) -> tuple[int, object]:
+    async with aiohttp.ClientSession(headers=await staff_headers(halld, "viewer")) as http:
+        async with http.get(f"http://127.0.0.1:{halld.http_port}{path}") as resp:
             return resp.status, await resp.json()
 
 
@@ -61,13 +62,13 @@ async def test_a_command_is_sent_with_a_response_topic_and_the_reply_comes_back_
         await birth_stored(halld, k)
         responder = asyncio.create_task(answer_commands(k, handled))
         try:
-            status, reply = await post(halld.http_port, "/api/kiosks/K1/cmd/disable_service",
+            status, reply = await post(halld, "/api/kiosks/K1/cmd/disable_service",
                                        {"args": {"service": "topup"}})
         finally:
             responder.cancel()
         assert (status, reply) == (200, {"schema": 1, "ok": True, "result": {"done": "disable_service"}})
         assert handled == [("disable_service", {"service": "topup"})]
-        status, log = await get(halld.http_port, "/api/commands?kiosk=K1")
+        status, log = await get(halld, "/api/commands?kiosk=K1")
         assert log[0]["name"] == "disable_service" and log[0]["ok"] is True and log[0]["reply"] == reply
 
 
@@ -77,7 +78,7 @@ async def test_a_kiosk_that_does_not_answer_is_a_504_timeout(broker, tmp_path):
             FakeKiosk(broker.port, h) as k:
         responder = asyncio.create_task(answer_commands(k, [], reply_for=lambda name, args: None))
         try:
-            status, reply = await post(halld.http_port, "/api/kiosks/K1/cmd/restart", {"hall": h, "timeout": 0.5})
+            status, reply = await post(halld, "/api/kiosks/K1/cmd/restart", {"hall": h, "timeout": 0.5})
         finally:
             responder.cancel()
         assert (status, reply["ok"], reply["code"]) == (504, False, "timeout")
@@ -86,9 +87,9 @@ async def test_a_kiosk_that_does_not_answer_is_a_504_timeout(broker, tmp_path):
 async def test_commands_refuse_unknown_kiosks_and_names_that_are_not_a_topic_level(broker, tmp_path):
     h = hall()
     async with running_halld(broker.port, str(tmp_path / "h.db"), worker=f"{h}-w") as halld:
-        status, reply = await post(halld.http_port, "/api/kiosks/NOPE/cmd/restart")
+        status, reply = await post(halld, "/api/kiosks/NOPE/cmd/restart")
         assert (status, reply["code"]) == (404, "not_found")
-        status, reply = await post(halld.http_port, "/api/kiosks/K1/cmd/a+b", {"hall": h})
+        status, reply = await post(halld, "/api/kiosks/K1/cmd/a+b", {"hall": h})
         assert (status, reply["code"]) == (400, "bad_request")
 
 
@@ -100,16 +101,16 @@ async def test_resolving_a_review_by_command_closes_the_halls_review(broker, tmp
         await k.publish("event", {"msg_seq": 1, "kind": "txn_review", "txn": "K1-1-9", "reason": "unbalanced",
                                   "held_for_review": 1000})
         await k.ack_reaching(1)
-        _, open_reviews = await get(halld.http_port, "/api/reviews?state=open")
+        _, open_reviews = await get(halld, "/api/reviews?state=open")
         assert [r["txn"] for r in open_reviews] == ["K1-1-9"]
         responder = asyncio.create_task(answer_commands(k, []))
         try:
-            status, _ = await post(halld.http_port, "/api/kiosks/K1/cmd/resolve_review",
+            status, _ = await post(halld, "/api/kiosks/K1/cmd/resolve_review",
                                    {"args": {"txn": "K1-1-9", "resolution": "refunded", "note": "paid at desk"}})
         finally:
             responder.cancel()
         assert status == 200
-        _, closed = await get(halld.http_port, "/api/reviews?state=closed")
+        _, closed = await get(halld, "/api/reviews?state=closed")
         assert [(r["txn"], r["resolution"], r["note"]) for r in closed] == [("K1-1-9", "refunded", "paid at desk")]
 
 
@@ -122,7 +123,7 @@ async def test_the_api_answers_fleet_kiosk_txns_events_refunds_and_stats(broker,
         await k.publish("event", {"msg_seq": 2, "kind": "refund_voucher", "txn": "K1-1-1", "fen": 300,
                                   "claim_code": "QWERTYUP23"})
         await k.ack_reaching(2)
-        port = halld.http_port
+        port = halld
         _, fleet = await get(port, f"/api/fleet?hall={h}")
         assert [(f["kiosk"], f["online"], f["cashbox_fen"], f["card_stock"], f["devices"]["printer"]) for f in fleet] == \
             [("K1", True, 8000, {"3000": 12}, "fault")]
@@ -146,10 +147,12 @@ async def test_the_cli_sends_a_command_and_reads_the_tables(broker, tmp_path):
         await k.txn(1)
         await k.ack_reaching(1)
         responder = asyncio.create_task(answer_commands(k, [], reply_for=lambda n, a: {"ok": True, "result": a}))
+        token = (await staff_headers(halld, "operator"))["Authorization"].removeprefix("Bearer ")
         try:
             out = await asyncio.to_thread(subprocess.run, [
                 sys.executable, "-m", "hall.halld", "cmd", "K1", "inhibit_cash", "--args", '{"inhibit": true}',
-                "--api", f"http://127.0.0.1:{halld.http_port}", "--json"], capture_output=True, text=True, timeout=30)
+                "--api", f"http://127.0.0.1:{halld.http_port}", "--json"], capture_output=True, text=True, timeout=30,
+                env={**os.environ, "HALLD_TOKEN": token})
         finally:
             responder.cancel()
         assert out.returncode == 0, out.stderr
@@ -171,11 +174,11 @@ async def test_a_refund_paid_at_the_counter_by_command_is_claimed_in_the_hall(br
         await k.ack_reaching(1)
         responder = asyncio.create_task(answer_commands(k, []))
         try:
-            status, _ = await post(halld.http_port, "/api/kiosks/K1/cmd/resolve_refund",
+            status, _ = await post(halld, "/api/kiosks/K1/cmd/resolve_refund",
                                    {"args": {"claim": "7KQ2MX9PAB", "resolution": "paid"}})
         finally:
             responder.cancel()
         assert status == 200
-        assert (await get(halld.http_port, "/api/refunds?state=issued"))[1] == []
-        _, claimed = await get(halld.http_port, "/api/refunds?state=claimed")
+        assert (await get(halld, "/api/refunds?state=issued"))[1] == []
+        _, claimed = await get(halld, "/api/refunds?state=claimed")
         assert [(r["claim_code"], r["fen"]) for r in claimed] == [("7KQ2MX9PAB", 500)]

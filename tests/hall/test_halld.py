@@ -14,7 +14,7 @@ import uuid
 from hall import queries
 from hall.db import connect
 
-from .kiosk_client import FakeKiosk, running_halld
+from .kiosk_client import FakeKiosk, running_halld, staff_headers
 
 
 def ids() -> tuple[str, str]:
@@ -191,7 +191,7 @@ async def test_without_a_broker_halld_keeps_trying_and_its_api_still_answers(tmp
 
     async with asyncio.timeout(10):
         async with Halld(HalldConfig(db=str(tmp_path / "h.db"), mqtt_port=free_port(), http_port=0)) as halld:
-            async with aiohttp.ClientSession() as http:
+            async with aiohttp.ClientSession(headers=await staff_headers(halld, "viewer")) as http:
                 async with http.get(f"http://127.0.0.1:{halld.http_port}/api/stats") as resp:
                     stats = await resp.json()
             assert stats["connected"] is False and not halld.connected.is_set()

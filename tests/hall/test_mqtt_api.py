@@ -32,6 +32,8 @@ from jsonschema import Draft7Validator, validators
 from referencing import Registry
 from referencing.jsonschema import DRAFT7
 
+from .kiosk_client import cli_token
+
 ROOT = Path(__file__).resolve().parents[2]
 API: dict[str, Any] = yaml.safe_load((ROOT / "docs" / "mqtt-api.yaml").read_text(encoding="utf-8"))
 BASE = "urn:kioskd:mqtt-api"
@@ -260,10 +262,10 @@ def _kiosk_config(tmp: Path, broker_port: int) -> Path:
     return path
 
 
-async def _command(api: str, name: str, args: dict) -> dict:
+async def _command(api: str, name: str, args: dict, token: str) -> dict:
     import aiohttp
 
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as http:
         async with http.post(f"{api}/api/kiosks/{KIOSK}/cmd/{name}", json={"args": args, "hall": HALL, "timeout": 10}) as r:
             return await r.json()
 
@@ -302,6 +304,7 @@ async def _run(tmp: Path, broker_port: int, rec: Recorder) -> dict:
         try:
             boss_port, api_port = free_port(), free_port()
             procs.append(_spawn(["-m", "bosssim", "--port", str(boss_port), "--db", str(tmp / "boss.db")], tmp / "bosssim.log"))
+            token = await asyncio.to_thread(cli_token, str(tmp / "hall.db"), "operator")
             procs.append(_spawn(["-m", "hall.halld", "serve", "--db", str(tmp / "hall.db"), "--mqtt-port", str(broker_port),
                                  "--worker", "halld-api", "--hall", HALL, "--boss", f"http://127.0.0.1:{boss_port}",
                                  "--http", f"127.0.0.1:{api_port}"], tmp / "halld.log"))
@@ -326,7 +329,7 @@ async def _run(tmp: Path, broker_port: int, rec: Recorder) -> dict:
                                            "choose_confirm_method": "password", "enter_password": "123456"}, {})
             api = f"http://127.0.0.1:{api_port}"
             txn = notes["topup"].get("txn", "")
-            notes["replies"] = [await _command(api, name, args) for name, args in (
+            notes["replies"] = [await _command(api, name, args, token) for name, args in (
                 ("request_telemetry", {}), ("disable_service", {"service": "card_sale"}),
                 ("enable_service", {"service": "card_sale"}), ("inhibit_cash", {"inhibit": False}),
                 ("sync_time", {"ts": time.time()}), ("reprint", {"txn": txn}),
@@ -339,7 +342,7 @@ async def _run(tmp: Path, broker_port: int, rec: Recorder) -> dict:
                 acks = [s.body()["msg_seq"] for s in rec.on("ack")]
                 return len(rec.on("txn")) >= 3 and bool(acks) and max(acks) >= max(records)
             await rec.until("every transaction and event acked", all_acked)
-            notes["restart"] = await _command(api, "restart", {})
+            notes["restart"] = await _command(api, "restart", {}, token)
             await rec.until("the kiosk's goodbye", lambda: any(s.body().get("online") is False for s in rec.on("status")))
             procs[1].send_signal(signal.SIGTERM)  # halld leaves: its hall state says offline
             await rec.until("the hall's goodbye", lambda: any(s.body().get("online") is False for s in rec.on("hallState")))

@@ -1,6 +1,7 @@
 """Real-name data sealed to the hall's key: opens only with the hall's private key, never in plaintext on
 the kiosk, purged from the journal and outbox once the hall acks, opened at the hall by `halld pii open`."""
 import json
+import os
 import subprocess
 import sys
 
@@ -68,12 +69,24 @@ def test_halld_pii_keygen_and_open(tmp_path):
     db.execute("INSERT INTO txns (hall, kiosk, txn, payload) VALUES (?, ?, ?, ?)",
                ("H", "K1", "T1", json.dumps(payload)))
     db.close()
+    from tests.hall.kiosk_client import cli_token
+
+    env = {k: v for k, v in os.environ.items() if k != "HALLD_TOKEN"}
+    for token in (None, cli_token(db_path, "admin")):  # only an auditor opens it (hall/auth.py ROLES)
+        refused = subprocess.run([sys.executable, "-m", "hall.halld", "pii", "open", "T1", "--key", str(key),
+                                  "--db", db_path, *(["--token", token] if token else [])], capture_output=True,
+                                 text=True, timeout=60, env=env)
+        assert refused.returncode == 4 and not refused.stdout, refused.stderr
+    env["HALLD_TOKEN"] = cli_token(db_path, "auditor")
     out = subprocess.run([sys.executable, "-m", "hall.halld", "pii", "open", "T1", "--key", str(key), "--db", db_path,
-                          "--out", str(tmp_path)], capture_output=True, text=True, timeout=60)
+                          "--out", str(tmp_path)], capture_output=True, text=True, timeout=60, env=env)
     assert out.returncode == 0, out.stderr
+    db = connect(db_path)
+    assert [r[0] for r in db.query("SELECT target FROM audit_log WHERE action = 'pii.open'")] == ["T1"]
+    db.close()
     shown = json.loads(out.stdout)
     assert shown["id_number"] == GOOD["id_number"] and shown["kiosk"] == "K1"
     assert (tmp_path / "T1-live_photo.jpg").read_bytes() == LIVE
     missing = subprocess.run([sys.executable, "-m", "hall.halld", "pii", "open", "T2", "--key", str(key),
-                              "--db", db_path], capture_output=True, text=True, timeout=60)
+                              "--db", db_path], capture_output=True, text=True, timeout=60, env=env)
     assert missing.returncode == 1 and "no transaction" in missing.stderr

@@ -7,6 +7,8 @@ import json
 
 import aiohttp
 
+from tests.hall.kiosk_client import staff_headers
+
 from .conftest import halld, kiosk
 
 
@@ -26,7 +28,7 @@ async def test_a_record_claiming_another_kiosk_is_quarantined_not_shown_as_that_
         await k1.publish("txn", rec(5))
         assert (await k1.ack_reaching(5))["msg_seq"] == 5
         api = f"http://127.0.0.1:{h.http_port}/api"
-        async with aiohttp.ClientSession() as http:
+        async with aiohttp.ClientSession(headers=await staff_headers(h, "viewer")) as http:
             async with http.get(f"{api}/txns?limit=100") as r:
                 txns = await r.json()
             async with http.get(f"{api}/events?limit=100") as r:

@@ -8,6 +8,8 @@ import json
 
 import aiohttp
 
+from tests.hall.kiosk_client import staff_headers
+
 from .conftest import halld, kiosk
 
 N = 200
@@ -47,7 +49,7 @@ async def test_poison_records_are_quarantined_and_acked_and_the_neighbour_goes_o
         assert (await k2.ack_reaching(N, timeout=30))["msg_seq"] == N
         stats = h.snapshot()
         assert (stats["quarantined"], stats["records"], stats.get("rollbacks", 0)) == (N // 10, 2 * N - N // 10, 0)
-        async with aiohttp.ClientSession() as http:
+        async with aiohttp.ClientSession(headers=await staff_headers(h, "viewer")) as http:
             async with http.get(f"http://127.0.0.1:{h.http_port}/api/quarantine?kiosk=K1&limit=1000") as r:
                 held = await r.json()
             async with http.get(f"http://127.0.0.1:{h.http_port}/api/txns?limit=1000") as r:
