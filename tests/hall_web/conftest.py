@@ -78,3 +78,19 @@ class Staff:
 async def console(broker, tmp_path):
     async with running_halld(broker.port, str(tmp_path / "hall.db"), worker=f"web-{uuid.uuid4().hex[:6]}") as halld:
         yield Console(halld)
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    from tests.support.postgres import start_postgres
+
+    pg = start_postgres()
+    yield pg
+    pg.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path):
+    if request.param == "sqlite":
+        return str(tmp_path / "hall.db")
+    return request.getfixturevalue("postgres").new_database()
