@@ -26,7 +26,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import auth, queries
+from . import queries
 from . import web as console
 from .api import Reader, make_app, start_api
 from .commands import Commands
@@ -94,7 +94,7 @@ class Halld:
     # -- lifecycle -------------------------------------------------------------------------
     async def __aenter__(self) -> "Halld":
         await self._writer.__aenter__()
-        await self._writer.call(auth.create_schema)
+        await self._writer.call(console.prepare)  # staff accounts, audit log, report index
         for hall in await self._reader(queries.halls):
             if hall not in self.halls:
                 self.halls.append(hall)

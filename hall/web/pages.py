@@ -30,7 +30,10 @@ def _json(data: Any, status: int = 200) -> web.Response:
 # -- login -------------------------------------------------------------------------------------
 
 def _login_page(request: web.Request, error: str = "", status: int = 200) -> web.Response:
-    token = secrets.token_urlsafe(24)
+    # the browser's own token when it has one: a second GET /login (a favicon's redirect, another
+    # tab) must not orphan the form already shown
+    kept = request.cookies.get(LOGIN_COOKIE, "")
+    token = kept if 24 <= len(kept) <= 64 else secrets.token_urlsafe(24)
     response = render(request, "login.html", status=status, error=error, login_csrf=token,
                       next=_safe_next(request.query.get("next")))
     response.set_cookie(LOGIN_COOKIE, token, httponly=True, samesite="Strict", path="/login",
