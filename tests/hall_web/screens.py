@@ -1,0 +1,69 @@
+"""Screenshots of the hall console for docs/hall/: `python -m tests.hall_web.screens docs/hall`.
+
+A real Mosquitto and `halld serve` on a temporary database seeded like tests/hall_web/test_reports.py."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from hall.broker import free_port, start_broker
+from hall.db import connect
+from tests.ui.conftest import CHROMIUM, CHROMIUM_ARGS
+
+from .test_reports import _rows
+
+PAGES = [("login", "/login", False), ("fleet", "/", True), ("report-daily", "/reports/daily?from=2025-03-01&to=2025-05-15", True),
+         ("report-services", "/reports/services?from=2025-03-01&to=2025-05-15", True),
+         ("report-monthly", "/reports/monthly?from=2025-03-01&to=2025-05-15", True), ("audit", "/audit", True),
+         ("users", "/users", True)]
+
+
+def main(out: str) -> None:
+    from playwright.sync_api import sync_playwright
+
+    Path(out).mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        broker = start_broker(Path(tmp) / "mosquitto")
+        db = str(Path(tmp) / "hall.db")
+        d = connect(db)
+        d.executemany("INSERT INTO txns (hall, kiosk, txn, seq, msg_seq, service, phone, amount_fen, state, finished_at,"
+                      " received_at, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", _rows())
+        d.close()
+        subprocess.run([sys.executable, "-m", "hall.halld", "user", "add", "zhang.wei", "--role", "admin",
+                        "--password-stdin", "--db", db], input="console demo 1\n", text=True, check=True)
+        port = free_port()
+        log = Path(tmp) / "halld.log"
+        proc = subprocess.Popen([sys.executable, "-m", "hall.halld", "serve", "--db", db, "--mqtt-port", str(broker.port),
+                                 "--http", f"127.0.0.1:{port}"], stdout=open(log, "w"), stderr=subprocess.STDOUT,
+                                env={**os.environ, "TZ": "Asia/Shanghai"})
+        try:
+            while "listening" not in log.read_text():
+                assert proc.poll() is None, log.read_text()
+                time.sleep(0.1)
+            url = f"http://127.0.0.1:{port}"
+            with sync_playwright() as p:
+                b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+                page = b.new_page(viewport={"width": 1440, "height": 900})
+                for name, path, logged_in in PAGES:
+                    if logged_in and page.url.endswith("/login"):
+                        page.fill("input[name=name]", "zhang.wei")
+                        page.fill("input[name=password]", "console demo 1")
+                        page.click("button[type=submit]")
+                        page.wait_for_url(url + "/")
+                    page.goto(url + path)
+                    if "/reports/" in path:
+                        page.wait_for_selector("#chart-b[data-drawn]")
+                    page.screenshot(path=str(Path(out) / f"{name}.png"), full_page=False)
+                b.close()
+        finally:
+            proc.terminate()
+            proc.wait(10)
+            broker.stop()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else "docs/hall")
