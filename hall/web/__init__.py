@@ -69,15 +69,16 @@ def render(request: web.Request, template: str, status: int = 200, **context: An
 
 def prepare(db: Any) -> None:
     """The console's tables and indexes, in a write transaction at halld's start."""
-    from .. import auth, reports
+    from .. import auth, cashcount, reports
 
     auth.create_schema(db)
+    cashcount.create_schema(db)
     reports.create_index(db)
 
 
 def install(app: web.Application, read: Any, write: Any, commands: Any = None) -> Auth:
     """Put the console and the login in front of `app` (before it starts)."""
-    from . import pages, reportpages
+    from . import kioskpages, pages, reportpages
 
     auth = Auth(read, write)
     app.middlewares.append(auth.middleware)
@@ -85,5 +86,6 @@ def install(app: web.Application, read: Any, write: Any, commands: Any = None) -
     app[READ], app[WRITE], app[COMMANDS] = read, write, commands
     app.add_routes(pages.routes)
     app.add_routes(reportpages.routes)
+    app.add_routes(kioskpages.routes)
     app.router.add_static("/static/", HERE / "static", append_version=False)
     return auth
