@@ -19,7 +19,33 @@ from .test_reports import _rows
 PAGES = [("login", "/login", False), ("fleet", "/", True), ("report-daily", "/reports/daily?from=2025-03-01&to=2025-05-15", True),
          ("report-services", "/reports/services?from=2025-03-01&to=2025-05-15", True),
          ("report-monthly", "/reports/monthly?from=2025-03-01&to=2025-05-15", True), ("audit", "/audit", True),
-         ("users", "/users", True)]
+         ("users", "/users", True), ("kiosk", "/kiosks/K1", True)]
+
+
+def _seed_kiosk(d) -> None:
+    """K1 as if it had reported: a birth with telemetry, a few events, commands answered, a cash count."""
+    import json
+
+    now = time.time()
+    status = {"online": True, "cash_inhibited": True, "disabled_services": ["bill_pay"]}
+    d.execute("INSERT INTO fleet (hall, kiosk, online, session, last_seen, state, version, outbox_depth, alarms, devices,"
+              " cashbox_fen, cashbox, card_stock, hopper_fen, status, status_at) VALUES"
+              " ('H1', 'K1', 1, 3, ?, 'ready', '0.9.0', 0, '[]', ?, 184500, ?, ?, 12000, ?, ?)",
+              (now - 40, json.dumps({"bill": "ok", "coin": "ok", "printer": "paper_low", "card_reader": "ok"}),
+               json.dumps({"fen": 184500, "notes": 41}), json.dumps({"3000": 38, "5000": 12}), json.dumps(status), now))
+    events = [("fault", "printer", "paper_low", "纸将用完 / paper low"), ("fault", "bill", "jam", "卡币 <b>jam</b> cleared"),
+              ("door", "cashbox", "opened", "钱箱门打开"), ("boot", None, None, "kioskd 0.9.0")]
+    for i, (kind, device, code, detail) in enumerate(events, 1):
+        d.execute("INSERT INTO events (hall, kiosk, msg_seq, kind, device, code, detail, txn, at, received_at, payload)"
+                  " VALUES ('H1', 'K1', ?, ?, ?, ?, ?, NULL, ?, ?, '{}')", (i, kind, device, code, detail,
+                                                                         now - 3600 * i, now - 3600 * i))
+    for i, (name, args) in enumerate([("inhibit_cash", {"inhibit": True}), ("disable_service", {"service": "bill_pay"})]):
+        d.execute("INSERT INTO commands (id, hall, kiosk, name, args, sent_at, answered_at, ok, reply) VALUES"
+                  " (?, 'H1', 'K1', ?, ?, ?, ?, 1, '{\"ok\": true}')", (f"demo-{i}", name, json.dumps(args),
+                                                                     now - 600 + i, now - 599 + i))
+    d.execute("INSERT INTO cash_counts (hall, kiosk, at, who, kiosk_fen, counted_fen, diff_fen, note) VALUES"
+              " ('H1', 'K1', ?, 'zhang.wei', 250000, 249000, -1000, '一张100元假币 / one forged 100 note')",
+              (now - 86400 * 3,))
 
 
 def main(out: str) -> None:
@@ -32,6 +58,10 @@ def main(out: str) -> None:
         d = connect(db)
         d.executemany("INSERT INTO txns (hall, kiosk, txn, seq, msg_seq, service, phone, amount_fen, state, finished_at,"
                       " received_at, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", _rows())
+        from hall import cashcount
+
+        cashcount.create_schema(d)
+        _seed_kiosk(d)
         d.close()
         subprocess.run([sys.executable, "-m", "hall.halld", "user", "add", "zhang.wei", "--role", "admin",
                         "--password-stdin", "--db", db], input="console demo 1\n", text=True, check=True)
