@@ -69,8 +69,8 @@ def _socket(args: argparse.Namespace) -> tuple[str, str]:
     elif DEFAULT_PATH.exists():
         path, why = DEFAULT_PATH, f"runtime_dir of {DEFAULT_PATH}"
     else:
-        path, why = SIMULATED_CONFIG, f"the simulated kiosk's runtime_dir ({DEFAULT_PATH} does not exist)"
-    return str(Path(load(path).kiosk.runtime_dir) / "kioskd.sock"), why
+        path, why = SIMULATED_CONFIG, f"runtime_dir of the simulated kiosk; {DEFAULT_PATH} does not exist"
+    return str((Path(load(path).kiosk.runtime_dir) / "kioskd.sock").absolute()), why
 
 
 def _call(sock: str, why: str, cmd: str, **args: Any) -> Any:

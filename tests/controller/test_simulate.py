@@ -112,3 +112,12 @@ def test_bad_emu_arguments_and_a_bad_config_exit_2(tmp_path, simulated):
 def test_an_emulator_refusing_exits_1(simulated):
     out = kioskctl(simulated, "emu", "toaster", "state")
     assert out.returncode == 1 and "kioskd says: no emulator 'toaster'" in out.stderr
+
+
+def test_without_socket_or_config_the_message_says_where_it_looked(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "controller.kioskctl", "status"], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 3
+    if not __import__("os").path.exists("/etc/kiosk/kiosk.toml"):
+        assert f"no kioskd socket at {tmp_path}/var/sim/run/kioskd.sock (runtime_dir of the simulated kiosk; " \
+               "/etc/kiosk/kiosk.toml does not exist)" in out.stderr, out.stderr
