@@ -48,7 +48,7 @@ def cmd_bmap(args: argparse.Namespace) -> int:
 
 def cmd_personalise(args: argparse.Namespace) -> int:
     image = Path(args.image)
-    wrote = personalise(image, args.kiosk, args.hall, args.enrol_url, args.token, Path(args.ca))
+    wrote = personalise(image, args.kiosk, args.hall, args.enrol_url, args.token, Path(args.ca), args.mqtt)
     print(f"personalised {image} for kiosk {args.kiosk} of hall {args.hall}: wrote {', '.join(wrote)} "
           f"to its boot partition (enrolment at {args.enrol_url}; the token works once)")
     if bmaps.bmap_path(image).exists():
@@ -112,6 +112,7 @@ def parser() -> argparse.ArgumentParser:
     pe.add_argument("--enrol-url", required=True, help="halld's enrolment endpoint, https://HOST:PORT/enrol")
     pe.add_argument("--token", required=True, help="one-time enrolment token (kiosk-provision token)")
     pe.add_argument("--ca", required=True, help="the fleet CA certificate (ca.crt) the kiosk trusts")
+    pe.add_argument("--mqtt", metavar="HOST:PORT", help="the hall's broker (default: the enrolment host, port 8883)")
     pe.set_defaults(func=cmd_personalise)
 
     tk = sub.add_parser("token", help="issue a one-time enrolment token in the hall database (prints it)")

@@ -28,7 +28,7 @@ class PersonaliseError(ValueError):
     """A bad id, hall, URL, token or CA file, or an image without a boot partition."""
 
 
-def identity_toml(kiosk: str, hall: str, enrol_url: str, token: str) -> str:
+def identity_toml(kiosk: str, hall: str, enrol_url: str, token: str, mqtt: str | None = None) -> str:
     for what, value in (("kiosk id", kiosk), ("hall", hall)):
         if not CN_RE.fullmatch(value):
             raise PersonaliseError(f"{what} {value!r}: letters, digits, _ . - only (at most 64)")
@@ -39,16 +39,25 @@ def identity_toml(kiosk: str, hall: str, enrol_url: str, token: str) -> str:
     if not TOKEN_RE.fullmatch(token):
         raise PersonaliseError("the token is not one halld issued (20-128 of A-Z a-z 0-9 _ -): "
                                "issue one with `kiosk-provision token`")
+    broker = None
+    if mqtt is not None:
+        host, sep, port = mqtt.rpartition(":")
+        if not (sep and host and port.isdigit() and 0 < int(port) < 65536 and re.fullmatch(r"[A-Za-z0-9.:\[\]-]+", host)):
+            raise PersonaliseError(f"--mqtt {mqtt!r}: expected HOST:PORT of the hall's broker")
+        broker = (host.strip("[]"), int(port))
     doc = tomlkit.document()
     doc.add(tomlkit.comment("Written by kiosk-provision personalise; read once by kioskd at first boot."))
     for key, value in (("kiosk", kiosk), ("hall", hall), ("enrol_url", enrol_url), ("token", token)):
         doc[key] = value
+    if broker is not None:
+        doc["mqtt_host"], doc["mqtt_port"] = broker
     return tomlkit.dumps(doc)
 
 
-def personalise(image: Path, kiosk: str, hall: str, enrol_url: str, token: str, ca_file: Path) -> list[str]:
+def personalise(image: Path, kiosk: str, hall: str, enrol_url: str, token: str, ca_file: Path,
+                mqtt: str | None = None) -> list[str]:
     """Write the identity and the fleet CA into the image's boot partition; returns what it wrote."""
-    text = identity_toml(kiosk, hall, enrol_url, token)
+    text = identity_toml(kiosk, hall, enrol_url, token, mqtt)
     try:
         ca_pem = ca_file.read_bytes()
         x509.load_pem_x509_certificate(ca_pem)
@@ -76,4 +85,4 @@ def read_identity(text: str) -> dict[str, str]:
     missing = [k for k in ("kiosk", "hall", "enrol_url") if not isinstance(doc.get(k), str)]
     if missing:
         raise PersonaliseError(f"{IDENTITY} lacks {', '.join(missing)}")
-    return {k: v for k, v in doc.items() if isinstance(v, str)}
+    return {k: v for k, v in doc.items() if isinstance(v, (str, int))}

@@ -36,6 +36,17 @@ def test_personalise_writes_identity_and_ca(image: Path, fleet_ca) -> None:
     assert fat_list(image, s) == ["config.txt", "fleet-ca.crt", "kiosk-identity.toml"]
 
 
+def test_broker_address_optional(image: Path, fleet_ca) -> None:
+    r = provision("personalise", str(image), "--kiosk", "K7", "--hall", "H1", "--enrol-url", "https://h:8471/enrol",
+                  "--token", TOKEN, "--ca", str(fleet_ca.cert_path), "--mqtt", "10.0.2.2:18883")
+    assert r.returncode == 0, r.stderr
+    ident = read_identity(fat_read(image, boot_slice(image), "kiosk-identity.toml").decode())
+    assert (ident["mqtt_host"], ident["mqtt_port"]) == ("10.0.2.2", 18883)
+    for bad in ("10.0.2.2", "host:0", "host:99999", ":1883", "a b:1883"):
+        with pytest.raises(PersonaliseError, match="HOST:PORT"):
+            identity_toml("K7", "H1", "https://h/e", TOKEN, bad)
+
+
 @pytest.mark.parametrize("kiosk,hall,url,token,why", [
     ("K/1", "H1", "https://h/enrol", TOKEN, "kiosk id"),
     ("halld", "H1", "https://h/enrol", TOKEN, "reserved"),
