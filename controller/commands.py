@@ -5,12 +5,22 @@ response topic (under our own ``cmdresp/``) and correlation data. Whatever arriv
 name, garbage bytes, wrong argument types, a handler that fails — ends in an error reply
 (``unknown_command | bad_args | bad_payload | refused | failed``) and a log line, never a crash.
 A command without a response topic is still executed when valid; nothing is sent back.
+
+Every command carries an ``id`` (the idempotency key) and a ``deadline`` (UNIX time, the hall's
+clock) besides its MQTT message expiry (issue 16: a command staff saw time out ran when the kiosk
+came back, and a retry ran twice). A command past its deadline (with CLOCK_SKEW_S of slack) is
+refused ``expired`` and not run; one whose deadline lies further ahead than MAX_AHEAD_S is refused
+as ``bad_payload`` (it would outlive the dedup memory). A command whose id was seen before is not
+run again: it gets the first run's reply. Ids are remembered until their deadline has passed, after
+which any copy is refused as expired anyway.
 """
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import logging
+import re
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
@@ -22,6 +32,10 @@ if TYPE_CHECKING:
     from .kiosk import Kiosk
 
 log = logging.getLogger("kioskd.commands")
+
+CLOCK_SKEW_S = 30.0  # the kiosk's clock may be this far behind the hall's before a fresh command expires
+MAX_AHEAD_S = 900.0  # a deadline further ahead than this is not a deadline
+ID_RE = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 
 
 class CommandError(Exception):
@@ -257,15 +271,31 @@ COMMANDS: dict[str, tuple[Validator, Handler]] = {
 
 # -- dispatch --------------------------------------------------------------------------------------
 
-def parse(name: str, payload: bytes) -> tuple[Validator, Handler, dict[str, Any]]:
-    if name not in COMMANDS:
-        raise CommandError("unknown_command", f"unknown command {name!r} (known: {', '.join(COMMANDS)})")
+def envelope(payload: bytes, now: float) -> tuple[str, float, dict[str, Any]]:
+    """The command's id, deadline and body; CommandError("bad_payload" | "expired") otherwise."""
     try:
         body = json.loads(payload)
     except ValueError as exc:  # UnicodeDecodeError included
-        raise CommandError("bad_payload", f"not JSON: {exc}") from None
+        raise CommandError("bad_payload", f"not JSON: {str(exc)[:120]}") from None
+    except RecursionError:
+        raise CommandError("bad_payload", "nested too deep") from None
     if not isinstance(body, dict) or body.get("schema") != 1:
-        raise CommandError("bad_payload", 'expected {"schema":1,"args":{...}}')
+        raise CommandError("bad_payload", 'expected {"schema":1,"id":"...","deadline":<unix time>,"args":{...}}')
+    cid, deadline = body.get("id"), body.get("deadline")
+    if not isinstance(cid, str) or not ID_RE.fullmatch(cid):
+        raise CommandError("bad_payload", "id: expected the command's idempotency key (letters, digits, _ . : -)")
+    if not isinstance(deadline, (int, float)) or isinstance(deadline, bool) or deadline > now + MAX_AHEAD_S:
+        raise CommandError("bad_payload", f"deadline: expected a UNIX time at most {MAX_AHEAD_S:g} s ahead")
+    if deadline + CLOCK_SKEW_S < now:
+        raise CommandError("expired", f"the hall stopped waiting {now - deadline:.0f} s ago (deadline {deadline:.0f});"
+                                      " not run")
+    return cid, float(deadline), body
+
+
+def parse(name: str, payload: bytes) -> tuple[Validator, Handler, dict[str, Any]]:
+    if name not in COMMANDS:
+        raise CommandError("unknown_command", f"unknown command {name!r} (known: {', '.join(COMMANDS)})")
+    _, _, body = envelope(payload, time.time())
     args = body.get("args", {})
     if not isinstance(args, dict):
         raise CommandError("bad_payload", "args must be an object")
@@ -295,12 +325,37 @@ class Commands:
         self.kiosk = kiosk
         self.link = link
         self.reply_prefix = link.topic("cmdresp/")
+        self._seen: dict[str, tuple[float, asyncio.Future]] = {}  # id -> (deadline, the first run's reply)
         link.on("cmd/#", self.handle, concurrent=True)
+
+    def _forget_expired(self, now: float) -> None:
+        for cid in [c for c, (deadline, _) in self._seen.items() if deadline + CLOCK_SKEW_S < now]:
+            del self._seen[cid]
 
     async def handle(self, message: Incoming) -> None:
         name = message.leaf[len("cmd/"):]
-        outcome = await run(self.kiosk, name, message.payload)
-        reply = {"ok": True, "result": outcome.result} if isinstance(outcome, Reply) else outcome
+        now = time.time()
+        self._forget_expired(now)
+        outcome: Reply | dict[str, Any] | None = None
+        try:
+            cid, deadline, _ = envelope(message.payload, now)
+        except CommandError as exc:
+            log.warning("command refused", extra=fields(command=name, code=exc.code, error=str(exc)))
+            reply = {"ok": False, "error": {"code": exc.code, "message": str(exc)}}
+        else:
+            if cid in self._seen:  # a retry or a redelivery: the first run's reply, not a second run
+                log.info("command repeated: not run again", extra=fields(command=name, id=cid))
+                reply = await asyncio.shield(self._seen[cid][1])
+            else:
+                first: asyncio.Future = asyncio.get_running_loop().create_future()
+                self._seen[cid] = (deadline, first)
+                try:
+                    outcome = await run(self.kiosk, name, message.payload)
+                    reply = {"ok": True, "result": outcome.result} if isinstance(outcome, Reply) else outcome
+                finally:
+                    if not first.done():  # cancelled mid-run: a repeat gets a clear answer, not a hang
+                        first.set_result(reply if outcome is not None else
+                                         {"ok": False, "error": {"code": "failed", "message": "interrupted"}})
         if message.response_topic is None:
             log.info("command without response topic: no reply", extra=fields(command=name, ok=reply["ok"]))
         elif not message.response_topic.startswith(self.reply_prefix):

@@ -100,7 +100,8 @@ def make_app(reader: Reader, commands: Commands | None, stats: Callable[[], dict
 
     @routes.post("/api/kiosks/{kiosk}/cmd/{name}")
     async def command(request: web.Request) -> web.Response:
-        """Body `{"args": {...}, "timeout": 10, "hall": "H"}` (all optional); answers the kiosk's
+        """Body `{"args": {...}, "timeout": 10, "hall": "H", "key": "..."}` (all optional; `key` makes a
+        retry idempotent: the kiosk runs one key once); answers the kiosk's
         reply envelope, or `{"ok": false, "code": "timeout"|"unavailable"|...}` with 504/503/..."""
         kiosk_id, name = request.match_info["kiosk"], request.match_info["name"]
         try:
@@ -116,7 +117,8 @@ def make_app(reader: Reader, commands: Commands | None, stats: Callable[[], dict
         if hall is None:
             return _json({"ok": False, "code": "not_found", "message": f"kiosk {kiosk_id} has never said hello"}, 404)
         try:
-            reply = await commands.send(hall, kiosk_id, name, body.get("args", {}), timeout=min(timeout, 120.0))
+            reply = await commands.send(hall, kiosk_id, name, body.get("args", {}), timeout=min(timeout, 120.0),
+                                        key=body.get("key"))
         except CommandError as exc:
             return _json({"ok": False, "code": exc.code, "message": exc.message}, STATUS_OF.get(exc.code, 500))
         return _json(reply)

@@ -4,7 +4,14 @@ docs/mqtt.md "Commands". Each command gets an id `{worker}-{random}`; the respon
 `kiosk/v1/H/K/cmdresp/{id}` and the correlation data is the id. Every worker subscribes to
 `cmdresp/#` without sharing, so the reply reaches the worker that waits for it whichever worker the
 broker would have picked; the others find no waiter and ignore it. Each command and its reply are
-logged in the `commands` table; a successful `resolve_review` / `resolve_refund` also closes the
+logged in the `commands` table.
+
+Every command carries its deadline three ways (issue 16: a command staff saw time out ran when the
+kiosk came back hours later): the MQTT message expiry (the broker drops it from the kiosk's
+session queue), `deadline` in the payload (kioskd refuses it as `expired`, whatever path it took),
+and the wait here. `id` is the idempotency key: kioskd runs one id once and answers a repeat with
+the first reply; a caller retrying passes the same `key` (HTTP API body `key`), or gets a fresh one.
+A successful `resolve_review` / `resolve_refund` also closes the
 hall's own review / refund row, so the hall's lists agree with the kiosk at once.
 """
 from __future__ import annotations
@@ -12,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import re
 import secrets
 import time
@@ -26,8 +34,11 @@ log = logging.getLogger("halld.commands")
 NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")  # one topic level: no '/', '+' or '#'
 DEFAULT_TIMEOUT_S = 10.0
 
-# publish(topic, payload, response_topic, correlation_data)
-Publish = Callable[[str, bytes, str, bytes], Awaitable[None]]
+KEY_RE = re.compile(r"[A-Za-z0-9_.:-]{1,128}")  # what kioskd accepts as a command id
+MAX_TIMEOUT_S = 120.0
+
+# publish(topic, payload, response_topic, correlation_data, expiry_s)
+Publish = Callable[[str, bytes, str, bytes, int], Awaitable[None]]
 
 
 class CommandError(Exception):
@@ -45,23 +56,31 @@ class Commands:
         self._waiting: dict[bytes, asyncio.Future] = {}
 
     async def send(self, hall: str, kiosk: str, name: str, args: dict[str, Any],
-                   timeout: float = DEFAULT_TIMEOUT_S) -> dict[str, Any]:
+                   timeout: float = DEFAULT_TIMEOUT_S, key: str | None = None) -> dict[str, Any]:
         """Send and wait; returns the kiosk's reply envelope (`ok` true or false). Raises
-        CommandError("timeout"| "bad_request"| "unavailable") when there is no reply to give."""
+        CommandError("timeout"| "bad_request"| "unavailable") when there is no reply to give.
+        `key`: the idempotency key of a retry (the kiosk runs one key once); None: a new command."""
         for level in (hall, kiosk, name):
             if not NAME_RE.fullmatch(level or ""):
                 raise CommandError("bad_request", f"{level!r} cannot be a topic level")
         if not isinstance(args, dict):
             raise CommandError("bad_request", "args must be a JSON object")
+        if key is not None and not (isinstance(key, str) and KEY_RE.fullmatch(key)):
+            raise CommandError("bad_request", "key: letters, digits, _ . : - (at most 128)")
+        if not (isinstance(timeout, (int, float)) and 0 < timeout <= MAX_TIMEOUT_S):
+            raise CommandError("bad_request", f"timeout must be more than 0 and at most {MAX_TIMEOUT_S:g} s")
         cid = f"{self.worker}-{secrets.token_hex(8)}"
+        key = key or cid
+        deadline = time.time() + timeout
         base = f"kiosk/v1/{hall}/{kiosk}"
         future = asyncio.get_running_loop().create_future()
         self._waiting[cid.encode()] = future
         await self.log_write(_log_sent, cid, hall, kiosk, name, args, time.time())
         try:
             try:
-                await self.publish(f"{base}/cmd/{name}", json.dumps({"schema": 1, "args": args}, ensure_ascii=False).encode(),
-                                   f"{base}/cmdresp/{cid}", cid.encode())
+                body = {"schema": 1, "id": key, "deadline": round(deadline, 3), "args": args}
+                await self.publish(f"{base}/cmd/{name}", json.dumps(body, ensure_ascii=False).encode(),
+                                   f"{base}/cmdresp/{cid}", cid.encode(), max(1, math.ceil(timeout)))
             except Exception as exc:
                 raise CommandError("unavailable", f"not connected to the broker: {exc}") from None
             try:

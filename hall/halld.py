@@ -266,8 +266,10 @@ class Halld:
     async def _publish_reply(self, topic: str, payload: bytes, correlation: bytes, expiry: int | None) -> None:
         await self._publish(topic, payload, props=_props(CorrelationData=correlation, MessageExpiryInterval=expiry))
 
-    async def _publish_cmd(self, topic: str, payload: bytes, response_topic: str, correlation: bytes) -> None:
-        await self._publish(topic, payload, props=_props(ResponseTopic=response_topic, CorrelationData=correlation))
+    async def _publish_cmd(self, topic: str, payload: bytes, response_topic: str, correlation: bytes,
+                           expiry_s: int) -> None:
+        await self._publish(topic, payload, props=_props(ResponseTopic=response_topic, CorrelationData=correlation,
+                                                         MessageExpiryInterval=expiry_s))
 
 
 def _props(**values: Any) -> Any:

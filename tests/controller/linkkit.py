@@ -123,6 +123,8 @@ class Hall:
         if reply:
             props.ResponseTopic = self.base + f"cmdresp/{uuid.uuid4().hex[:8]}"
             props.CorrelationData = corr
+        if isinstance(payload, dict) and "id" not in payload and "deadline" not in payload:  # as halld sends it
+            payload = {**payload, "id": uuid.uuid4().hex, "deadline": time.time() + timeout}
         raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
         await self.client.publish(self.base + f"cmd/{name}", raw, qos=1, properties=props)
         if not reply:
