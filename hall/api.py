@@ -4,6 +4,8 @@ Reads go through their own connection on a worker thread (never the writer's, ne
 loop); `POST /api/kiosks/{kiosk}/cmd/{name}` sends a command and answers with the kiosk's reply.
 Who may call what is hall/auth.py's middleware, which hall/web's `install` puts in front of every
 route (halld.py wires it): a session or an API token, or 401; a role without the permission, 403.
+What every request must pass before that (Host, Origin, and JSON for the API's state changes: a
+web page in the hall's browser cannot use it) is hall/web_guard.py, the first middleware.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from aiohttp import web
 from . import queries
 from .commands import CommandError, Commands
 from .db import Database, connect
+from .web_guard import Guard
 
 STATUS_OF = {"timeout": 504, "unavailable": 503, "bad_request": 400, "not_found": 404}
 
@@ -57,7 +60,8 @@ def _json(data: Any, status: int = 200) -> web.Response:
     return web.json_response(data, status=status, dumps=lambda d: json.dumps(d, ensure_ascii=False))
 
 
-def make_app(reader: Reader, commands: Commands | None, stats: Callable[[], dict[str, Any]]) -> web.Application:
+def make_app(reader: Reader, commands: Commands | None, stats: Callable[[], dict[str, Any]],
+             guard: Guard | None = None) -> web.Application:
     routes = web.RouteTableDef()
 
     @routes.get("/api/fleet")
@@ -110,7 +114,11 @@ def make_app(reader: Reader, commands: Commands | None, stats: Callable[[], dict
                 raise ValueError("body must be a JSON object")
             timeout = float(body.get("timeout", 10.0))
         except ValueError as exc:
-            return _json({"ok": False, "code": "bad_request", "message": str(exc)}, 400)
+            return _json({"ok": False, "code": "bad_request", "message": str(exc)[:200]}, 400)
+        except RecursionError:
+            return _json({"ok": False, "code": "bad_request", "message": "JSON nested too deep"}, 400)
+        except web.HTTPRequestEntityTooLarge as exc:
+            return _json({"ok": False, "code": "too_large", "message": exc.text or "body too large"}, 413)
         if commands is None:
             return _json({"ok": False, "code": "unavailable", "message": "commands are not enabled"}, 503)
         hall = body.get("hall") or await reader(queries.hall_of, kiosk_id)
@@ -123,7 +131,8 @@ def make_app(reader: Reader, commands: Commands | None, stats: Callable[[], dict
             return _json({"ok": False, "code": exc.code, "message": exc.message}, STATUS_OF.get(exc.code, 500))
         return _json(reply)
 
-    app = web.Application()
+    guard = guard or Guard()
+    app = web.Application(middlewares=[guard.middleware], client_max_size=64 * 1024)
     app.add_routes(routes)
     return app
 

@@ -69,6 +69,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--enrol-cert", help="server certificate kiosks verify (signed by the fleet CA)")
     p.add_argument("--enrol-key", help="its private key")
     p.add_argument("--fleet-ca-dir", help="directory with ca.crt and ca.key: the fleet CA that signs kiosks")
+    p.add_argument("--http-name", action="append", default=[], metavar="NAME",
+                   help="a Host name the API answers to besides IP addresses and localhost (a proxy's), repeatable")
     add("fleet", "kiosks: online, last seen, outbox, health, cash box, card stock")
     p = add("kiosk", "one kiosk in detail")
     p.add_argument("kiosk")
@@ -213,7 +215,8 @@ def _serve(args: argparse.Namespace) -> int:
         http_port = int(port)
     config = HalldConfig(db=args.db, mqtt_host=args.mqtt_host, mqtt_port=args.mqtt_port, worker=args.worker,
                          halls=args.hall, boss_url=args.boss, boss_timeout_s=args.boss_timeout, ca_file=args.ca,
-                         cert_file=args.cert, key_file=args.key, http_host=http_host or "127.0.0.1", http_port=http_port)
+                         cert_file=args.cert, key_file=args.key, http_host=http_host or "127.0.0.1", http_port=http_port,
+                         http_names=args.http_name)
     if args.enrol:
         from .enrol import EnrolConfig
 

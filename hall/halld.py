@@ -34,6 +34,7 @@ from .db import connect
 from .gateway import Gateway
 from .pahoio import lean, share_property_tables
 from .store import LEAVES, Ack, Inbound, Store
+from .web_guard import Guard
 from .writer import Writer
 
 log = logging.getLogger("halld")
@@ -57,6 +58,7 @@ class HalldConfig:
     key_file: str | None = None
     http_host: str = "127.0.0.1"
     http_port: int | None = 8470  # None: no HTTP API; 0: any free port
+    http_names: list[str] = field(default_factory=list)  # Host names the API answers to besides its address
     fleet: dict[str, list[str]] | None = None  # {hall: [kiosks]}: messages of others are quarantined
     enrol: Any = None  # hall.enrol.EnrolConfig: serve first-boot enrolment over HTTPS
 
@@ -99,7 +101,7 @@ class Halld:
             if hall not in self.halls:
                 self.halls.append(hall)
         if self.config.http_port is not None:
-            app = make_app(self._reader, self.commands, self.snapshot)
+            app = make_app(self._reader, self.commands, self.snapshot, Guard(self.config.http_names))
             console.install(app, self._reader, self._writer.call, self.commands)  # login in front of all of it
             try:
                 self._api, self.http_port = await start_api(app, self.config.http_host, self.config.http_port)
