@@ -315,7 +315,7 @@ class HallLink:
 def _json_or_none(message: Incoming) -> Any:
     try:
         return message.json()
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested too deep (json raises nothing else)
         return None
 
 

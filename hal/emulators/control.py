@@ -2,26 +2,36 @@
 
 Request:  {"cmd": "insert_coin", "value": 100}
 Reply:    {"ok": true, "result": ...}   or   {"ok": false, "error": "..."}
+
+One reply per line, whatever the line holds: a line over MAX_LINE bytes, JSON nested too deep, or
+a handler that fails all get an error reply, and the connection stays open for the next line
+(issue 16: they raised in the connection callback, dropped the connection and left no answer).
 """
 from __future__ import annotations
 
 import asyncio
 import inspect
 import json
+import logging
 import os
 import socket
 from typing import Any, Callable
 
 from .model import ControlError
 
+log = logging.getLogger("control")
+
 Handler = Callable[[str, dict[str, Any]], Any]
+MAX_LINE = 1 << 16  # a request line; the longest real one is well under 1 KiB
 
 
 async def _answer(handler: Handler, line: bytes) -> dict[str, Any]:
     try:
         request = json.loads(line)
     except ValueError as exc:
-        return {"ok": False, "error": f"not JSON: {exc}"}
+        return {"ok": False, "error": f"not JSON: {str(exc)[:120]}"}
+    except RecursionError:
+        return {"ok": False, "error": "not accepted: JSON nested too deep"}
     if not isinstance(request, dict) or not isinstance(request.get("cmd"), str):
         return {"ok": False, "error": 'expected an object with a string "cmd"'}
     cmd = request.pop("cmd")
@@ -36,14 +46,48 @@ async def _answer(handler: Handler, line: bytes) -> dict[str, Any]:
         return {"ok": False, "error": f"{cmd}: bad arguments: {exc}"}
 
 
+async def _reply(handler: Handler, line: bytes) -> bytes:
+    try:
+        reply = await _answer(handler, line)
+        return json.dumps(reply, ensure_ascii=False, default=str).encode() + b"\n"
+    except Exception as exc:  # a handler's bug or a result that cannot be encoded: an answer, not a drop
+        log.exception("control request failed")
+        return json.dumps({"ok": False, "error": f"failed: {type(exc).__name__}"}).encode() + b"\n"
+
+
+async def _lines(reader: asyncio.StreamReader):
+    """Request lines, framed here (not readline, which raises on a long line and cannot resync):
+    a line over MAX_LINE comes out as None, once, and its bytes are skipped up to its newline."""
+    buf, skipping = bytearray(), False
+    while chunk := await reader.read(MAX_LINE):
+        buf += chunk
+        while (nl := buf.find(b"\n")) >= 0:
+            line = bytes(buf[:nl])
+            del buf[:nl + 1]
+            if skipping:
+                skipping = False
+            else:
+                yield None if len(line) > MAX_LINE else line
+        if len(buf) > MAX_LINE:
+            if not skipping:
+                yield None
+            skipping = True
+            buf.clear()
+    if buf and not skipping:
+        yield bytes(buf)
+
+
 async def serve_control(path: str, handler: Handler) -> asyncio.AbstractServer:
     async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            while line := await reader.readline():
-                reply = await _answer(handler, line)
-                writer.write(json.dumps(reply, ensure_ascii=False, default=str).encode() + b"\n")
+            async for line in _lines(reader):
+                if line is None:
+                    out = json.dumps({"ok": False, "error": f"line longer than {MAX_LINE} bytes"}).encode() + b"\n"
+                else:
+                    out = await _reply(handler, line)
+                writer.write(out)
                 await writer.drain()
-        except (ConnectionError, asyncio.IncompleteReadError):
+        except ConnectionError:
             pass
         finally:
             writer.close()
