@@ -71,6 +71,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--fleet-ca-dir", help="directory with ca.crt and ca.key: the fleet CA that signs kiosks")
     p.add_argument("--http-name", action="append", default=[], metavar="NAME",
                    help="a Host name the API answers to besides IP addresses and localhost (a proxy's), repeatable")
+    p.add_argument("--fleet", help='fleet file (TOML, H1 = ["K1", ...]): messages of any other kiosk are quarantined')
     add("fleet", "kiosks: online, last seen, outbox, health, cash box, card stock")
     p = add("kiosk", "one kiosk in detail")
     p.add_argument("kiosk")
@@ -89,6 +90,26 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="open: write the photos into this directory")
     p.add_argument("--token", default=os.environ.get("HALLD_TOKEN"),
                    help="open: an auditor's API token (env HALLD_TOKEN), checked and written to the audit log")
+    p = add("quarantine", "messages halld refused to store, with the reason")
+    p.add_argument("-n", type=int, default=50)
+    p.add_argument("--kiosk")
+    p = sub.add_parser("broker-config", help="write the hall broker's TLS-only mosquitto.conf and ACL for a fleet",
+                       description="Writes OUT/mosquitto.conf (one TLS listener, client certificates required, the "
+                                   "limits of docs/security.md) and OUT/acl (each kiosk its own topics) from a fleet "
+                                   "file. Run `mosquitto -c OUT/mosquitto.conf`; after changing the fleet, run this "
+                                   "again and send mosquitto SIGHUP.")
+    p.add_argument("--fleet", required=True, help='fleet file (TOML): one line per hall, H1 = ["K1", "K2"]')
+    p.add_argument("--ca", required=True, help="the fleet CA certificate (kiosks' and halld's certificates are checked against it)")
+    p.add_argument("--cert", required=True, help="the broker's server certificate (its SANs: the names kiosks connect to)")
+    p.add_argument("--key", required=True, help="the broker's private key")
+    p.add_argument("--out", required=True, help="directory to write mosquitto.conf and acl into")
+    p.add_argument("--port", type=int, default=8883)
+    p.add_argument("--bind", default="0.0.0.0", help="address to listen on (default all)")
+    p.add_argument("--halld-user", action="append", default=[], metavar="CN",
+                   help="a halld worker's certificate CN, repeatable (default: halld)")
+    p.add_argument("--persistence", default="/var/lib/mosquitto", help="mosquitto's persistence directory")
+    p.add_argument("--user", help="account mosquitto drops to (default: its own, mosquitto)")
+    p.add_argument("--memory-limit", type=int, help="broker heap limit in bytes (default 512 MiB)")
     p = add("cmd", "send a command to a kiosk and print its reply")
     p.add_argument("kiosk")
     p.add_argument("name")
@@ -118,6 +139,8 @@ def main(argv: list[str]) -> int:
         from .usercli import main as user_main
 
         return user_main(args)
+    if args.cmd == "broker-config":
+        return _broker_config(args)
     import signal
 
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `halld txns | head` ends quietly, as other tools do
@@ -213,10 +236,21 @@ def _serve(args: argparse.Namespace) -> int:
     if args.http != "off":
         http_host, _, port = args.http.rpartition(":")
         http_port = int(port)
+    fleet = None
+    if args.fleet:
+        from provisioning.certs import CertError
+
+        from .mosquitto_secure import load_fleet
+
+        try:
+            fleet = load_fleet(args.fleet)
+        except (OSError, ValueError, CertError) as exc:
+            print(f"halld: fleet file {args.fleet}: {exc}", file=sys.stderr)
+            return 2
     config = HalldConfig(db=args.db, mqtt_host=args.mqtt_host, mqtt_port=args.mqtt_port, worker=args.worker,
                          halls=args.hall, boss_url=args.boss, boss_timeout_s=args.boss_timeout, ca_file=args.ca,
                          cert_file=args.cert, key_file=args.key, http_host=http_host or "127.0.0.1", http_port=http_port,
-                         http_names=args.http_name)
+                         http_names=args.http_name, fleet=fleet)
     if args.enrol:
         from .enrol import EnrolConfig
 
@@ -227,6 +261,36 @@ def _serve(args: argparse.Namespace) -> int:
         host, _, port = args.enrol.rpartition(":")
         config.enrol = EnrolConfig(host or "0.0.0.0", int(port), args.enrol_cert, args.enrol_key, args.fleet_ca_dir)
     asyncio.run(serve(args.db, config=config))
+    return 0
+
+
+def _broker_config(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from provisioning.certs import CertError
+
+    from .mosquitto_secure import MEMORY_LIMIT, acl_text, config_text, load_fleet
+
+    try:
+        fleet = load_fleet(args.fleet)
+        acl = acl_text(fleet, args.halld_user or ["halld"])
+    except (OSError, ValueError, CertError) as exc:
+        print(f"halld broker-config: fleet file {args.fleet}: {exc}", file=sys.stderr)
+        return 2
+    for name in ("ca", "cert", "key"):
+        if not os.path.isfile(getattr(args, name)):
+            print(f"halld broker-config: --{name} {getattr(args, name)}: no such file", file=sys.stderr)
+            return 2
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    absolute = {n: Path(getattr(args, n)).resolve() for n in ("ca", "cert", "key")}
+    (out / "acl").write_text(acl)
+    (out / "mosquitto.conf").write_text(config_text(
+        args.port, absolute["ca"], absolute["cert"], absolute["key"], (out / "acl").resolve(),
+        Path(args.persistence), bind=args.bind, user=args.user, memory_limit=args.memory_limit or MEMORY_LIMIT))
+    kiosks = sum(len(k) for k in fleet.values())
+    print(f"wrote {out / 'mosquitto.conf'} (TLS on {args.bind}:{args.port}) and {out / 'acl'} "
+          f"({kiosks} kiosks in {len(fleet)} halls); run: mosquitto -c {out / 'mosquitto.conf'}")
     return 0
 
 
@@ -241,6 +305,8 @@ def _query(db: Any, args: argparse.Namespace) -> Any:
         return queries.events(db, args.kiosk, args.n)
     if args.cmd == "recent":
         return queries.recent(db, args.n)
+    if args.cmd == "quarantine":
+        return queries.quarantine(db, args.kiosk, args.n)
     if args.cmd == "refunds":
         return queries.refunds(db, args.state)
     return queries.reviews(db, args.state)
@@ -395,6 +461,10 @@ def _print(cmd: str, data: Any) -> None:
         print(table(REFUND_HEADERS, _refund_rows(data)))
     elif cmd == "reviews":
         print(table(REVIEW_HEADERS, _review_rows(data)))
+    elif cmd == "quarantine":
+        print(table(["RECEIVED", "KIOSK", "LEAF", "MSG_SEQ", "BYTES", "REASON"],
+                    [[_when(q["received_at"]), f"{q['hall']}/{q['kiosk']}", q["leaf"], q["msg_seq"], q["size"],
+                      q["reason"]] for q in data]))
     else:
         print(json.dumps(data, ensure_ascii=False, indent=2))
 

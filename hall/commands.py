@@ -1,9 +1,9 @@
 """Hall -> kiosk commands: `cmd/{name}` with a response topic and correlation data, await the reply.
 
-docs/mqtt.md "Commands". Each command gets an id `{worker}-{random}`; the response topic is
-`kiosk/v1/H/K/cmdresp/{id}` and the correlation data is the id. Every worker subscribes to
-`cmdresp/#` without sharing, so the reply reaches the worker that waits for it whichever worker the
-broker would have picked; the others find no waiter and ignore it. Each command and its reply are
+docs/mqtt.md "Commands". Each command gets an id `{worker}-{random}`, sent as the correlation
+data; the response topic is `kiosk/v1/H/K/cmdresp/{worker}`, which each worker subscribes to for
+itself, so the reply reaches the worker that waits for it. One fixed topic per worker (not one per
+command) is what the broker's ACL grants a kiosk: it can leave at most one retained message there. Each command and its reply are
 logged in the `commands` table.
 
 Every command carries its deadline three ways (issue 16: a command staff saw time out ran when the
@@ -80,7 +80,7 @@ class Commands:
             try:
                 body = {"schema": 1, "id": key, "deadline": round(deadline, 3), "args": args}
                 await self.publish(f"{base}/cmd/{name}", json.dumps(body, ensure_ascii=False).encode(),
-                                   f"{base}/cmdresp/{cid}", cid.encode(), max(1, math.ceil(timeout)))
+                                   f"{base}/cmdresp/{self.worker}", cid.encode(), max(1, math.ceil(timeout)))
             except Exception as exc:
                 raise CommandError("unavailable", f"not connected to the broker: {exc}") from None
             try:
@@ -95,8 +95,7 @@ class Commands:
 
     def on_reply(self, topic: str, payload: bytes, correlation: bytes | None) -> bool:
         """A `cmdresp/...` message; True when it answered a command this worker waits for."""
-        key = correlation or topic.rsplit("/", 1)[-1].encode()
-        future = self._waiting.get(key)
+        future = self._waiting.get(correlation or b"")
         if future is None or future.done():
             return False
         try:
@@ -104,7 +103,9 @@ class Commands:
             if not isinstance(reply, dict) or type(reply.get("ok")) is not bool:
                 raise ValueError("reply needs ok: bool")
         except (ValueError, UnicodeDecodeError) as exc:
-            reply = {"schema": 1, "ok": False, "error": {"code": "bad_reply", "message": str(exc)}}
+            reply = {"schema": 1, "ok": False, "error": {"code": "bad_reply", "message": str(exc)[:200]}}
+        except RecursionError:
+            reply = {"schema": 1, "ok": False, "error": {"code": "bad_reply", "message": "nested too deep"}}
         future.set_result(reply)
         return True
 

@@ -63,7 +63,9 @@ class Gateway:
             self.stats["malformed"] += 1
             log.warning("boss/req from %s/%s without a response topic dropped", hall, kiosk)
             return
-        if not response_topic.startswith(f"kiosk/v1/{hall}/{kiosk}/resp/") or any(c in response_topic for c in "+#"):
+        prefix = f"kiosk/v1/{hall}/{kiosk}/resp/"
+        name = response_topic[len(prefix):]
+        if not response_topic.startswith(prefix) or not name or any(c in name for c in "+#/"):  # resp/{one level}
             self.stats["malformed"] += 1
             log.warning("boss/req from %s/%s wants its answer on %r: refused", hall, kiosk, response_topic)
             return

@@ -89,7 +89,12 @@ class Halld:
 
             transport = HttpTransport(config.boss_url)
         self.gateway = Gateway(transport, self._publish_reply, self.stats)
-        self.commands = Commands(config.worker, self._publish_cmd, self._writer.call)
+        # With TLS the broker takes the certificate's CN as client id and ACL user, and answers to
+        # commands come back on cmdresp/{CN}: the worker's name is its certificate's.
+        self.worker = _cn_of(config.cert_file) if config.cert_file else config.worker
+        if self.worker != config.worker:
+            log.info("worker name %s from the certificate (not %s)", self.worker, config.worker)
+        self.commands = Commands(self.worker, self._publish_cmd, self._writer.call)
         self._api = None
         self.enrolment: Any = None
 
@@ -139,12 +144,12 @@ class Halld:
         await asyncio.to_thread(self._reader.close)
 
     def snapshot(self) -> dict[str, Any]:
-        return {"worker": self.config.worker, "connected": self.connected.is_set(), "halls": self.halls,
+        return {"worker": self.worker, "connected": self.connected.is_set(), "halls": self.halls,
                 "batches": self._writer.batches, **(self.store.stats + self.stats)}
 
     # -- MQTT ------------------------------------------------------------------------------
     def _state(self, online: bool) -> bytes:
-        return json.dumps({"schema": 1, "online": online, "ts": time.time(), "worker": self.config.worker}).encode()
+        return json.dumps({"schema": 1, "online": online, "ts": time.time(), "worker": self.worker}).encode()
 
     async def _run(self) -> None:
         import aiomqtt
@@ -156,7 +161,7 @@ class Halld:
             will = aiomqtt.Will(f"hall/v1/{self.halls[0]}/state", self._state(False), qos=1, retain=True) \
                 if self.halls else None
             try:
-                async with aiomqtt.Client(cfg.mqtt_host, cfg.mqtt_port, identifier=cfg.worker,
+                async with aiomqtt.Client(cfg.mqtt_host, cfg.mqtt_port, identifier=self.worker,
                                           protocol=aiomqtt.ProtocolVersion.V5, will=will, tls_context=cfg.tls(),
                                           keepalive=30, timeout=10, max_inflight_messages=200,
                                           logger=logging.getLogger("halld.mqtt")) as client:
@@ -167,20 +172,22 @@ class Halld:
                     for leaf in SHARED_LEAVES:
                         await client.subscribe(f"$share/{SHARE_GROUP}/kiosk/v1/+/+/{leaf}", qos=1)
                     await client.subscribe("kiosk/v1/+/+/status", qos=1)
-                    await client.subscribe("kiosk/v1/+/+/cmdresp/#", qos=1)
+                    await client.subscribe(f"kiosk/v1/+/+/cmdresp/{self.worker}", qos=1)
                     await client.subscribe("hall/v1/+/state", qos=1)
                     for hall in self.halls:
                         await client.publish(f"hall/v1/{hall}/state", self._state(True), qos=1, retain=True)
                     self._client = client
                     self.connected.set()
                     backoff = 1.0
-                    print(f"halld: listening on mqtt://{cfg.mqtt_host}:{cfg.mqtt_port} as {cfg.worker}, storing in "
+                    scheme = "mqtts" if cfg.ca_file else "mqtt"
+                    print(f"halld: listening on {scheme}://{cfg.mqtt_host}:{cfg.mqtt_port} as {self.worker}, storing in "
                           f"{_redact(cfg.db)}" + (f", API on http://{cfg.http_host}:{self.http_port}" if self.http_port
                                                   else ""), flush=True)
                     async for message in client.messages:  # stays empty (_on_message); ends when the link drops
                         self._route(message)
-            except aiomqtt.MqttError as exc:
-                log.warning("broker %s:%s: %s (TLS refused?)", cfg.mqtt_host, cfg.mqtt_port, exc)
+            except aiomqtt.MqttError as exc:  # a refused certificate looks like a timeout: say so only with TLS
+                log.warning("broker %s://%s:%s: %s%s", "mqtts" if cfg.ca_file else "mqtt", cfg.mqtt_host,
+                            cfg.mqtt_port, exc, " (TLS refused? check the certificates)" if cfg.ca_file else "")
             finally:
                 self._client = None
                 self.connected.clear()
@@ -237,7 +244,7 @@ class Halld:
             body = json.loads(payload)
         except ValueError:
             return
-        if (isinstance(body, dict) and body.get("online") is False and body.get("worker") != self.config.worker
+        if (isinstance(body, dict) and body.get("online") is False and body.get("worker") != self.worker
                 and hall in self.halls and self.connected.is_set()):
             log.info("worker %s left hall %s offline; this worker is alive: online again", body.get("worker"), hall)
             self._spawn(self._publish(f"hall/v1/{hall}/state", self._state(True), retain=True))
@@ -283,6 +290,15 @@ def _props(**values: Any) -> Any:
         if value is not None:
             setattr(props, name, value)
     return props
+
+
+def _cn_of(cert_file: str) -> str:
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    with open(cert_file, "rb") as f:
+        cert = x509.load_pem_x509_certificate(f.read())
+    return str(cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value)
 
 
 def _redact(url: str) -> str:

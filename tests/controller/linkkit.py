@@ -121,7 +121,7 @@ class Hall:
         props = Properties(PacketTypes.PUBLISH)
         corr = uuid.uuid4().bytes
         if reply:
-            props.ResponseTopic = self.base + f"cmdresp/{uuid.uuid4().hex[:8]}"
+            props.ResponseTopic = self.base + "cmdresp/halld"  # the one the broker's ACL lets a kiosk answer on
             props.CorrelationData = corr
         if isinstance(payload, dict) and "id" not in payload and "deadline" not in payload:  # as halld sends it
             payload = {**payload, "id": uuid.uuid4().hex, "deadline": time.time() + timeout}

@@ -134,16 +134,16 @@ async def test_halld_reads_every_report_and_answers_on_the_kiosks_response_topic
         await halld.publish(answer_to, b'{"balance_fen": 1200}', qos=1, properties=ans)
         await halld.publish("hall/v1/H2/state", b'{"online": true}', qos=1)
         cmd = Properties(PacketTypes.PUBLISH)
-        cmd.ResponseTopic = "kiosk/v1/H2/K3/cmdresp/1"
+        cmd.ResponseTopic = "kiosk/v1/H2/K3/cmdresp/halld"
         await halld.publish("kiosk/v1/H2/K3/cmd/ping", b"{}", qos=1, properties=cmd)
         await halld.publish("kiosk/v1/H2/K3/ack", t, qos=1)
         got = await collect_until(k3, t)
         assert [topic for topic, _ in got] == ["kiosk/v1/H2/K3/resp/boss", "hall/v1/H2/state",
                                                "kiosk/v1/H2/K3/cmd/ping", "kiosk/v1/H2/K3/ack"]
 
-        await k3.publish("kiosk/v1/H2/K3/cmdresp/1", t + b"-pong", qos=1)  # the kiosk answers a command
+        await k3.publish("kiosk/v1/H2/K3/cmdresp/halld", t + b"-pong", qos=1)  # the kiosk answers a command
         got = await collect_until(halld, t + b"-pong")  # after halld's own four (it reads all of kiosk/v1/#)
-        assert got[-1] == ("kiosk/v1/H2/K3/cmdresp/1", t + b"-pong")
+        assert got[-1] == ("kiosk/v1/H2/K3/cmdresp/halld", t + b"-pong")
 
 
 async def test_the_client_id_is_the_certificate_cn_so_a_kiosk_cannot_kick_halld_off(secure_broker, pki):
@@ -207,7 +207,7 @@ def test_the_broker_config_has_one_tls_listener_and_no_anonymous_access(tmp_path
 def test_the_acl_grants_each_kiosk_only_its_own_leaves():
     acl = acl_text({"H1": ["K1"]})
     k1 = acl.split("user K1\n")[1].strip().splitlines()
-    assert k1 == ([f"topic write kiosk/v1/H1/K1/{leaf}" for leaf in (*KIOSK_WRITES, "cmdresp/#")]
+    assert k1 == ([f"topic write kiosk/v1/H1/K1/{leaf}" for leaf in (*KIOSK_WRITES, "cmdresp/halld")]
                   + [f"topic read kiosk/v1/H1/K1/{leaf}" for leaf in KIOSK_READS]
                   + ["topic read hall/v1/H1/state"])
     assert "pattern" not in acl  # no rule applies to every user

@@ -44,7 +44,7 @@ async def test_only_allowed_operations_with_well_formed_params_reach_the_boss(ha
     assert recording_boss.seen == ["POST /boss/v1/query_balance"]  # nothing else reached the operator
 
 
-@pytest.mark.parametrize("payload", [b"[" * 100_000 + b"]" * 100_000,
+@pytest.mark.parametrize("payload", [b"[" * 20_000 + b"]" * 20_000,
                                      json.dumps({"schema": 1, "op": "ping", "params": {"a": [[[[]]]] * 3}}).encode(),
                                      b"\xff\xfe not utf-8", b"{}"])
 async def test_a_malformed_boss_request_gets_an_answer_at_once(hall_broker, pki, recording_boss, tmp_path, payload):

@@ -29,7 +29,7 @@ async def raw_command(h, name: str, body: dict, expiry: int | None = None) -> di
     future = asyncio.get_running_loop().create_future()
     h.commands._waiting[cid.encode()] = future
     try:
-        props = _props(ResponseTopic=f"kiosk/v1/H1/K1/cmdresp/{cid}", CorrelationData=cid.encode(),
+        props = _props(ResponseTopic=f"kiosk/v1/H1/K1/cmdresp/{h.worker}", CorrelationData=cid.encode(),
                        MessageExpiryInterval=expiry)
         await h._publish(f"kiosk/v1/H1/K1/cmd/{name}", json.dumps(body).encode(), props=props)
         return await asyncio.wait_for(future, 15)
