@@ -45,8 +45,9 @@ RESEND_HOLDOFF_S = 1.0
 INT64 = 2 ** 63  # BIGINT on PostgreSQL, INTEGER on SQLite: Python ints beyond do not fit
 QUARANTINE_BYTES = 1 << 20  # kept of a quarantined payload (the broker's limit is far smaller)
 # Only a payload with one of these byte patterns can hold a value the database cannot store, so
-# the common record skips the walk over its values: \uD800-\uDFFF escapes, 19+ digit numbers, NaN.
-_SUSPECT = re.compile(rb"\\u[dD][89a-fA-F]|[0-9]{19}|NaN|Infinity")
+# the common record skips the walk over its values: \uD800-\uDFFF escapes, \u0000 (PostgreSQL's
+# TEXT holds no NUL), 19+ digit numbers, NaN.
+_SUSPECT = re.compile(rb"\\u[dD][89a-fA-F]|\\u0000|[0-9]{19}|NaN|Infinity")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _SEQ = re.compile(rb'"msg_seq"\s*:\s*([0-9]{1,18})[\s,}]')
 
@@ -71,6 +72,8 @@ def _storable(body: Any) -> None:
         elif type(v) is str:
             if _SURROGATE.search(v):
                 raise Malformed("string with a lone UTF-16 surrogate")
+            if "\x00" in v:
+                raise Malformed("string with a NUL character")
         elif type(v) is dict:
             stack.extend(v)
             stack.extend(v.values())
