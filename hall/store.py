@@ -54,7 +54,7 @@ _LONG_NUMBER = b"0" * 19
 
 def _suspect(payload: bytes) -> bool:
     return (b"\\u" in payload or b"NaN" in payload or b"Infinity" in payload
-            or _LONG_NUMBER in payload.translate(_DIGITS) or not payload.startswith(b"{"))  # not UTF-8: walk too
+            or _LONG_NUMBER in payload.translate(_DIGITS))
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -130,12 +130,9 @@ def _str(value: Any) -> str | None:
 
 
 def _text(m: Inbound, body: dict) -> str:
-    """The record as stored: the kiosk's own JSON text (already checked by decode), not encoded
-    again; re-encoded only when it is not UTF-8 (JSON may come as UTF-16 or UTF-32)."""
-    try:
-        return m.payload.decode()
-    except UnicodeDecodeError:
-        return _j(body)
+    """The record as stored: the kiosk's own JSON text (decode checked it is UTF-8 JSON), not
+    encoded again."""
+    return m.payload.decode()
 
 
 def _num(value: Any) -> float | int | None:
@@ -159,13 +156,26 @@ def _seq_in(payload: bytes) -> int | None:
     return int(found[0]) if len(found) == 1 and int(found[0]) >= 1 else None
 
 
+def _seq_of_text(m: Inbound) -> int | None:
+    """The msg_seq of a record whose bytes are not UTF-8, read with the bad bytes replaced."""
+    if m.leaf not in ("txn", "event"):
+        return None
+    try:
+        seq = json.loads(m.payload.decode("utf-8", "replace")).get("msg_seq")
+    except (ValueError, RecursionError, AttributeError):
+        return None
+    return seq if type(seq) is int and 1 <= seq < INT64 else None
+
+
 def decode(m: Inbound) -> dict[str, Any]:
     """The payload as a dict, checked against the contract's envelope; raises Malformed."""
-    try:
-        body = json.loads(m.payload)
+    try:  # strict UTF-8 first: json.loads(bytes) would let encoded lone surrogates through
+        body = json.loads(m.payload.decode("utf-8"))
     except RecursionError:
         raise Malformed("nested too deep", _seq_in(m.payload) if m.leaf in ("txn", "event") else None) from None
-    except (ValueError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:  # its place in the sequence, if it has one, is still acked
+        raise Malformed(f"not UTF-8: {str(exc)[:120]}", _seq_of_text(m)) from None
+    except ValueError as exc:
         raise Malformed(f"not JSON: {str(exc)[:120]}") from None
     if not isinstance(body, dict):
         raise Malformed("payload is not a JSON object")

@@ -232,3 +232,12 @@ def test_a_poison_record_is_quarantined_and_acked_without_touching_the_batch(db,
     assert [t["txn"] for t in queries.txns(db)] == ["K1-1-3", "K1-1-1"]
     [q] = queries.quarantine(db)
     assert (q["kiosk"], q["leaf"], q["msg_seq"]) == ("K1", "txn", 2) and q["reason"]
+
+
+def test_a_lone_surrogate_encoded_in_the_bytes_is_quarantined_too(db):
+    """json.loads(bytes) decodes with 'surrogatepass': UTF-8-encoded surrogates (ED A0 80) came
+    through as lone surrogates the database refuses (found by tests/security/test_property.py)."""
+    store = Store()
+    bad = msg("txn", '{"schema":1,"msg_seq":1,"txn":"K1-1-1","phone":"\ud800"}'.encode("utf-8", "surrogatepass"))
+    [ack] = apply(db, store, bad, txn(2))
+    assert (ack.msg_seq, store.stats["quarantined"]) == (2, 1)
