@@ -11,12 +11,13 @@ import uuid
 import aiohttp
 
 from hall.halld import _props
+from tests.hall.kiosk_client import staff_headers
 
 from .conftest import halld, online
 
 
 async def api_command(h, name: str, args: dict, timeout: float, **extra) -> tuple[int, dict]:
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(headers=await staff_headers(h, "admin")) as http:
         async with http.post(f"http://127.0.0.1:{h.http_port}/api/kiosks/K1/cmd/{name}",
                              json={"args": args, "hall": "H1", "timeout": timeout, **extra}) as r:
             return r.status, await r.json()

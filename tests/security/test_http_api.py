@@ -8,18 +8,21 @@ import json
 import aiohttp
 import pytest
 
+from tests.hall.kiosk_client import staff_headers
+
 from .conftest import halld, online
 from .test_command_deadline import runs
 
 
 async def post(h, path: str, body: bytes, **headers) -> tuple[int, dict]:
-    async with aiohttp.ClientSession() as http:
+    """As a logged-in operator's tools would (an API token): the guard refuses before the login counts."""
+    async with aiohttp.ClientSession(headers=await staff_headers(h, "admin")) as http:
         async with http.post(f"http://127.0.0.1:{h.http_port}{path}", data=body, headers=headers) as r:
             return r.status, await r.json(content_type=None)
 
 
 async def get(h, path: str, **headers) -> tuple[int, dict]:
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(headers=await staff_headers(h, "admin")) as http:
         async with http.get(f"http://127.0.0.1:{h.http_port}{path}", headers=headers) as r:
             return r.status, await r.json(content_type=None)
 
