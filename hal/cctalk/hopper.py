@@ -6,16 +6,26 @@ accepted only if the counter moved. An interrupted payout (empty, jam) ends with
 unpaid = requested. When the hopper stops answering mid-payout the outcome is unknown and
 we say so (HopperOutcomeUnknown) instead of guessing; ``last_payout()`` asks again later.
 
-The 167 security bytes are not public (§1.10): the ``cipher`` option names a function that
-turns a coin count into the data bytes. "plain" sends the count alone; "zeros" sends eight
-zero security bytes and the count (9 bytes, the preferred length). Devices running SCH2/SCH3
-encryption need a vendor function registered in ``CIPHERS`` ("module:function" also works).
+Header 167 carries 4 to 9 data bytes (generic spec Table 8), and which ones a hopper takes is
+a property of the model, set per device with ``security`` (docs/hardware/cash.md):
+
+* ``"serial"`` (default): the hopper's 3-byte serial number, as hdr 242 returns it (LSB
+  first), then the count: 4 bytes. Unencrypted hoppers such as the Suzohapp Flow with
+  DIP switch 8 off ("ITA serial") want this. The serial is read at start-up, and again after
+  the hopper shows it reset (event counter back at 0), came back from silence or said NAK.
+* ``"zeros"``: the 9-byte form. Pump RNG (161) with 8 fresh random bytes and Request cipher
+  key (160) before every dispense, then 8 security bytes (zeros) and the count. Unencrypted
+  9-byte hoppers (Money Controls SCH2-NOENCRYPT) need the 160 but ignore the 8 bytes.
+* ``"module:function"``: the same 9-byte sequence for a hopper running encryption; the
+  vendor's ``function(key, count) -> 8 bytes`` turns the 160 key into the security bytes
+  (the algorithm is not public).
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import importlib
+import secrets
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -29,11 +39,13 @@ from .peripheral import CcTalkOptions, CcTalkPeripheral
 
 ENABLE_CODE = 165  # §1.10: 164 [165] enables, anything else disables
 MAX_PER_DISPENSE = 255
+SERIAL_FORM = "serial"
+KEY_BYTES = 8  # hdr 160 answers, and 167 carries, 8 security bytes
 
-Cipher = Callable[[int], bytes]
+# (key from hdr 160, coin count) -> the 8 security bytes that go before the count
+Cipher = Callable[[bytes, int], bytes]
 CIPHERS: dict[str, Cipher] = {
-    "plain": lambda count: bytes([count]),
-    "zeros": lambda count: bytes(8) + bytes([count]),
+    "zeros": lambda key, count: bytes(KEY_BYTES),  # SCH2 manual, Appendix G: any 8 bytes do
 }
 
 # §1.10 test hopper register bits -> names
@@ -53,13 +65,20 @@ def decode_test(registers: bytes) -> list[str]:
     return [TEST_FLAGS[r][bit] for r, value in enumerate(registers[:3]) for bit in range(8) if value >> bit & 1]
 
 
-def load_cipher(name: str) -> Cipher:
+def load_cipher(name: str) -> Cipher | None:
+    """The security function ``name`` stands for (None: the serial-number form); ValueError if none."""
+    if name == SERIAL_FORM:
+        return None
     if name in CIPHERS:
         return CIPHERS[name]
     module, _, attr = name.partition(":")
-    if not attr:
-        raise ValueError(f"cipher {name!r}: use one of {', '.join(CIPHERS)} or 'module:function'")
-    return getattr(importlib.import_module(module), attr)
+    if not (module and attr):
+        raise ValueError(f"security {name!r}: use {SERIAL_FORM!r}, {', '.join(map(repr, CIPHERS))} "
+                         f"or 'module:function' (docs/hardware/cash.md)")
+    try:
+        return getattr(importlib.import_module(module), attr)  # type: ignore[no-any-return]
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"security {name!r}: cannot load it ({exc})") from None
 
 
 class HopperOutcomeUnknown(DeviceError):
@@ -74,28 +93,30 @@ class HopperOutcomeUnknown(DeviceError):
 class HopperOptions(CcTalkOptions):
     address: int = 3  # §1.4 Table 1: Payout
     coin_fen: int = 100  # value of one coin this hopper pays
-    cipher: str = "plain"  # see CIPHERS
+    security: str = SERIAL_FORM  # hdr 167's data: "serial", "zeros" or "module:function" (see above)
     coin_time_ms: int = 1000  # allowance per coin before a payout counts as hung
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.coin_fen <= 0:
             raise ValueError(f"coin_fen must be positive, not {self.coin_fen}")
-        if self.cipher not in CIPHERS and ":" not in self.cipher:
-            raise ValueError(f"cipher {self.cipher!r}: use one of {', '.join(CIPHERS)} or 'module:function'")
+        load_cipher(self.security)  # a typo fails --check-config, not the first payout
 
 
 class CcTalkHopper(CcTalkPeripheral, PayoutDevice):
     Options = HopperOptions
     category_words = ("payout", "hopper")
 
-    def __init__(self, name: str, options: Any, ctx: DeviceContext, cipher: Cipher | None = None) -> None:
+    def __init__(self, name: str, options: Any, ctx: DeviceContext) -> None:
         super().__init__(name, options, ctx)
         self._cc_init()
         self.coin_fen = options.coin_fen
-        self.cipher = cipher or load_cipher(options.cipher)
+        self.cipher = load_cipher(options.security)
         self.level = ""  # "low", "high", "ok" from hdr 217
         self._lock = asyncio.Lock()  # one payout at a time
+        self._counter_seen: int | None = None  # hdr 166's event counter when we last read it
+        self._serial_stale = False  # the hopper reset or was away: read hdr 242 again before paying
+        self.refused = ""  # why the last dispense was refused before a coin could move ("" = it was not)
 
     async def start(self) -> None:
         await self._open_bus()
@@ -120,7 +141,9 @@ class CcTalkHopper(CcTalkPeripheral, PayoutDevice):
     async def self_test(self) -> str:
         flags = await self.test()
         status = await self.status()
-        return f"{self.name}: counter {status[0]}, level {await self.check_level()}, flags {flags or 'none'}"
+        ident = self.identity
+        return (f"{self.name}: {ident.get('product')} #{ident.get('serial')}, security {self.options.security}, "
+                f"counter {status[0]}, level {await self.check_level()}, flags {flags or 'none'}")
 
     async def test(self) -> list[str]:
         """§1.10 hdr 163: the named flags that are set."""
@@ -131,6 +154,9 @@ class CcTalkHopper(CcTalkPeripheral, PayoutDevice):
         data = (await self.ask(Header.REQUEST_HOPPER_STATUS)).data
         if len(data) != 4:
             raise DeviceError(f"{self.name}: hopper status must be 4 bytes, got {data.hex()}")
+        if data[0] == 0 and self._counter_seen:  # §1.10: counter 0 only after power-up or reset
+            self._serial_stale = True  # (a technician may have swapped the unit, too)
+        self._counter_seen = data[0]
         return data[0], data[1], data[2], data[3]
 
     async def check_level(self) -> str:
@@ -199,12 +225,40 @@ class CcTalkHopper(CcTalkPeripheral, PayoutDevice):
         result = PayoutResult(paid, unpaid, paid * self.coin_fen)
         if unpaid:
             flags = [f for f in await self._flags_quietly() if f not in HARMLESS]
-            code = "hopper_empty" if "payout_timeout" in flags else "payout_incomplete"
+            detail = f"paid {paid} of {count} ({', '.join(flags) or 'no flags'})"
+            if self.refused:
+                code, detail = "payout_refused", f"{detail}; dispense refused: {self.refused}"
+            else:
+                code = "hopper_empty" if "payout_timeout" in flags else "payout_incomplete"
             self.set_health(Health.FAULT, code)
-            self.report("fault", code, f"paid {paid} of {count} ({', '.join(flags) or 'no flags'})",
-                        paid=paid, unpaid=unpaid)
+            self.report("fault", code, detail, paid=paid, unpaid=unpaid)
         await self.check_level()
         return result
+
+    async def _dispense_data(self, count: int) -> bytes:
+        """Hdr 167's data for ``count`` coins, after what the model wants first (module docstring)."""
+        if self.cipher is None:
+            if self.serial_bytes is None or self._serial_stale:
+                self.serial_bytes = (await self.ask(Header.SERIAL_NUMBER)).data  # §1.6: LSB first
+                self.identity["serial"] = int.from_bytes(self.serial_bytes, "little")
+                self._serial_stale = False
+            if len(self.serial_bytes) != 3:
+                raise DeviceError(f"{self.name}: serial number {self.serial_bytes.hex()} is not the 3 bytes "
+                                  f"security = 'serial' sends; this model needs another setting")
+            return self.serial_bytes + bytes([count])
+        # A fresh key before every dispense, whether the last one was accepted or refused (§1.10)
+        await self.ask_ack(Header.PUMP_RNG, secrets.token_bytes(KEY_BYTES))
+        key = (await self.ask(Header.REQUEST_CIPHER_KEY)).data
+        if len(key) != KEY_BYTES:
+            raise DeviceError(f"{self.name}: cipher key must be {KEY_BYTES} bytes, got {key.hex()}")
+        security = bytes(self.cipher(key, count))
+        if len(security) != KEY_BYTES:
+            raise DeviceError(f"{self.name}: security function gave {len(security)} bytes, not {KEY_BYTES}")
+        return security + bytes([count])
+
+    def _on_back(self) -> None:
+        super()._on_back()
+        self._serial_stale = True  # it may have been power-cycled, or swapped, while silent
 
     async def _flags_quietly(self) -> list[str]:
         try:
@@ -213,15 +267,25 @@ class CcTalkHopper(CcTalkPeripheral, PayoutDevice):
             return []
 
     async def _dispense_batch(self, count: int) -> tuple[int, int]:
-        before = (await self.status())[0]
-        await self.ask_ack(Header.ENABLE_HOPPER, bytes([ENABLE_CODE]))
+        self.refused = ""
+        try:
+            before = (await self.status())[0]
+            await self.ask_ack(Header.ENABLE_HOPPER, bytes([ENABLE_CODE]))
+            data = await self._dispense_data(count)
+        except DeviceError as exc:  # 167 never went out, so not a coin can have moved
+            self.refused = str(exc)
+            return 0, count
         # Not retried: a lost reply to an accepted 167 must not pay twice; the counter tells.
         try:
-            reply = await self.ask(Header.DISPENSE_HOPPER_COINS, self.cipher(count), retries=1)
+            reply = await self.ask(Header.DISPENSE_HOPPER_COINS, data, retries=1)
         except NoReply:
             reply = None
         if reply is not None and reply.is_nak:
-            return 0, count  # §1.10: refused (disabled, busy, bad cipher): nothing moved
+            # §1.10: refused (disabled, busy, wrong serial or cipher, an error flag): nothing moved.
+            # A unit swapped for another answers to another serial: read it again before the next try.
+            self.refused = "NAK"
+            self._serial_stale = True
+            return 0, count
         deadline = asyncio.get_running_loop().time() + count * self.options.coin_time_ms / 1000 + 2
         interval = self.options.poll_interval_ms / 1000
         paid_so_far = 0

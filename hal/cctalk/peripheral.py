@@ -59,6 +59,7 @@ class CcTalkPeripheral:
         self.failures = 0
         self.silent = False
         self.identity: dict[str, Any] = {}
+        self.serial_bytes: bytes | None = None  # hdr 242 exactly as the device sent it (LSB first)
 
     async def _open_bus(self) -> None:
         opts = self.options
@@ -126,7 +127,11 @@ class CcTalkPeripheral:
                 ident[key] = None
                 continue
             # §1.6: the serial number is 3 (or 4) bytes LSB first; the rest ASCII
-            ident[key] = int.from_bytes(reply.data, "little") if key == "serial" else ascii_text(reply)
+            if key == "serial":
+                self.serial_bytes = reply.data
+                ident[key] = int.from_bytes(reply.data, "little")
+            else:
+                ident[key] = ascii_text(reply)
         self.identity = ident
         words = self.category_words
         if words and not any(word in ident["category"].lower() for word in words):

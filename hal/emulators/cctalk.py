@@ -9,6 +9,7 @@ Control commands are listed in docs/emulators.md ("cctalk").
 """
 from __future__ import annotations
 
+import collections
 import time
 from typing import Any, Callable
 
@@ -16,7 +17,7 @@ from .cctalk_bill import BillValidator
 from .cctalk_coin import COS_ACTIVATED, CoinAcceptor
 from .cctalk_device import H_RESET, Peripheral
 from .cctalk_frame import CHECKSUMS, CRC16, HOST, SIMPLE, FrameSplitter, build, parse
-from .cctalk_hopper import Hopper
+from .cctalk_hopper import SECURITY_MODES, Hopper
 from .model import ControlError, EmulatorModel
 
 DEFAULT_COINS = {1: 10, 2: 50, 3: 100}  # 1 jiao, 5 jiao, 1 yuan (fen)
@@ -45,6 +46,8 @@ class CcTalkBus(EmulatorModel):
         hopper_coin_fen: int = 100,
         payout_rate: float = 20.0,
         dry_timeout: float = 0.5,
+        hopper_security: str = "serial",
+        hopper_serial: int = 3345678,
         country: str = "CN",
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -63,11 +66,12 @@ class CcTalkBus(EmulatorModel):
             product="EMU-BILL", serial=2345679,
         )
         self.hopper = Hopper(
-            hopper_level, hopper_coin_fen, payout_rate, dry_timeout, checksum=per_device["hopper"],
-            product="EMU-HOPPER", serial=3345678,
+            hopper_level, hopper_coin_fen, payout_rate, dry_timeout, security=hopper_security,
+            checksum=per_device["hopper"], product="EMU-HOPPER", serial=hopper_serial,
         )
         self.devices: dict[str, Peripheral] = {"coin": self.coin, "bill": self.bill, "hopper": self.hopper}
         self._splitter = FrameSplitter()
+        self.heard: collections.deque[bytes] = collections.deque(maxlen=500)  # the frames, as they came
         self.frames = 0  # complete frames heard
         self.bad_checksum = 0
         self.not_ours = 0  # frames for an address no device has
@@ -90,6 +94,7 @@ class CcTalkBus(EmulatorModel):
         by_address = {dev.address: dev for dev in self.devices.values()}
         for raw in self._splitter.feed(data, now):
             self.frames += 1
+            self.heard.append(raw)
             dev = by_address.get(raw[0])
             if dev is None:  # §1.11: not ours (or broadcast, whose replies would collide): silent
                 self.not_ours += 1
@@ -216,6 +221,12 @@ class CcTalkBus(EmulatorModel):
         if cmd == "unsilence":
             self.silence.clear()
             return None
+        if cmd == "hopper_security":  # the DIP switch / product variant (cctalk_hopper.py)
+            mode = args.get("mode")
+            if mode not in SECURITY_MODES:
+                raise ControlError(f"mode must be one of {', '.join(SECURITY_MODES)}")
+            self.hopper.security = mode
+            return mode
         if cmd == "set_echo":
             self.echo = bool(args["on"])
             return self.echo

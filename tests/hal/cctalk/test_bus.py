@@ -108,6 +108,8 @@ async def test_under_simulate_the_sim_port_works_with_the_default_echo_setting(t
         await sim.stop()
 
 
-def test_hopper_options_refuse_an_unknown_cipher():
-    with pytest.raises(ValueError):
-        CcTalkHopper.Options(port="/dev/ttyUSB0", cipher="rot13")
+@pytest.mark.parametrize("security", ["rot13", "plain", "no_such_vendor:cipher", "hal.cctalk.hopper:nothing"])
+def test_hopper_options_refuse_an_unknown_security_form(security):
+    with pytest.raises(ValueError, match="security"):
+        CcTalkHopper.Options(port="/dev/ttyUSB0", security=security)
+    assert CcTalkHopper.Options(port="/dev/ttyUSB0").security == "serial"  # the documented default
