@@ -52,7 +52,7 @@ async def emu(tmp_path, request):
     await port.stop()
 
 
-async def until(dev: Any, kind: type, timeout: float = 3.0) -> tuple[CashEvent, list[CashEvent]]:
+async def until(dev: Any, kind: type, timeout: float = 15.0) -> tuple[CashEvent, list[CashEvent]]:
     """Read ``dev``'s events until one of ``kind``; returns it and everything seen on the way."""
     seen: list[CashEvent] = []
     async with asyncio.timeout(timeout):
@@ -63,7 +63,7 @@ async def until(dev: Any, kind: type, timeout: float = 3.0) -> tuple[CashEvent, 
     raise AssertionError("unreachable")
 
 
-async def condition(predicate, timeout: float = 3.0, step: float = 0.01) -> None:
+async def condition(predicate, timeout: float = 15.0, step: float = 0.01) -> None:
     """Wait until ``predicate()`` is true (state reached through the line, not a sleep for luck)."""
     async with asyncio.timeout(timeout):
         while not predicate():
