@@ -96,6 +96,9 @@ async def test_corrupted_acks_and_replies_are_resent_without_a_second_card(tmp_p
         await r.emu("corrupt", count=1)
         async with r.driver.lock:
             await r.driver._command(b"DC", expect_reply=False)
+        async with asyncio.timeout(5):  # the ENQ is written; wait until the device has read and run it
+            while list(r.model.history).count("DC") < 2:
+                await asyncio.sleep(0.005)
         sent = (await r.emu("state"))["bytes_in"] - frames_before
         assert sent == 9 + 9 + 3  # DC, DC again, one ENQ
         assert r.model.cards.dispensed == 2 and list(r.model.history).count("DC") == 2
