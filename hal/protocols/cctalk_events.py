@@ -49,11 +49,10 @@ class EventCounter:
             return PollResult(first=True)
         if counter == 0 and last != 0:
             return PollResult(reset=True)
-        if 0 < counter < last and counter < EVENTS_KEPT and not any(any(p) for p in pairs[counter:]):
-            # A reset we polled too late to see at 0: the counter restarted and the slots
-            # beyond its events are still blank from power-up (§1.7: all ten bytes 0).
-            # A true wrap past 255 would have left five results in the buffer.
-            return PollResult(new=list(reversed(pairs[:counter])), reset=True)
+        # §1.7: only a counter of 0 says the device reset; 255 wraps to 1. A falling counter with
+        # (0, 0) slots behind it is a wrap, not a reset: (0, 0) is a real event (bill validator
+        # "master inhibit active", coin acceptor "null event"). A reset we polled too late to see
+        # at 0 is found by the acceptor's master-inhibit read-back, not guessed here.
         diff = events_between(last, counter)
         seen = min(diff, EVENTS_KEPT)
         return PollResult(new=list(reversed(pairs[:seen])), lost=diff - seen)

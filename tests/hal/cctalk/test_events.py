@@ -47,12 +47,14 @@ def test_a_counter_back_at_0_means_the_device_reset():
     assert result.new == [(4, 0)] and not result.reset
 
 
-def test_a_reset_seen_only_after_new_events_is_still_a_reset():
-    """Power-up blanks the buffer (§1.7); 67 -> 1 with four empty slots is a restart, not 189 lost."""
+def test_a_wrap_with_null_events_behind_it_is_five_events_not_a_reset():
+    """§1.7: 253 -> 3 is five events (254, 255, 1, 2, 3); (0, 0) is a real event, not a blank slot."""
     tracker = EventCounter()
-    tracker.update(buffer(67, (1, 0), (2, 0), (3, 0), (1, 0), (2, 0)))
-    result = tracker.update(buffer(1, (4, 1)))
-    assert result.reset and result.new == [(4, 1)] and result.lost == 0
+    tracker.update(bytes([253] + [0] * 10))
+    reply = bytes([3, 2, 0, 2, 0, 1, 1, 0, 0, 0, 0])  # counter 3, results 1..5 newest first
+    result = tracker.update(reply)
+    assert not result.reset and result.lost == 0
+    assert result.new == [(0, 0), (0, 0), (1, 1), (2, 0), (2, 0)]
 
 
 def test_a_wrap_past_255_is_not_mistaken_for_a_reset():
