@@ -1,5 +1,6 @@
 """`kiosk-provision`: the technician's tool — build an image, personalise it, flash it.
 
+    kiosk-provision image build --out kiosk.img [--simulate]  Debian arm64 image (as root)
     kiosk-provision image bmap kiosk.img                  block map beside the image
     kiosk-provision personalise kiosk.img --kiosk K1 --hall H1 --enrol-url https://hall:8471/enrol \\
                                           --token T --ca ca.crt
@@ -21,6 +22,7 @@ from tqdm import tqdm
 from . import bmap as bmaps
 from .certs import CertError
 from .disk import DiskError
+from .image import BuildError
 from .flash import FlashError, describe, flash, load_bmap, problems
 from .personalise import PersonaliseError, personalise
 
@@ -35,6 +37,30 @@ def bar(total: int, desc: str):
 def write_bmap(image: Path, out: Path | None = None) -> Path:
     with bar(sum((b - a + 1) * bmaps.BLOCK for a, b in bmaps.data_extents(image)), "block map") as step:
         return bmaps.write(image, out, step)
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    import time
+
+    from .image import build
+
+    out = Path(args.out)
+    work = Path(args.work) if args.work else out.with_name(out.stem + ".work")
+    t0 = time.monotonic()
+    with tqdm(total=6, desc="image build", unit="step", file=sys.stderr, dynamic_ncols=True) as t:
+        def step(name: str) -> None:
+            if t.n or name != "debootstrap (arm64, emulated)":
+                t.update(1)
+            t.set_postfix_str(name)
+
+        built = build(out, work, simulate=args.simulate, epoch=args.epoch, progress=step)
+        t.update(t.total - t.n)
+    size = out.stat().st_size
+    used = sum(r.length(size) for r in bmaps.loads(built.bmap.read_text()).ranges)
+    print(f"built {out} ({size / 2**20:.0f} MiB, {used / 2**20:.0f} MiB of data) in {time.monotonic() - t0:.0f} s: "
+          f"Debian {built.kernel_version} kernel, {built.bmap.name}, {built.kernel.name} + {built.initrd.name} "
+          f"for qemu -kernel/-initrd; build log {work / 'build.log'}")
+    return 0
 
 
 def cmd_bmap(args: argparse.Namespace) -> int:
@@ -100,6 +126,13 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="cmd", required=True)
 
     img = sub.add_parser("image", help="build an image or its block map").add_subparsers(dest="image_cmd", required=True)
+    bu = img.add_parser("build", help="Debian bookworm arm64 image with kioskd (mmdebstrap; needs root)")
+    bu.add_argument("--out", required=True, help="the image file to write (kiosk.img)")
+    bu.add_argument("--work", help="build directory (default OUT.work beside the image)")
+    bu.add_argument("--simulate", action="store_true", help="kioskd runs every device on its emulator (tests, demo)")
+    bu.add_argument("--epoch", type=int, default=1_700_000_000, help="time recorded in the file systems "
+                    "(SOURCE_DATE_EPOCH; same inputs and epoch -> same image where the tools allow)")
+    bu.set_defaults(func=cmd_build)
     bm = img.add_parser("bmap", help="write IMAGE.bmap (bmaptool format) beside the image")
     bm.add_argument("image")
     bm.add_argument("--out", help="where to write the block map (default IMAGE.bmap)")
@@ -135,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return args.func(args)
-    except (DiskError, FlashError, PersonaliseError, bmaps.BmapError, OSError, CertError) as exc:
+    except (DiskError, FlashError, PersonaliseError, bmaps.BmapError, OSError, CertError, BuildError) as exc:
         print(f"kiosk-provision: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -106,7 +106,9 @@ def boot_slice(img: Path) -> Slice:
 
 
 def make_vfat(img: Path, s: Slice, label: str, src: Path | None) -> None:
-    run("mkfs.vfat", "--invariant", "-i", "4b494f53", "-n", label[:11], f"--offset={s.offset // SECTOR}",
+    # FAT32 from 128 MiB (one sector per cluster keeps it above FAT32's cluster minimum); smaller: mkfs decides
+    fat = ["-F", "32", "-s", "1"] if s.size >= 128 * MIB else []
+    run("mkfs.vfat", "--invariant", "-i", "4b494f53", "-n", label[:11], *fat, f"--offset={s.offset // SECTOR}",
         str(img), str(s.size // 1024))
     if src is not None:
         entries = sorted(str(e) for e in Path(src).iterdir())
