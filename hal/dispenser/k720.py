@@ -84,6 +84,10 @@ class K720Dispenser(SerialDispenser):
             if not expect_reply:
                 return None
             event = await self.next_event(loop.time() + self.options.response_timeout_s)
+            if isinstance(event, Negative) and event.code == "00":
+                # §4.3 error 00: this model does not know the command; resending cannot help
+                raise LinkFault("undefined_command",
+                                f"{payload.decode('latin-1')}: the dispenser answered error 00, undefined command")
             if isinstance(event, (Status, Positive, Negative)):
                 return event
             last = "bad_reply" if isinstance(event, BadFrame) else "silent"

@@ -23,6 +23,8 @@ from .model import EmulatorModel
 GAP_S = 0.050
 VERSION = b"K720-EMU V1.0"
 _LIST1 = {b"AP", b"RF", b"GV", b"FC1", b"FR"}
+_LIST2 = {b"DC", b"FC4", b"FC7", b"FC6", b"FC8", b"FC0", b"CP", b"DB", b"RS", b"FD2", b"FD3", b"FD4",
+          b"BE", b"BD", b"FD0", b"FD1"}  # plus the CSn baud-rate family
 
 
 def _xor(data: bytes) -> int:
@@ -111,6 +113,10 @@ class K720Model(EmulatorModel):
         self.history.append(command.decode("latin-1"))
         if command in _LIST1:
             return self._query(command)
+        if command not in _LIST2 and not command.startswith(b"CS"):
+            # §4.3 error reply 'N' CM PM ERR_CD, code 00 "undefined command": the device answers
+            # a command it does not know even though it is a "list 2" shape (nothing moves).
+            return self._out(b"N" + command[:2] + b"00")
         self._mechanical(command)
         return b""
 
@@ -157,10 +163,7 @@ class K720Model(EmulatorModel):
             self.cannot_execute = c.back_to_stack() is not None
         elif command in (b"RS", b"FD2", b"FD3", b"FD4"):
             self.dispense_error = self.collect_error = False  # a jam stays until cleared by hand
-        elif command in (b"BE", b"BD", b"FD0", b"FD1") or command.startswith(b"CS"):
-            pass
-        else:
-            self.cannot_execute = True  # undefined command
+        # BE, BD, FD0, FD1, CSn: settings; nothing moves
 
     # -- control -------------------------------------------------------------------------
     def control(self, cmd: str, args: dict[str, Any]) -> Any:

@@ -5,6 +5,7 @@ import pytest
 
 from hal.device import Health
 from hal.dispenser import give_card
+from hal.dispenser.common import LinkFault
 from hal.dispenser.k720 import K720Dispenser
 from hal.emulators.k720 import K720Model
 from hal.peripherals import DispenseFailed
@@ -123,3 +124,24 @@ async def test_a_nak_repeats_the_command_and_persistent_naks_are_a_fault(tmp_pat
         with pytest.raises(DispenseFailed) as failed:
             await r.driver.dispense_to_gate()
         assert failed.value.code == "nak" and r.model.cards.dispensed == 1
+
+
+def test_an_undefined_command_gets_the_negative_reply_error_00():
+    """§4.3: 'N' CM PM ERR_CD, 00 = undefined command. Bytes worked by hand, not by our encoder:
+    ZZ to address 00 is 02 30 30 00 02 5A 5A 03, BCC = XOR of those = 03; after ACK and ENQ the
+    device answers 02 30 30 00 05 4E 5A 5A 30 30 03 (RELEN counts all five text bytes, as in
+    the notes' idle AP reply 00 06 "SF0000"), BCC 4A."""
+    model = K720Model()
+    assert model.receive(bytes.fromhex("02 30 30 00 02 5A 5A 03 03"), 0.0) == bytes.fromhex("06 30 30")
+    assert model.receive(bytes.fromhex("05 30 30"), 0.01) == bytes.fromhex("02 30 30 00 05 4E 5A 5A 30 30 03 4A")
+    assert model.cards.dispensed == 0
+
+
+async def test_the_driver_names_an_undefined_command_and_does_not_resend_it(tmp_path):
+    async with rig(K720Dispenser, K720Model(), tmp_path, **FAST) as r:
+        before = (await r.emu("state"))["bytes_in"]
+        with pytest.raises(LinkFault) as failed:
+            async with r.driver.lock:
+                await r.driver._command(b"ZZ", expect_reply=True)
+        assert failed.value.code == "undefined_command" and "error 00" in failed.value.detail
+        assert (await r.emu("state"))["bytes_in"] - before == 9 + 3  # one command, one ENQ
