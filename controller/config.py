@@ -64,6 +64,7 @@ class SalesSection:
     """Which dispenser holds which recharge card: face value in fen (as a string key) -> device name."""
 
     card_dispensers: dict[str, str] = field(default_factory=dict)
+    sim_dispenser: str = ""  # the dispenser holding blank SIMs, under the PC/SC writer (issue 11)
 
 
 @dataclass(frozen=True)
@@ -308,6 +309,8 @@ def load(path: Path | str, *, simulate: bool = False) -> Config:
             raise ConfigError(path, f"sales.card_dispensers.{face}", "expected a face value in fen, e.g. \"3000\"")
         if device not in devices:
             raise ConfigError(path, f"sales.card_dispensers.{face}", f"no device named {device!r}")
+    if sales.sim_dispenser and sales.sim_dispenser not in devices:
+        raise ConfigError(path, "sales.sim_dispenser", f"no device named {sales.sim_dispenser!r}")
     from transactions.flow import FlowConfig
 
     flows = build_section(path, "flows", FlowConfig, data.get("flows", {}))

@@ -352,14 +352,20 @@ class Kiosk:
         assert self.devices is not None
         devices = self.devices
         dispensers = {int(face): devices[name] for face, name in self.config.sales.card_dispensers.items()}
-        if not dispensers and devices.of_kind("dispenser"):
-            dispensers = {face: devices.of_kind("dispenser")[0] for face in self.config.flows.card_prices}
+        sims = self.config.sales.sim_dispenser
+        card_dispensers = [d for d in devices.of_kind("dispenser") if d.name != sims]
+        if not dispensers and card_dispensers:
+            dispensers = {face: card_dispensers[0] for face in self.config.flows.card_prices}
         hw = Hardware(
             acceptors=devices.of_kind("cash_acceptor"),
             hopper=next(iter(devices.of_kind("payout")), None),
             printer=next(iter(devices.of_kind("printer")), None),
             dispensers=dispensers,
             modem=next(iter(devices.of_kind("modem")), None),
+            id_reader=next(iter(devices.of_kind("id_reader")), None),
+            camera=next(iter(devices.of_kind("camera")), None),
+            sim_writer=next(iter(devices.of_kind("sim_writer")), None),
+            sim_dispenser=devices[sims] if sims else None,
         )
         cfg = self.config.boss
         if cfg.route == "url":

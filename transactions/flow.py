@@ -42,6 +42,18 @@ EFFECTS: dict[str, str] = {
                     "no answer: hold for review",
     "print": "no money moved: closed as unknown, never reprinted automatically",
     "sms": "no money moved: closed as unknown, never resent automatically",
+    # identity (issue 11): transactions/flows/identity.py resolves these
+    "boss_reserve": "release the number under the transaction's key (the customer is gone): a hold that "
+                    "never reached the BOSS releases nothing",
+    "boss_release": "repeat the release with the same key",
+    "sim_to_reader": "no money moved: the state rule captures whatever card is in the channel",
+    "write_sim": "the card may be half written: never dispensed, the state rule captures it",
+    "boss_open_number": "ask the BOSS by idempotency key; not found: not repeated (the customer is gone), refunded",
+    "boss_replace_sim": "ask the BOSS by idempotency key; not found: not repeated, the old card stays valid",
+    "boss_register": "ask the BOSS by idempotency key; not found: not repeated",
+    "dispense_sim": "ask the SIM dispenser: a card still in the channel is captured; the BOSS step decides "
+                    "whether the service was delivered",
+    "capture_sim": "ask the SIM dispenser: card still in the channel: capture again; no answer: review",
 }
 
 
@@ -78,6 +90,7 @@ class FlowSpec:
     takes_cash: bool
     states: tuple[State, ...]
     transitions: tuple[Transition, ...]
+    needs: tuple[str, ...] = ()  # Hardware roles that must be present (id_reader, camera, ...) to offer it
 
     def __post_init__(self) -> None:
         names = {s.name for s in self.states}
@@ -121,6 +134,10 @@ class Hardware:
     printer: Any = None  # hal.peripherals.Printer
     dispensers: dict[int, Any] = field(default_factory=dict)  # face value fen -> CardDispenser
     modem: Any = None  # hal.peripherals.Modem
+    id_reader: Any = None  # hal.idcard.IdReader
+    camera: Any = None  # hal.camera.Camera
+    sim_writer: Any = None  # hal.simcard.SimWriter (PC/SC reader at the SIM dispenser's IC position)
+    sim_dispenser: Any = None  # the dispenser holding blank SIMs (CardDispenser with move_to_read_position)
 
 
 @dataclass
@@ -137,6 +154,12 @@ class FlowConfig:
     max_outbox: int = 20000  # outbox deeper than this: no new cash-taking flows
     hotline: str = "10086"
     denominations: list[int] = field(default_factory=lambda: [10, 50, 100, 500, 1000, 2000, 5000, 10000])
+    # identity (issue 11)
+    hall_public_key: str = ""  # X25519, hex: real-name data is sealed to it (halld pii keygen); "" = no ID flows
+    new_number_fen: int = 5000  # a new number with its SIM: the first month's prepaid balance
+    new_number_plan: str = "4G-38"
+    numbers_shown: int = 6  # numbers offered per search
+    id_timeout: float = 30.0  # waiting for the customer to place the ID card
 
 
 @dataclass

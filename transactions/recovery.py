@@ -21,7 +21,7 @@ from typing import Any
 from . import records
 from .boss import BossError, BossRefused
 from .flow import Services, Settled
-from .flows import SPECS
+from .flows import SPECS, identity
 from .journal import boundary
 
 DELIVERED, NOT_DELIVERED, UNKNOWN = "delivered", "not_delivered", "unknown"
@@ -150,6 +150,7 @@ RESOLVERS = {
     "stack_bill": _stack_bill, "payout": _payout, "boss_credit": _boss_keyed, "boss_pay_bill": _boss_keyed,
     "boss_change_plan": _boss_keyed, "boss_suspend": _boss_keyed, "dispense_card": _dispense_card,
     "capture_card": _capture_card, "print": _no_money, "sms": _no_money,
+    **identity.RESOLVERS,  # the real-name flows' steps (issue 11)
 }
 
 
@@ -188,7 +189,7 @@ async def _card_at_gate(s: Services, txn: dict) -> tuple[list, list, str]:
     return [], [], verdict
 
 
-BOSS_KINDS = ("boss_credit", "boss_pay_bill", "boss_change_plan", "boss_suspend")
+BOSS_KINDS = ("boss_credit", "boss_pay_bill", "boss_change_plan", "boss_suspend", *identity.BOSS_KINDS)
 
 
 def unknown_outcome(step: dict) -> bool:
@@ -252,6 +253,9 @@ async def recover_txn(s: Services, txn_id: str) -> Recovered:
         rule = spec.state(txn["flow_state"]).recover if spec else "unknown"
     except KeyError:
         rule = "unknown"
+    if rule == identity.SIM_RULE or any(st["kind"] == "boss_reserve" for st in txn["steps"]):
+        # a SIM in the machine is captured, a number held for a customer who is gone released
+        verdicts += await identity.recover_identity(s, txn_id, rule)
     if rule == "delivered":
         verdicts.append(DELIVERED)
     elif rule == "card_at_gate" and UNKNOWN not in verdicts and NOT_DELIVERED not in verdicts:
@@ -268,6 +272,8 @@ async def recover_txn(s: Services, txn_id: str) -> Recovered:
         verdicts.append(verdict)
     elif rule == "unknown":
         verdicts.append(UNKNOWN)
+    elif rule == identity.SIM_RULE:
+        pass  # recover_identity has spoken
 
     led = await j.read(records.ledger, txn_id)
     if UNKNOWN in verdicts or led.held_for_review > 0:  # money held: a person decides, as in Run.finish

@@ -31,6 +31,10 @@ async def available(services: Services) -> dict[str, bool]:
         ok = (boss_ok or not spec.needs_boss) and not (spec.takes_cash and depth > services.config.max_outbox)
         if spec.takes_cash and not services.hw.acceptors:
             ok = False
+        if any(getattr(services.hw, role, None) is None for role in spec.needs):
+            ok = False  # an identity flow on a kiosk without a reader, camera or SIM writer
+        if spec.needs and not services.config.hall_public_key:
+            ok = False  # nowhere to seal the real-name data to: never stored in the clear
         out[name] = ok
     return out
 

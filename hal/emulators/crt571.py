@@ -38,6 +38,8 @@ class CardPath:
         self.dispensed = 0  # cards that left the stack
         self.taken = 0  # cards the customer pulled from the gate (or that were ejected)
         self.jammed = False
+        # called when a fresh card leaves the stack: a SIM dispenser's virtual USIM plugs it into the reader
+        self.on_new_card: Any = None
 
     @property
     def in_channel(self) -> bool:
@@ -63,6 +65,8 @@ class CardPath:
                 return "empty"
             self.stock -= 1
             self.dispensed += 1
+            if self.on_new_card is not None:
+                self.on_new_card()
         self.position = where
         return None
 

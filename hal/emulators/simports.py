@@ -44,7 +44,10 @@ class SimPort:
 
 
 class SimPorts:
-    """Starts emulators on first use of "sim:NAME" and hands out their pty paths."""
+    """Starts emulators on first use of "sim:NAME" and hands out their pty paths.
+
+    ``NAME-LABEL`` is another instance of emulator NAME (``sim:crt571-sims``: a second dispenser).
+    """
 
     def __init__(self, control_dir: Path | None = None) -> None:
         self.control_dir = control_dir
@@ -54,8 +57,8 @@ class SimPorts:
     def path(self, name: str) -> str:
         """The pty path of emulator ``name``, started on first use (inside the running loop)."""
         port = self.ports.get(name)
-        if port is None:
-            port = SimPort(name, EmulatorRunner(create_model(name)))
+        if port is None:  # "crt571-sims": a second CRT-571 (the SIM dispenser) with its own pty and socket
+            port = SimPort(name, EmulatorRunner(create_model(name.split("-", 1)[0])))
             self.ports[name] = port
             control = str(self.control_dir / f"emu-{name}.sock") if self.control_dir else None
             self._starting.append(asyncio.get_running_loop().create_task(port.start(control)))

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Awaitable, Callable
 
 from ..flow import FlowSpec, Run
-from . import bill_pay, card_sale, documents, loss_report, plan_change, query, topup
+from . import bill_pay, card_sale, documents, loss_report, new_number, plan_change, query, topup
 
 FLOWS: dict[str, tuple[FlowSpec, Callable[[Run], Awaitable[str]]]] = {
     "topup": (topup.SPEC, topup.run),
@@ -15,6 +15,7 @@ FLOWS: dict[str, tuple[FlowSpec, Callable[[Run], Awaitable[str]]]] = {
     "invoice": (documents.INVOICE, documents.run_invoice),
     "plan_change": (plan_change.SPEC, plan_change.run),
     "loss_report": (loss_report.SPEC, loss_report.run),
+    "new_number": (new_number.SPEC, new_number.run),
 }
 
 SPECS: dict[str, FlowSpec] = {name: spec for name, (spec, _) in FLOWS.items()}
