@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Awaitable, Callable
 
 from ..flow import FlowSpec, Run
-from . import bill_pay, card_sale, documents, loss_report, new_number, plan_change, query, topup
+from . import bill_pay, card_sale, documents, loss_report, new_number, plan_change, query, real_name, sim_replace, topup
 
 FLOWS: dict[str, tuple[FlowSpec, Callable[[Run], Awaitable[str]]]] = {
     "topup": (topup.SPEC, topup.run),
@@ -16,6 +16,8 @@ FLOWS: dict[str, tuple[FlowSpec, Callable[[Run], Awaitable[str]]]] = {
     "plan_change": (plan_change.SPEC, plan_change.run),
     "loss_report": (loss_report.SPEC, loss_report.run),
     "new_number": (new_number.SPEC, new_number.run),
+    "sim_replace": (sim_replace.SPEC, sim_replace.run),
+    "real_name": (real_name.SPEC, real_name.run),
 }
 
 SPECS: dict[str, FlowSpec] = {name: spec for name, (spec, _) in FLOWS.items()}
