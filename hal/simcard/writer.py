@@ -51,6 +51,7 @@ class PcscSimWriter(SimWriter):
         timeout_s: float = 10.0
         card_wait_s: float = 3.0  # a card just moved to the contacts takes a moment to be seen
         simulate_port: int = 0  # --simulate: vpcd port of kioskd's private pcscd (0 = pick one)
+        simulate_feeder: str = ""  # --simulate: the sim: dispenser whose stack feeds the reader ("crt571-sims")
 
     def __init__(self, name: str, options: Any, ctx: Any) -> None:
         super().__init__(name, options, ctx)
@@ -62,6 +63,8 @@ class PcscSimWriter(SimWriter):
             from .simulated import SimulatedReader
             self.sim = SimulatedReader(self.ctx.runtime_dir, self.options.simulate_port)
             await self.sim.start()
+            if self.options.simulate_feeder:  # each card leaving that stack is a fresh blank USIM here
+                self.sim.follow(self.ctx.sim_ports, self.options.simulate_feeder)
         try:
             names = await self._in_thread(self._readers)
         except SimWriteFailed as exc:
