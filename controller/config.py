@@ -202,7 +202,8 @@ def _check_pin_factory(path: Path, key: str, factory: str, simulate: bool) -> No
         raise ConfigError(path, key, "lgpio is not installed (pip install 'kioskd[pi]', or apt install python3-lgpio)")
 
 
-def _device(path: Path, name: str, table: Any, simulate: bool) -> DeviceConfig:
+def _device(path: Path, name: str, table: Any, simulate: bool, sim_ports: dict[str, str]) -> DeviceConfig:
+    """``sim_ports`` maps each port seen so far under --simulate to its emulator port (shared across devices)."""
     from hal.registry import DRIVERS, load_driver
 
     prefix = f"devices.{name}"
@@ -218,8 +219,8 @@ def _device(path: Path, name: str, table: Any, simulate: bool) -> DeviceConfig:
         cls = load_driver(driver)
     except ImportError as exc:
         raise ConfigError(path, f"{prefix}.driver", f"driver {driver!r} cannot be loaded: {exc}") from None
-    if simulate and "port" in table and DRIVERS[driver].emulator:
-        table["port"] = f"sim:{DRIVERS[driver].emulator}"
+    if simulate and isinstance(table.get("port"), str) and DRIVERS[driver].emulator:
+        table["port"] = _simulated_port(table["port"], DRIVERS[driver].emulator, name, sim_ports)
     options = build_section(path, prefix, cls.Options, table)
     port = getattr(options, "port", None)
     if isinstance(port, str):
@@ -231,6 +232,23 @@ def _device(path: Path, name: str, table: Any, simulate: bool) -> DeviceConfig:
     if isinstance(factory, str):
         _check_pin_factory(path, f"{prefix}.pin_factory", factory, simulate)
     return DeviceConfig(name, driver, options)
+
+
+def _simulated_port(port: str, emulator: str, device: str, sim_ports: dict[str, str]) -> str:
+    """The emulator port standing in for ``port`` under --simulate.
+
+    A sim: port stays as written. Devices sharing one real port (a ccTalk bus) share one emulator;
+    a second real port of the same emulator gets its own instance (sim:crt571-DEVICE), so two
+    dispensers are never two drivers on one pty.
+    """
+    if port.startswith("sim:"):
+        sim_ports[port] = port
+        return port
+    if port not in sim_ports:
+        taken = set(sim_ports.values())
+        sim = f"sim:{emulator}"
+        sim_ports[port] = sim if sim not in taken else f"{sim}-{device}"
+    return sim_ports[port]
 
 
 def _check_files(path: Path, prefix: str, section: Any) -> None:
@@ -297,7 +315,8 @@ def load(path: Path | str, *, simulate: bool = False) -> Config:
     devices_table = data.get("devices", {})
     if not isinstance(devices_table, dict):
         raise ConfigError(path, "devices", "expected tables [devices.NAME]")
-    devices = {name: _device(path, name, t, kiosk.simulate) for name, t in devices_table.items()}
+    sim_ports: dict[str, str] = {}
+    devices = {name: _device(path, name, t, kiosk.simulate, sim_ports) for name, t in devices_table.items()}
     boss = build_section(path, "boss", BossSection, data.get("boss", {}))
     if boss.via not in ("", "hall", "url"):
         raise ConfigError(path, "boss.via", f"expected \"hall\" or \"url\", got {boss.via!r}")

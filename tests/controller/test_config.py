@@ -101,6 +101,20 @@ def test_a_simulated_kiosk_skips_the_hardware_checks(tmp_path, capsys):
     assert main(["--config", str(write(tmp_path, text)), "--check-config", "--simulate"]) == 0, capsys.readouterr().err
 
 
+def test_simulate_gives_each_real_port_its_own_emulator_and_keeps_sim_ports(tmp_path):
+    """Two dispensers on two ports are two emulators under --simulate (one pty for both left the
+    first one silent); devices on one ccTalk bus stay on one; a sim:NAME-LABEL port stays as written."""
+    from controller.config import load
+
+    text = GOOD + "".join(f'\n[devices.{n}]\ndriver = "{d}"\nport = "{p}"\n' for n, d, p in [
+        ("cards", "crt571", "/dev/ttyUSB0"), ("sims", "crt571", "/dev/ttyUSB1"),
+        ("coin", "cctalk-coin", "/dev/ttyUSB2"), ("bill", "cctalk-bill", "/dev/ttyUSB2"),
+        ("spare", "crt571", "sim:crt571-spare")])
+    ports = {n: d.options.port for n, d in load(write(tmp_path, text), simulate=True).devices.items()}
+    assert ports == {"cards": "sim:crt571", "sims": "sim:crt571-sims", "coin": "sim:cctalk", "bill": "sim:cctalk",
+                     "spare": "sim:crt571-spare"}
+
+
 async def test_services_not_listed_are_not_offered(tmp_path):
     """[kiosk] services is the kiosk's menu: a flow left out is refused, with the reason."""
     import dataclasses
