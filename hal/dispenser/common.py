@@ -5,7 +5,7 @@ SIM left at the gate is someone's new number), and every fault must reach the jo
 same ``fault`` event with the same codes, so the hall can count jams across models.
 
 Fault codes: empty, jam, silent, nak, bad_reply, bin_full, card_at_gate, not_initialised,
-device_error, capture_failed, unsupported.
+device_error, capture_failed, unsupported, undefined_command.
 """
 from __future__ import annotations
 

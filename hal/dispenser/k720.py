@@ -11,8 +11,14 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from ..peripherals import DispenseFailed, DispenserStatus
-from ..protocols.k720 import Ack, ApStatus, BadFrame, K720Codec, Nak, Negative, Positive, Status
+from ..protocols.k720 import UNDEFINED_COMMAND, Ack, ApStatus, BadFrame, K720Codec, Nak, Negative, Positive, Status
 from .common import LinkFault, SerialDispenser
+
+
+def refused(payload: bytes, reply: Negative) -> LinkFault:
+    """§4.3 error reply 'N' CM PM ERR_CD as a named fault: the model lacks the command, or refused it."""
+    code = "undefined_command" if reply.code == UNDEFINED_COMMAND else "device_error"
+    return LinkFault(code, f"{payload.decode('latin-1')}: the dispenser answered error {reply.code:02X} ({reply.meaning})")
 
 
 class K720Dispenser(SerialDispenser):
@@ -84,14 +90,20 @@ class K720Dispenser(SerialDispenser):
             if not expect_reply:
                 return None
             event = await self.next_event(loop.time() + self.options.response_timeout_s)
-            if isinstance(event, Negative) and event.code == "00":
-                # §4.3 error 00: this model does not know the command; resending cannot help
-                raise LinkFault("undefined_command",
-                                f"{payload.decode('latin-1')}: the dispenser answered error 00, undefined command")
-            if isinstance(event, (Status, Positive, Negative)):
+            if isinstance(event, Negative):
+                raise refused(payload, event)  # the unit answered: resending cannot help
+            if isinstance(event, (Status, Positive)):
                 return event
             last = "bad_reply" if isinstance(event, BadFrame) else "silent"
         raise LinkFault(last, f"{payload.decode('latin-1')}: {self.options.retries + 1} attempts")
+
+    async def _error_reply_within(self, payload: bytes, seconds: float) -> None:
+        """A "list 2" command answers nothing after the ENQ, unless the unit refuses it: then the
+        error reply (undefined command, say) comes at once. Listen for it instead of sleeping."""
+        deadline = asyncio.get_running_loop().time() + seconds
+        while (event := await self.next_event(deadline)) is not None:
+            if isinstance(event, Negative):
+                raise refused(payload, event)
 
     async def _ap(self) -> ApStatus:
         reply = await self._command(b"AP", expect_reply=True)
@@ -117,9 +129,9 @@ class K720Dispenser(SerialDispenser):
         """A mechanical command, then AP polls until ``done`` or a fault flag (§4.3 digits 1-3)."""
         loop = asyncio.get_running_loop()
         await self._command(payload, expect_reply=False)
+        await self._error_reply_within(payload, self.options.poll_interval_s)  # §4.3: >= 200 ms to the first AP
         deadline = loop.time() + self.options.dispense_timeout_s
         while True:
-            await asyncio.sleep(self.options.poll_interval_s)
             ap = await self._ap()
             self.note_status(self._status_of(ap))
             if ap.dispensing or ap.collecting:
@@ -136,6 +148,7 @@ class K720Dispenser(SerialDispenser):
                 raise LinkFault("device_error", f"{what}: device flags {ap}")
             if loop.time() >= deadline:
                 raise LinkFault("jam", f"{what}: not done after {self.options.dispense_timeout_s:g} s")
+            await asyncio.sleep(self.options.poll_interval_s)
 
     # -- CardDispenser -------------------------------------------------------------------
     async def status(self) -> DispenserStatus:
@@ -151,7 +164,7 @@ class K720Dispenser(SerialDispenser):
         async with self.lock:
             try:
                 await self._command(b"RS", expect_reply=False)
-                await asyncio.sleep(self.options.poll_interval_s)
+                await self._error_reply_within(b"RS", self.options.poll_interval_s)
                 return await self._status()
             except LinkFault as exc:
                 self.fail(exc.code, exc.detail)

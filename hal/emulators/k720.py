@@ -10,7 +10,9 @@ whose bytes arrive more than 50 ms apart is void (§4.3 gives 15 and 50 ms; we t
 
 Assumed where the notes are silent (docs/hardware/dispenser.md): a card held at the gate
 (DC/FC4) covers sensor 3, a card at the read position (FC7/FC6) sensor 2; RF answers the last
-three AP digits; error replies carry two ASCII characters ("00" undefined command).
+three AP digits. A command the unit does not know (not in its lists, or named in ``unsupported``
+to play a firmware without it) is ACKed like any well-formed frame and, after the ENQ, answered
+with the error reply 'N' CM PM 00, ERR_CD one byte (the K7X0 protocol document: RELEN 4).
 """
 from __future__ import annotations
 
@@ -38,12 +40,14 @@ class K720Model(EmulatorModel):
     name = "k720"
 
     def __init__(
-        self, address: int = 0, stock: int = 50, near_empty: int = 5, bin_capacity: int = 30
+        self, address: int = 0, stock: int = 50, near_empty: int = 5, bin_capacity: int = 30,
+        unsupported: tuple[str, ...] | list[str] = (),
     ) -> None:
         if not 0 <= address <= 15:
             raise ValueError("K720 address is 0-15 (DIP switches)")
         self.addr = f"{address:02d}".encode()
         self.cards = CardPath(stock, near_empty, bin_capacity)
+        self.unsupported = {c.encode() for c in unsupported}  # commands this firmware lacks
         self.pending: bytes | None = None  # ACKed command waiting for ENQ
         self.cannot_execute = False  # AP digit 1, bit 4: the last command could not run
         self.dispense_error = False  # AP digit 2, bit 2
@@ -111,12 +115,12 @@ class K720Model(EmulatorModel):
             return b""
         self.executed += 1
         self.history.append(command.decode("latin-1"))
+        known = command in _LIST1 or command in _LIST2 or command.startswith(b"CS")
+        if not known or command in self.unsupported:
+            # §4.3 error reply 'N' CM PM ERR_CD with ERR_CD 0x00 "undefined command"; nothing moves
+            return self._out(b"N" + command[:2] + bytes([0x00]))
         if command in _LIST1:
             return self._query(command)
-        if command not in _LIST2 and not command.startswith(b"CS"):
-            # §4.3 error reply 'N' CM PM ERR_CD, code 00 "undefined command": the device answers
-            # a command it does not know even though it is a "list 2" shape (nothing moves).
-            return self._out(b"N" + command[:2] + b"00")
         self._mechanical(command)
         return b""
 

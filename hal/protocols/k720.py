@@ -120,14 +120,40 @@ class Positive:
     data: bytes = b""
 
 
+# ERR_CD, one byte (the K720/K730/K750 protocol document: every error reply is
+# 02 ADDH ADDL 00 04 'N' CM PM ERR_CD 03 BCC, RELEN 4, and its error-code table)
+UNDEFINED_COMMAND = 0x00
+ERRORS = {
+    0x00: "undefined command",
+    0x01: "command parameter error",
+    0x02: "command data error",
+    0x03: "command could not be executed",
+    0x04: "command execution failed",
+    0x41: "search card failure",
+    0x42: "read serial number failure",
+    0x43: "check password error",
+    0x44: "choose card error",
+    0x45: "read data failure",
+    0x46: "write data failure",
+    0x49: "increment failure",
+    0x4A: "devalue failure",
+}
+
+
 @dataclass(frozen=True)
 class Negative:
-    """``code``: ERR_CD as text, e.g. "03" not executable, "C7" dispense failed."""
+    """The error reply: ``code`` is the ERR_CD byte (0x00 undefined command, see ERRORS);
+    ``extra`` what follows it (ISO 15693 card commands add a second error byte)."""
 
     address: int
     cm: int
     pm: int
-    code: str
+    code: int
+    extra: bytes = b""
+
+    @property
+    def meaning(self) -> str:
+        return ERRORS.get(self.code, "not in the error table")
 
 
 @dataclass(frozen=True)
@@ -159,7 +185,7 @@ def _parse_text(address: int, text: bytes) -> Event:
     if text[:1] == b"P" and len(text) >= 3:
         return Positive(address, text[1], text[2], bytes(text[3:]))
     if text[:1] == b"N" and len(text) >= 4:
-        return Negative(address, text[1], text[2], text[3:].decode("latin-1"))
+        return Negative(address, text[1], text[2], text[3], bytes(text[4:]))
     return BadFrame("unknown reply text", text)
 
 

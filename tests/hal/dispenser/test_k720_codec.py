@@ -76,8 +76,19 @@ def frame(text: bytes, address: bytes = b"00") -> bytes:
 
 def test_positive_and_negative_replies():
     codec = K720Codec()
-    codec.feed(frame(b"PGVK720 V1") + frame(b"NDCC7"))
-    assert codec.events() == [Positive(0, ord("G"), ord("V"), b"K720 V1"), Negative(0, ord("D"), ord("C"), "C7")]
+    codec.feed(frame(b"PGVK720 V1") + frame(b"NDC\x04"))
+    assert codec.events() == [Positive(0, ord("G"), ord("V"), b"K720 V1"), Negative(0, ord("D"), ord("C"), 0x04)]
+
+
+def test_the_error_code_is_one_byte_as_the_protocol_document_frames_it():
+    """K7X0 protocol document: 02 ADDH ADDL 00 04 'N' CM PM ERR_CD 03 BCC (RELEN 4, so ERR_CD is one
+    byte), error 0x00 = undefined command. For ZZ at unit 00, BCC worked by hand: 02^30^30^00^04^4E
+    ^5A^5A^00^03 = 4B."""
+    codec = K720Codec()
+    codec.feed(bytes.fromhex("02 30 30 00 04 4E 5A 5A 00 03 4B"))
+    (event,) = codec.events()
+    assert event == Negative(0, 0x5A, 0x5A, 0x00) and event.meaning == "undefined command"
+    assert Negative(0, 0x44, 0x43, 0x99).meaning == "not in the error table"
 
 
 def test_a_flipped_bcc_is_a_bad_frame():

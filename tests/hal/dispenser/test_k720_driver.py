@@ -127,13 +127,13 @@ async def test_a_nak_repeats_the_command_and_persistent_naks_are_a_fault(tmp_pat
 
 
 def test_an_undefined_command_gets_the_negative_reply_error_00():
-    """§4.3: 'N' CM PM ERR_CD, 00 = undefined command. Bytes worked by hand, not by our encoder:
-    ZZ to address 00 is 02 30 30 00 02 5A 5A 03, BCC = XOR of those = 03; after ACK and ENQ the
-    device answers 02 30 30 00 05 4E 5A 5A 30 30 03 (RELEN counts all five text bytes, as in
-    the notes' idle AP reply 00 06 "SF0000"), BCC 4A."""
+    """K7X0 protocol document: the error reply is 02 ADDH ADDL 00 04 'N' CM PM ERR_CD 03 BCC, RELEN 4,
+    so ERR_CD is one byte; 0x00 = undefined command. Bytes worked by hand, not by our encoder:
+    ZZ to address 00 is 02 30 30 00 02 5A 5A 03, BCC = XOR of those = 03; after the ACK and the ENQ
+    the device answers 02 30 30 00 04 4E 5A 5A 00 03, BCC 4B."""
     model = K720Model()
     assert model.receive(bytes.fromhex("02 30 30 00 02 5A 5A 03 03"), 0.0) == bytes.fromhex("06 30 30")
-    assert model.receive(bytes.fromhex("05 30 30"), 0.01) == bytes.fromhex("02 30 30 00 05 4E 5A 5A 30 30 03 4A")
+    assert model.receive(bytes.fromhex("05 30 30"), 0.01) == bytes.fromhex("02 30 30 00 04 4E 5A 5A 00 03 4B")
     assert model.cards.dispensed == 0
 
 
@@ -143,5 +143,17 @@ async def test_the_driver_names_an_undefined_command_and_does_not_resend_it(tmp_
         with pytest.raises(LinkFault) as failed:
             async with r.driver.lock:
                 await r.driver._command(b"ZZ", expect_reply=True)
-        assert failed.value.code == "undefined_command" and "error 00" in failed.value.detail
+        assert failed.value.code == "undefined_command" and "error 00 (undefined command)" in failed.value.detail
         assert (await r.emu("state"))["bytes_in"] - before == 9 + 3  # one command, one ENQ
+
+
+async def test_a_mechanical_command_the_firmware_lacks_is_a_named_fault_not_a_jam(tmp_path):
+    """A "list 2" command answers nothing after the ENQ, so the refusal must be caught in the
+    moment after it, not taken for a card that never arrived (a 'jam' after the dispense timeout)."""
+    async with rig(K720Dispenser, K720Model(unsupported=["FC7"]), tmp_path, **FAST) as r:
+        with pytest.raises(DispenseFailed) as failed:
+            await r.driver.move_to_read_position()
+        assert failed.value.code == "undefined_command" and "FC7" in str(failed.value)
+        assert r.faults() == ["undefined_command"] and r.model.cards.position == "stack"
+        await r.driver.dispense_to_gate()  # what the unit does know still works
+        assert r.model.cards.position == "gate"
