@@ -326,7 +326,7 @@ async def serve(db: str, host: str = "127.0.0.1", port: int = 1883, ready: async
         log.info("stopping")
 
 
-# The first halld's helpers, still used by controller/demo.py and the README.
+# The first halld's helpers, still used by demo/ and the README.
 def fleet(db_path: str) -> list[dict]:
     db = connect(db_path)
     try:

@@ -25,7 +25,7 @@ from hal.emulators.control import call_sync
 
 
 def test_demo_runs_its_script_once_and_the_hall_sees_both_kiosks(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "controller.demo", "--once", "--workdir", str(tmp_path)],
+    out = subprocess.run([sys.executable, "-m", "demo", "--once", "--workdir", str(tmp_path)],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "SIM-0001: 在线 online" in out.stdout and "SIM-0002: 在线 online" in out.stdout
@@ -65,10 +65,10 @@ def descendants(pid: int) -> dict[int, str]:
 
 
 class Demo:
-    """`python -m controller.demo` running in the background, its output read line by line."""
+    """`python -m demo` running in the background, its output read line by line."""
 
     def __init__(self, workdir: Path) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-u", "-m", "controller.demo", "--workdir", str(workdir)],
+        self.proc = subprocess.Popen([sys.executable, "-u", "-m", "demo", "--workdir", str(workdir)],
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self.lines: queue.Queue[str | None] = queue.Queue()
         self.seen: list[str] = []
@@ -185,7 +185,7 @@ def test_a_dead_child_stops_the_demo_and_every_other_child(demo):
 
 def test_a_second_demo_refuses_the_work_directory_of_a_running_one(demo, tmp_path):
     demo.expect(r"^Running\.")
-    out = subprocess.run([sys.executable, "-m", "controller.demo", "--once", "--workdir", str(tmp_path / "demo")],
+    out = subprocess.run([sys.executable, "-m", "demo", "--once", "--workdir", str(tmp_path / "demo")],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 1
     assert f"is in use by another demo (pid {demo.proc.pid})" in out.stderr

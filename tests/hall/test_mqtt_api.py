@@ -290,7 +290,7 @@ async def _run(tmp: Path, broker_port: int, rec: Recorder) -> dict:
     import aiomqtt
     from paho.mqtt.subscribeoptions import SubscribeOptions
 
-    from controller.demo import ScriptedVisit
+    from demo.customers import ScriptedVisit
     from hall.broker import free_port
 
     procs: list[subprocess.Popen] = []

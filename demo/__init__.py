@@ -1,0 +1,1 @@
+"""The demo: a simulated hall with its kiosks, above controller/ and hall/ (python -m demo)."""
