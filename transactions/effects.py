@@ -16,7 +16,7 @@ from hal.peripherals import Receipt
 from . import records
 from .flow import Run, Settled
 from .ledger import split_payout
-from .messages import both, text, yuan
+from .messages import both, money, text, yuan
 
 
 async def _hopper_level(run: Run, hopper: Any) -> int | None:
@@ -93,7 +93,7 @@ async def issue_voucher(run: Run, fen: int, reason: str) -> str:
     run.boundary("voucher", "commit")
     run.say("voucher_issued", amount=yuan(fen), code=code)
     receipt = Receipt(title=both("receipt_voucher_title"),
-                      lines=[(both("label_txn"), run.txn), (both("label_amount"), yuan(fen)),
+                      lines=[(both("label_txn"), run.txn), (both("label_amount"), money(fen)),
                              (both("label_claim_code"), code), (both("label_reason"), reason)],
                       qr=code, footer=both("receipt_voucher_footer", hotline=run.config.hotline))
     await print_receipt(run, receipt)

@@ -37,3 +37,10 @@ def yuan(fen: int) -> str:
         raise TypeError(f"{fen!r} is not integer fen")
     sign = "-" if fen < 0 else ""
     return f"{sign}{abs(fen) // 100}.{abs(fen) % 100:02d}"
+
+
+def money(fen: int) -> str:
+    """An amount as a receipt prints it: 5000 -> "￥50.00", -50 -> "-￥0.50". The full-width
+    yuan sign, because GB2312/GBK printers have no U+00A5."""
+    text = yuan(fen)
+    return f"-￥{text[1:]}" if text.startswith("-") else f"￥{text}"

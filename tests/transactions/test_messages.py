@@ -56,3 +56,11 @@ def test_amounts_are_shown_from_integer_fen_without_floats():
     with pytest.raises(TypeError):
         yuan(50.0)
     assert both("insert_cash", due="50.00", paid="0.00").startswith("请您投入纸币或硬币,应付 50.00 元")
+
+
+def test_money_is_printed_with_the_full_width_yuan_sign():
+    from transactions.messages import money
+
+    assert [money(5000), money(7), money(-50), money(0)] == ["￥50.00", "￥0.07", "-￥0.50", "￥0.00"]
+    with pytest.raises(TypeError):
+        money(1.5)

@@ -115,7 +115,7 @@ async def test_statement_and_invoice_are_printed_for_the_chosen_month(services, 
     services.clock = lambda: 1793000000.0  # 2026-10-26: the last full months are 2026-09, -08, -07
     result = await run_flow(services, "statement", ScriptedCustomer(["13912345678", "654321", "2026-09"]))
     assert result.state == "done"
-    assert "86.50" in dict(hw.printer.printed[-1].lines).values()
+    assert "￥86.50" in dict(hw.printer.printed[-1].lines).values()
     customer = ScriptedCustomer(["13912345678", "654321", "2026-09"])
     result = await run_flow(services, "invoice", customer)
     assert result.state == "declined" and "no_document" in customer.shown_keys  # nothing paid yet

@@ -16,7 +16,7 @@ from ..customer import CustomerCancelled
 from ..effects import pay_back, print_receipt
 from ..flow import FlowSpec, Run, Settled, State, T
 from ..intake import CashStopped, take_cash
-from ..messages import both, yuan
+from ..messages import both, money
 from .common import CASH_STATES, FINALS, cash_transitions, refund_after, selfs
 
 SPEC = FlowSpec(
@@ -155,8 +155,8 @@ async def run(r: Run) -> str:
         await pay_back(r, change, "change", "overpayment")
     await print_receipt(r, Receipt(
         title=both("receipt_card_title"),
-        lines=[(both("label_txn"), r.txn), (both("label_face"), yuan(face)), (both("label_paid"), yuan(paid)),
-               (both("label_change"), yuan(change)), (both("label_card_serial"), serial)],
+        lines=[(both("label_txn"), r.txn), (both("label_face"), money(face)), (both("label_paid"), money(paid)),
+               (both("label_change"), money(change)), (both("label_card_serial"), serial)],
         footer=both("receipt_card_footer", hotline=cfg.hotline)))
     r.say("thank_you")
     return await r.finish("finish")

@@ -10,7 +10,7 @@ from ..boss import BossError
 from ..customer import CustomerCancelled
 from ..effects import print_receipt
 from ..flow import FlowSpec, Run, State, T
-from ..messages import both, yuan
+from ..messages import both, money
 from .common import FINALS, boss_problem_key, mask_phone, selfs
 from .identify import NotVerified, phone_and_password
 
@@ -80,11 +80,11 @@ async def _run(r: Run, kind: str) -> str:
     try:
         if kind == "statement":
             doc = await boss.statement(phone, month)
-            lines = [(item, yuan(fen)) for item, fen in doc.lines] + [(both("label_total"), yuan(doc.total_fen))]
+            lines = [(item, money(fen)) for item, fen in doc.lines] + [(both("label_total"), money(doc.total_fen))]
         else:
             inv = await boss.invoice(phone, month)
             lines = [(both("label_invoice_no"), inv.number), (both("label_invoice_title"), inv.title),
-                     (both("label_amount"), yuan(inv.amount_fen))]
+                     (both("label_amount"), money(inv.amount_fen))]
     except BossError as exc:
         r.say(boss_problem_key(exc) if exc.code not in ("no_bill", "nothing_paid") else "no_document")
         return await r.finish("decline", str(exc))

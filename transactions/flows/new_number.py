@@ -19,7 +19,7 @@ from ..customer import CustomerCancelled
 from ..effects import pay_back, print_receipt
 from ..flow import FlowSpec, Run, Settled, State, T
 from ..intake import CashStopped, take_cash
-from ..messages import both, yuan
+from ..messages import both, money, yuan
 from .common import CASH_STATES, FINALS, boss_problem_key, cash_transitions, refund_after, selfs
 from .identity import (IdentityFailed, boss_step, identify, sim_capture, sim_hand_out, sim_move, sim_states,
                        sim_transitions, sim_write)
@@ -199,8 +199,8 @@ async def run(r: Run) -> str:
         title=both("receipt_new_number_title"),
         lines=[(both("label_txn"), r.txn), (both("label_phone"), phone), (both("label_holder"), shown["name_masked"]),
                (both("label_id_number"), shown["id_masked"]), (both("label_iccid"), iccid),
-               (both("label_plan"), cfg.new_number_plan), (both("label_paid"), yuan(paid)),
-               (both("label_change"), yuan(change))],
+               (both("label_plan"), cfg.new_number_plan), (both("label_paid"), money(paid)),
+               (both("label_change"), money(change))],
         footer=both("receipt_new_number_footer", hotline=cfg.hotline)))
     r.say("new_number_done", phone=phone)
     return await r.finish("finish")

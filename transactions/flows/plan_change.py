@@ -7,7 +7,7 @@ from ..boss import BossError, BossRefused
 from ..customer import CustomerCancelled
 from ..effects import print_receipt
 from ..flow import FlowSpec, Run, State, T
-from ..messages import both, yuan
+from ..messages import both, money, yuan
 from .common import FINALS, ask_phone, boss_problem_key, keyed_boss_write, mask_phone, selfs
 from .identify import NotVerified, verify
 
@@ -80,7 +80,7 @@ async def run(r: Run) -> str:
     await print_receipt(r, Receipt(
         title=both("receipt_plan_title"),
         lines=[(both("label_txn"), r.txn), (both("label_phone"), mask_phone(phone)),
-               (both("label_plan"), f"{plan.name_zh} / {plan.name_en}"), (both("label_fee"), yuan(plan.monthly_fen)),
+               (both("label_plan"), f"{plan.name_zh} / {plan.name_en}"), (both("label_fee"), money(plan.monthly_fen)),
                (both("label_effective"), both("next_month"))],
         footer=both("receipt_footer", hotline=r.config.hotline)))
     return await r.finish("finish")

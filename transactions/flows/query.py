@@ -7,7 +7,7 @@ from ..boss import BossError
 from ..customer import CustomerCancelled
 from ..effects import print_receipt
 from ..flow import FlowSpec, Run, State, T
-from ..messages import both, yuan
+from ..messages import both, money, yuan
 from .common import FINALS, boss_problem_key, mask_phone, selfs
 from .identify import NotVerified, phone_and_password
 
@@ -61,8 +61,8 @@ async def run(r: Run) -> str:
     if choice == "print":
         await print_receipt(r, Receipt(
             title=both("receipt_balance_title"),
-            lines=[(both("label_phone"), mask_phone(phone)), (both("label_balance"), yuan(balance.balance_fen)),
-                   (both("label_arrears"), yuan(balance.arrears_fen)), (both("label_plan"), plan_name)],
+            lines=[(both("label_phone"), mask_phone(phone)), (both("label_balance"), money(balance.balance_fen)),
+                   (both("label_arrears"), money(balance.arrears_fen)), (both("label_plan"), plan_name)],
             footer=both("receipt_footer", hotline=r.config.hotline)))
     r.say("thank_you")
     return await r.finish("finish")

@@ -12,7 +12,7 @@ from ..customer import CustomerCancelled
 from ..effects import pay_back, print_receipt, send_sms
 from ..flow import FlowSpec, Run, State, T
 from ..intake import CashStopped, take_cash
-from ..messages import both, yuan
+from ..messages import both, money, yuan
 from .common import (CASH_STATES, FINALS, ask_phone, boss_problem_key, cash_transitions, keyed_boss_write,
                      mask_phone, refund_after, selfs)
 
@@ -97,8 +97,8 @@ async def run(r: Run) -> str:
     await print_receipt(r, Receipt(
         title=both("receipt_topup_title"),
         lines=[(both("label_txn"), r.txn), (both("label_phone"), mask_phone(phone)),
-               (both("label_paid"), yuan(paid)), (both("label_credited"), yuan(credit_fen)),
-               (both("label_change"), yuan(change)), (both("label_balance"), yuan(result.balance_fen)),
+               (both("label_paid"), money(paid)), (both("label_credited"), money(credit_fen)),
+               (both("label_change"), money(change)), (both("label_balance"), money(result.balance_fen)),
                (both("label_boss_ref"), result.boss_ref)],
         footer=both("receipt_footer", hotline=cfg.hotline)))
     r.say("thank_you")
