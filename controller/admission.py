@@ -40,8 +40,9 @@ class Admission:
             if self.in_flight == 0:
                 self._idle.set()
 
-    async def drain(self, timeout: float) -> bool:
-        """Wait for the customers in flight; False if they were still there at the timeout."""
+    async def drain(self, timeout: float | None) -> bool:
+        """Wait for the customers in flight (None: as long as it takes); False if they were still
+        there at the timeout."""
         try:
             await asyncio.wait_for(self._idle.wait(), timeout)
             return True

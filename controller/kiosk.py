@@ -20,6 +20,7 @@ from .api import LocalApi
 from .devices import DeviceSet, log_event
 from .link import HallLink
 from .outbox import Outbox
+from .power import PowerWatch
 from .logs import fields
 from .sdnotify import Notifier, watchdog_interval
 
@@ -43,6 +44,7 @@ class Kiosk:
         self.journal: Any = None
         self.desk: Any = None
         self.outbox: Outbox | None = None
+        self.power = PowerWatch(self)
         self.disabled_services: set[str] = set()  # hall commands enable_service / disable_service
         self.cash_inhibited = False  # hall command inhibit_cash
         self.exit_code = 0  # 75 after the hall's restart command: Restart=on-failure brings us back
@@ -194,14 +196,14 @@ class Kiosk:
     # -- safety: door, tamper, power ---------------------------------------------------------
     def _wire_safety(self) -> None:
         """Door or tamper open: no new customers and every acceptor inhibited at once (< 100 ms).
-        Power fail: the same, then a clean stop before the battery runs out."""
+        Power fail: the same, then a clean stop before the battery runs out (controller/power.py)."""
         assert self.devices is not None
         for panel in self.devices.of_kind("panel"):
             panel.on_door_open(lambda event: self._lock_down("door_open"))
             panel.on("door_closed", lambda event: self._unlock("door_open"))
         for device in self.devices.devices.values():
             if hasattr(device, "on_power_fail"):
-                device.on_power_fail(lambda reading: self._power_fail())
+                self.power.watch(device)
         if any(panel.door_open for panel in self.devices.of_kind("panel")):
             self._lock_down("door_open")  # a kiosk that boots with its door open takes no money
 
@@ -221,10 +223,6 @@ class Kiosk:
             self.admission.open()
             self._set_state("ready" if self.devices and self.devices.healthy() else "degraded")
             log.info("unlocked", extra=fields(reason=reason))
-
-    def _power_fail(self) -> None:
-        self._lock_down("power_fail")
-        self.stop_requested.set()
 
     # -- commands of the local API -----------------------------------------------------------
     def _register_commands(self, api: LocalApi) -> None:

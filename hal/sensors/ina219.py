@@ -2,8 +2,10 @@
 
 Why it matters: when the mains fails the UPS keeps the Pi alive for minutes; kioskd must see it
 at once (bus voltage sagging below ``power_fail_v``, or current flowing out of the battery),
-inhibit the acceptors, park the transaction and shut down cleanly. ``on_power_fail(callback)``
-is the controller's hook; ``report("power_fail", ...)`` journals it.
+inhibit the acceptors, let the transaction in flight finish, and shut down cleanly while the
+battery still has charge (``battery_low_v``), or serve again if the mains comes back first.
+``on(kind, callback)`` for "power_fail", "power_restored" and "battery_low" is the controller's
+hook (``on_power_fail`` the first of them); ``report(kind, ...)`` journals each.
 """
 from __future__ import annotations
 
@@ -49,6 +51,7 @@ class Ina219Options:
     max_current_a: float = 3.2
     power_fail_v: float = 11.0  # bus volts below this: on battery / supply failing
     power_ok_v: float = 11.8  # and back above this (hysteresis) before "power_restored"
+    battery_low_v: float = 10.5  # on battery and below this: stop kioskd now, before the UPS cuts out
     discharge_a: float = 0.0  # > 0: current below -discharge_a (out of the battery) = on battery too
 
 
@@ -59,11 +62,22 @@ class Ina219(I2cSensor):
         super().__init__(name, options, ctx)
         self.cal, self.current_lsb = calibration(options.shunt_ohms, options.max_current_a)
         self.on_battery = False
-        self._hooks: list[Callable[[dict[str, Any]], Any]] = []
+        self.battery_low = False
+        self._hooks: dict[str, list[Callable[[dict[str, Any]], Any]]] = {}
+
+    def on(self, kind: str, callback: Callable[[dict[str, Any]], Any]) -> None:
+        """Call ``callback(reading)`` (sync or async) on the loop for ``kind``: "power_fail" (on
+        battery), "power_restored" (mains back), "battery_low" (below ``battery_low_v`` on battery)."""
+        self._hooks.setdefault(kind, []).append(callback)
 
     def on_power_fail(self, callback: Callable[[dict[str, Any]], Any]) -> None:
-        """Call ``callback(reading)`` (sync or async) on the loop when the kiosk goes on battery."""
-        self._hooks.append(callback)
+        self.on("power_fail", callback)
+
+    def _emit(self, kind: str, values: dict[str, Any]) -> None:
+        for hook in list(self._hooks.get(kind, [])):
+            result = hook(values)
+            if inspect.isawaitable(result):
+                asyncio.ensure_future(result)
 
     async def _write_reg(self, reg: int, value: int) -> None:
         await self.io(self.bus.write_i2c_block_data, self.address, reg, [value >> 8, value & 0xFF])  # MSB first (§8.5.6)
@@ -103,10 +117,13 @@ class Ina219(I2cSensor):
             self.on_battery = True
             why = "discharging" if discharging and volts >= self.options.power_fail_v else "low_voltage"
             self.report("power_fail", why, f"{self.name}: {volts:.2f} V, {amps:+.3f} A", **values)
-            for hook in list(self._hooks):
-                result = hook(values)
-                if inspect.isawaitable(result):
-                    asyncio.ensure_future(result)
+            self._emit("power_fail", values)
         elif self.on_battery and volts >= self.options.power_ok_v and not discharging:
-            self.on_battery = False
+            self.on_battery = self.battery_low = False
             self.report("power_restored", "", f"{self.name}: {volts:.2f} V, {amps:+.3f} A", **values)
+            self._emit("power_restored", values)
+        if self.on_battery and not self.battery_low and volts < self.options.battery_low_v:
+            self.battery_low = True
+            self.report("battery_low", "", f"{self.name}: {volts:.2f} V on battery, below {self.options.battery_low_v} V",
+                        **values)
+            self._emit("battery_low", values)

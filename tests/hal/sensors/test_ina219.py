@@ -58,17 +58,36 @@ async def test_low_bus_voltage_is_power_fail_with_hook_then_restored(kiosk):
     await m.start()
     await m.read()
     assert not m.on_battery
-    chip.bus_mv = 10_400
+    chip.bus_mv = 10_800
     await m.read()
     async with asyncio.timeout(1):
         await seen.wait()
-    assert readings[0]["bus_v"] == pytest.approx(10.4)
+    assert readings[0]["bus_v"] == pytest.approx(10.8)
     await m.read()  # still low: no second event
     chip.bus_mv = 11_500  # above power_fail_v but below power_ok_v: hysteresis holds
     await m.read()
     chip.bus_mv = 12_200
     await m.read()
     assert kiosk.kinds() == [("power_fail", "low_voltage"), ("power_restored", "")]
+
+
+async def test_on_battery_below_battery_low_v_is_battery_low_once_and_mains_back_clears_it(kiosk):
+    chip = kiosk.bus.chip(0x40)
+    m = monitor(kiosk, battery_low_v=10.5)
+    low = []
+    m.on("battery_low", low.append)
+    await m.start()
+    chip.bus_mv = 10_600
+    await m.read()
+    assert m.on_battery and not low
+    chip.bus_mv = 10_400
+    await m.read()
+    await m.read()  # still low: said once
+    assert m.battery_low and [r["bus_v"] for r in low] == [pytest.approx(10.4)]
+    chip.bus_mv = 12_000
+    await m.read()
+    assert not m.battery_low
+    assert kiosk.kinds() == [("power_fail", "low_voltage"), ("battery_low", ""), ("power_restored", "")]
 
 
 async def test_current_out_of_the_battery_counts_as_on_battery(kiosk):

@@ -1,0 +1,88 @@
+"""A simulated kiosk with a UPS monitor, run in the caller's loop: the power-fail drill's bed
+(tests/controller/test_power_fail.py, bench/powerfail.py).
+
+Its devices are the cash bus emulator (coin, bill, hopper), the card dispenser emulator and the
+INA219 register model the driver polls (``ups(kiosk)``); the hall link points at a port nobody
+listens on and just retries.
+"""
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from controller.config import load
+from controller.kiosk import Kiosk
+from hal.sensors.base import SIM_BUS_KEY
+
+from .kioskd import write_config
+
+DEVICES = """
+[flows]
+idle_timeout = 30.0
+drain_time = 0.1
+card_prices = { "3000" = 3000 }
+
+[sales]
+card_dispensers = { "3000" = "cards" }
+
+[devices.power]
+driver = "ina219"
+bus = -1
+poll_interval_s = {poll}
+power_fail_v = 11.0
+power_ok_v = 11.8
+battery_low_v = 10.5
+
+[devices.coin]
+driver = "cctalk-coin"
+port = "sim:cctalk"
+poll_interval_ms = 20
+
+[devices.bill]
+driver = "cctalk-bill"
+port = "sim:cctalk"
+poll_interval_ms = 20
+
+[devices.hopper]
+driver = "cctalk-hopper"
+port = "sim:cctalk"
+coin_fen = 100
+poll_interval_ms = 20
+
+[devices.cards]
+driver = "crt571"
+port = "sim:crt571"
+poll_interval_s = 0.02
+"""
+
+
+async def until(what, timeout: float = 15.0):
+    async with asyncio.timeout(timeout):
+        while not (value := what()):
+            await asyncio.sleep(0.01)
+    return value
+
+
+async def start(tmp: Path, poll_s: float = 0.02) -> tuple[Kiosk, asyncio.Task]:
+    """kioskd's ``run()`` as a task, once it serves."""
+    path = write_config(tmp, 9, DEVICES.replace("{poll}", str(poll_s)), kiosk_extra="simulate = true")
+    k = Kiosk(load(path, simulate=True))
+    run = asyncio.get_running_loop().create_task(k.run())
+    await until(lambda: k.state in ("ready", "degraded") or run.done())
+    if run.done():
+        raise RuntimeError(f"kioskd stopped while starting: {run.exception()!r}")
+    return k, run
+
+
+def ups(k: Kiosk):
+    """The INA219 model the driver reads: set ``bus_mv`` to play the UPS rail."""
+    return k.devices.ctx.shared[SIM_BUS_KEY].chip(0x40)
+
+
+def emu(k: Kiosk, name: str, cmd: str, **args):
+    return k.sim_ports.runner(name).control(cmd, args)
+
+
+def accepting(k: Kiosk, device: str = "coin") -> bool:
+    state = emu(k, "cctalk", "state")[device]
+    return bool(state["master_enabled"] and state["inhibit_mask"])
