@@ -46,7 +46,7 @@ def calibration(shunt_ohms: float, max_current_a: float) -> tuple[int, float]:
 class Ina219Options:
     bus: int = 1
     address: int = 0x40  # A0 = A1 = GND
-    poll_interval_s: float = 1.0  # power-fail must be seen fast
+    poll_interval_s: float = 0.05  # power-fail must be seen fast: mains lost -> inhibited in < 100 ms
     shunt_ohms: float = 0.1
     max_current_a: float = 3.2
     power_fail_v: float = 11.0  # bus volts below this: on battery / supply failing
@@ -82,27 +82,32 @@ class Ina219(I2cSensor):
     async def _write_reg(self, reg: int, value: int) -> None:
         await self.io(self.bus.write_i2c_block_data, self.address, reg, [value >> 8, value & 0xFF])  # MSB first (§8.5.6)
 
-    async def _read_reg(self, reg: int) -> int:
-        data = await self.io(self.bus.read_i2c_block_data, self.address, reg, 2)
-        if len(data) != 2:
-            raise SensorFault("short_read", f"register {reg}")
-        return (data[0] << 8) | data[1]
+    def _registers(self, *regs: int) -> list[int]:
+        """Read ``regs`` in the worker thread; one thread hop per sample, not one per register
+        (a loaded Pi's hops, not the bus, were most of the power-fail detection time)."""
+        out = []
+        for reg in regs:
+            data = self.bus.read_i2c_block_data(self.address, reg, 2)
+            if len(data) != 2:
+                raise SensorFault("short_read", f"register {reg}")
+            out.append((data[0] << 8) | data[1])
+        return out
 
     async def setup(self) -> None:
         await self._write_reg(REG_CONFIG, CONFIG_32V_320MV)
         await self._write_reg(REG_CALIBRATION, self.cal)
 
     async def sample(self) -> dict[str, Any]:
-        if await self._read_reg(REG_CALIBRATION) != self.cal:
+        regs = (REG_CALIBRATION, REG_BUS, REG_SHUNT, REG_CURRENT, REG_POWER)
+        cal, bus, shunt, current, power = await self.io(self._registers, *regs)
+        if cal != self.cal:
             # A brown-out reset the chip (calibration back to 0): current would read 0. Redo it.
             self.report("sensor_reset", "ina219_reset", f"{self.name}: calibration lost, rewritten")
             await self.setup()
-        bus = await self._read_reg(REG_BUS)
+            cal, bus, shunt, current, power = await self.io(self._registers, *regs)
         if bus & 0x1:
             raise SensorFault("overflow", "power/current math overflow (OVF): shunt or range wrong")
-        shunt = signed16(await self._read_reg(REG_SHUNT))
-        current = signed16(await self._read_reg(REG_CURRENT))
-        power = await self._read_reg(REG_POWER)
+        shunt, current = signed16(shunt), signed16(current)
         return {
             "bus_v": round((bus >> 3) * 0.004, 3),  # bits 15-3, LSB 4 mV (§8.6.3.2)
             "shunt_mv": round(shunt * 0.01, 2),  # LSB 10 µV, two's complement (§8.6.3.1)
