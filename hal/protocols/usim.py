@@ -34,6 +34,8 @@ class UsimCodingError(ValueError):
 def swap_nibbles(hexdigits: str) -> bytes:
     if len(hexdigits) % 2:
         raise UsimCodingError(f"{hexdigits!r}: odd number of nibbles")
+    if any(c not in "0123456789abcdefABCDEF" for c in hexdigits):
+        raise UsimCodingError(f"{hexdigits!r}: not hex digits")
     return bytes(int(hexdigits[i + 1] + hexdigits[i], 16) for i in range(0, len(hexdigits), 2))
 
 
@@ -47,7 +49,7 @@ def dec_iccid(data: bytes) -> str:
 
 def enc_imsi(imsi: str) -> bytes:
     """§8.2: ``001010123456789`` -> 08 09 10 10 10 32 54 76 98."""
-    if not imsi.isdigit() or not 6 <= len(imsi) <= 15:
+    if not (imsi.isascii() and imsi.isdigit()) or not 6 <= len(imsi) <= 15:
         raise UsimCodingError(f"IMSI {imsi!r}: 6-15 digits")
     odd = len(imsi) % 2
     length = (len(imsi) + 2) // 2
