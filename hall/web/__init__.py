@@ -39,7 +39,15 @@ def _when(ts: Any, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
     return time.strftime(fmt, time.localtime(ts)) if ts else "-"
 
 
+def _pretty(value: Any) -> str:
+    """JSON for people (Chinese as written); autoescape makes it safe in the page."""
+    import json
+
+    return json.dumps(value, ensure_ascii=False, indent=2, default=str)
+
+
 _env.filters["yuan"] = _yuan
+_env.filters["pretty"] = _pretty
 _env.filters["when"] = _when
 
 
@@ -78,7 +86,7 @@ def prepare(db: Any) -> None:
 
 def install(app: web.Application, read: Any, write: Any, commands: Any = None) -> Auth:
     """Put the console and the login in front of `app` (before it starts)."""
-    from . import kioskpages, pages, reportpages
+    from . import kioskpages, pages, reportpages, txnpages
 
     auth = Auth(read, write)
     app.middlewares.append(auth.middleware)
@@ -87,5 +95,6 @@ def install(app: web.Application, read: Any, write: Any, commands: Any = None) -
     app.add_routes(pages.routes)
     app.add_routes(reportpages.routes)
     app.add_routes(kioskpages.routes)
+    app.add_routes(txnpages.routes)
     app.router.add_static("/static/", HERE / "static", append_version=False)
     return auth
