@@ -27,6 +27,14 @@ applied once, answered the same.
           send_sms_code, verify_sms_code, op_status, list_numbers, owner_check, sim_card_data
   writes: credit, pay_bill, change_plan, suspend_number, reserve_number, release_number,
           open_number, replace_sim, register_real_name
+  the hall's back office (halld calls these, kiosks never may):
+          day_statement {date}          every credit, bill payment and reversal of a business day
+                                        (China Standard Time) with its key
+          reverse_credit {of, reason, key}  reverse a top-up within the window (default 24 h);
+                                        refused window_closed, already_reversed, balance_spent
+          commission_statement {month}  the hall's commission (credit 1.5 %, bill 0.5 %, less
+                                        reversals), what was moved to its wallet, what is available
+          commission_transfer {fen, key}  move commission to the hall's wallet
 
 Control (tests, the demo, a technician's what-if):
   POST /control/fault  {"op": "credit" | "*", "mode": M, "times": 1, "delay": 0.5, "code": "..."}
@@ -35,6 +43,8 @@ Control (tests, the demo, a technician's what-if):
   POST /control/clear          forget queued faults
   GET  /control/ledger         every write applied (credits, payments, ...)
   GET  /control/sms/{phone}    SMS codes sent to a number
+  POST /control/age            {"key": K, "seconds": S}: the write K looks S seconds older
+  POST /control/config         {"reversal_window_s": S}
 
 Seeded subscribers (a new --db): 13800138000 张伟 prepaid; 13912345678 李娜 two unpaid months;
 18612345678 陈静; 15000000000 王芳 suspended; 13700000000 赵强 closed.

@@ -98,6 +98,16 @@ class Simulator:
     async def control_ledger(self, request: web.Request) -> web.Response:
         return web.json_response({**self.books.ledger(), "requests": self.requests})
 
+    async def control_age(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        return web.json_response({"ok": self.books.age_op(str(body.get("key")), float(body.get("seconds", 0)))})
+
+    async def control_config(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        if "reversal_window_s" in body:
+            self.books.reversal_window_s = float(body["reversal_window_s"])
+        return web.json_response({"ok": True, "reversal_window_s": self.books.reversal_window_s})
+
     async def control_sms(self, request: web.Request) -> web.Response:
         return web.json_response({"code": self.books.last_sms_code(request.match_info["phone"])})
 
@@ -108,6 +118,8 @@ class Simulator:
         app.router.add_post("/control/clear", self.control_clear)
         app.router.add_get("/control/ledger", self.control_ledger)
         app.router.add_get("/control/sms/{phone}", self.control_sms)
+        app.router.add_post("/control/age", self.control_age)
+        app.router.add_post("/control/config", self.control_config)
         return app
 
 

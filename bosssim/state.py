@@ -27,6 +27,12 @@ SCHEMA = [
     "CREATE TABLE IF NOT EXISTS owners (phone TEXT PRIMARY KEY, id_number TEXT, name TEXT)",
 ]
 HOLD_S = 600.0  # a reservation lapses after this long (the customer walked away)
+# issue 14, the hall's back office: a top-up may be reversed for this long after it was applied;
+# the business day (statements, commission months) is China Standard Time, as the operator's.
+REVERSAL_WINDOW_S = 24 * 3600.0
+BUSINESS_TZ_S = 8 * 3600
+MONEY_OPS = ("credit", "pay_bill")  # what moves a subscriber's money, and earns the hall commission
+COMMISSION_BP = {"credit": 150, "pay_bill": 50}  # basis points of the amount (1.5 %, 0.5 %)
 ADM_KEY = "3838383838383838"  # the blank cards' ADM1 ("88888888"), as the card vendor's data file would say
 POOL = [f"{p}{n:04d}" for p in ("1351234", "1509876", "1882345") for n in (8, 168, 520, 888, 1234, 6666, 9999)]
 
@@ -58,6 +64,7 @@ class Refused(Exception):
 
 class Books:
     def __init__(self, path: str) -> None:
+        self.reversal_window_s = REVERSAL_WINDOW_S
         self.conn = sqlite3.connect(path, isolation_level=None)
         self.conn.row_factory = sqlite3.Row
         for statement in SCHEMA:
@@ -292,7 +299,107 @@ class Books:
         self.conn.execute("UPDATE accounts SET status = 'suspended' WHERE phone = ?", (phone,))
         return {"status": "suspended", "previous": a["status"]}
 
+    # --- the hall's back office (issue 14): statements, reversals, commission -------------------
+    @staticmethod
+    def _day_bounds(date: str) -> tuple[float, float]:
+        import datetime as dt
+
+        try:
+            day = dt.date.fromisoformat(date)
+        except (TypeError, ValueError):
+            raise Refused("bad_date", f"{date!r} is not YYYY-MM-DD") from None
+        start = (day - dt.date(1970, 1, 1)).days * 86400 - BUSINESS_TZ_S
+        return start, start + 86400
+
+    def _money_ops(self, start: float, end: float) -> list[dict]:
+        rows = self.conn.execute("SELECT * FROM ops WHERE at >= ? AND at < ? AND op IN (?, ?, ?) ORDER BY at, rowid",
+                                 (start, end, *MONEY_OPS, "reverse_credit")).fetchall()
+        out = []
+        for r in rows:
+            args, result = json.loads(r["args"]), json.loads(r["result"])
+            fen = -result["fen"] if r["op"] == "reverse_credit" else args["fen"]
+            out.append({"key": r["key"], "op": r["op"], "phone": args.get("phone", result.get("phone")), "fen": fen,
+                        "boss_ref": result.get("boss_ref"), "at": r["at"], **({"of": args["of"]} if "of" in args else {})})
+        return out
+
+    def day_statement(self, date: str) -> dict:
+        """What the BOSS recorded on one business day: every money op (credits, bill payments) and
+        every reversal (negative), with its key, so the hall can match them to the kiosks' records."""
+        ops = self._money_ops(*self._day_bounds(date))
+        return {"date": date, "tz_offset_s": BUSINESS_TZ_S, "ops": ops, "count": len(ops),
+                "total_fen": sum(o["fen"] for o in ops)}
+
+    def _reverse_credit(self, of: str, reason: str = "") -> dict:
+        r = self.conn.execute("SELECT * FROM ops WHERE key = ?", (of,)).fetchone()
+        if r is None:
+            raise Refused("no_such_op", f"nothing was applied with key {of}")
+        if r["op"] != "credit":
+            raise Refused("not_a_credit", f"{of} was a {r['op']}; only a top-up can be reversed")
+        for other in self.conn.execute("SELECT args FROM ops WHERE op = 'reverse_credit'"):
+            if json.loads(other["args"]).get("of") == of:
+                raise Refused("already_reversed", of)
+        age = time.time() - r["at"]
+        if age > self.reversal_window_s:
+            raise Refused("window_closed", f"{of} was applied {age / 3600:.1f} h ago; reversals close after"
+                                           f" {self.reversal_window_s / 3600:g} h")
+        args = json.loads(r["args"])
+        a = self.account(args["phone"])
+        if a["balance_fen"] < args["fen"]:
+            raise Refused("balance_spent", f"the balance {a['balance_fen']} fen no longer covers {args['fen']} fen")
+        balance = a["balance_fen"] - args["fen"]
+        self.conn.execute("UPDATE accounts SET balance_fen = ? WHERE phone = ?", (balance, args["phone"]))
+        return {"of": of, "phone": args["phone"], "fen": args["fen"], "balance_fen": balance}
+
+    def _month_bounds(self, month: str) -> tuple[float, float]:
+        if not isinstance(month, str) or len(month) != 7 or month[4] != "-":
+            raise Refused("bad_month", f"{month!r} is not YYYY-MM")
+        year, mon = month.split("-")
+        nxt = f"{int(year) + (mon == '12'):04d}-{1 if mon == '12' else int(mon) + 1:02d}-01"
+        return self._day_bounds(f"{month}-01")[0], self._day_bounds(nxt)[0]
+
+    def _commission_fen(self, start: float, end: float) -> tuple[list[dict], int]:
+        """Commission per op, rounded down per op (a reversal takes back what its credit earned), so
+        any split into months adds up to the whole."""
+        lines = {op: {"op": op, "count": 0, "fen": 0, "rate_bp": COMMISSION_BP[op], "commission_fen": 0}
+                 for op in MONEY_OPS}
+        for o in self._money_ops(start, end):
+            line = lines["credit" if o["op"] == "reverse_credit" else o["op"]]
+            line["count"] += o["fen"] > 0
+            line["fen"] += o["fen"]
+            earned = abs(o["fen"]) * line["rate_bp"] // 10000
+            line["commission_fen"] += earned if o["fen"] > 0 else -earned
+        return list(lines.values()), sum(line["commission_fen"] for line in lines.values())
+
+    def _transferred(self) -> int:
+        return sum(json.loads(r["args"])["fen"] for r in
+                   self.conn.execute("SELECT args FROM ops WHERE op = 'commission_transfer'"))
+
+    def commission_statement(self, month: str) -> dict:
+        """The hall's commission for one month (money ops less reversals, at COMMISSION_BP), and what
+        it may still move to its wallet: everything earned up to now less what was transferred."""
+        lines, earned = self._commission_fen(*self._month_bounds(month))
+        _, all_earned = self._commission_fen(0, time.time() + 1)
+        transferred = self._transferred()
+        return {"month": month, "lines": lines, "commission_fen": earned, "earned_to_date_fen": all_earned,
+                "transferred_fen": transferred, "available_fen": all_earned - transferred,
+                "wallet_fen": self._wallet()}
+
+    def _wallet(self) -> int:
+        return self._transferred()  # the hall's wallet holds what was moved into it (spending it is not simulated)
+
+    def _commission_transfer(self, fen: int) -> dict:
+        fen = self._amount(fen)
+        _, earned = self._commission_fen(0, time.time() + 1)
+        available = earned - self._transferred()
+        if fen > available:
+            raise Refused("exceeds_available", f"{fen} fen asked, {available} fen available")
+        return {"fen": fen, "available_fen": available - fen, "wallet_fen": self._wallet() + fen}
+
     # --- control -----------------------------------------------------------------------------
+    def age_op(self, key: str, seconds: float) -> bool:
+        """Tests: make a keyed write look `seconds` older (a reversal window passing, a day turning)."""
+        return self.conn.execute("UPDATE ops SET at = at - ? WHERE key = ?", (seconds, key)).rowcount == 1
+
     def ledger(self) -> dict:
         ops = [{"key": r["key"], "op": r["op"], "args": json.loads(r["args"]), "result": json.loads(r["result"]),
                 "at": r["at"]} for r in self.conn.execute("SELECT * FROM ops ORDER BY rowid")]
@@ -308,6 +415,7 @@ class Books:
 
 READS = {"check_number", "query_balance", "query_plans", "query_bill", "statement", "invoice",
          "verify_password", "send_sms_code", "verify_sms_code", "op_status",
-         "list_numbers", "owner_check", "sim_card_data"}
+         "list_numbers", "owner_check", "sim_card_data", "day_statement", "commission_statement"}
 WRITES = {"credit", "pay_bill", "change_plan", "suspend_number",
-          "reserve_number", "release_number", "open_number", "replace_sim", "register_real_name"}
+          "reserve_number", "release_number", "open_number", "replace_sim", "register_real_name",
+          "reverse_credit", "commission_transfer"}
