@@ -105,6 +105,38 @@ def _one_of(key: str, values: tuple[str, ...], ident: str) -> Validator:
     return check
 
 
+NOTICES_MAX, NOTICE_CHARS = 5, 120
+DENOMINATIONS_FEN = (10, 50, 100, 500, 1000, 2000, 5000, 10000)  # RMB coins 1角 5角 1元, notes 1..100元
+# the hall's device settings (apply_settings) -> the kiosk.toml key each one is kept under
+SETTING_KEYS = {"services": "kiosk.services", "denominations": "flows.denominations", "notices": "ui.notices"}
+
+
+def _settings(args: dict[str, Any]) -> dict[str, Any]:
+    from transactions import FLOWS
+
+    shape(optional={"services": list, "denominations": list, "notices": list})(args)
+    if not args:
+        raise CommandError("bad_args", f"nothing to set (settings: {', '.join(SETTING_KEYS)})")
+    for service in args.get("services", []):
+        if service not in FLOWS:
+            raise CommandError("bad_args", f"services: unknown service {service!r} (services: {', '.join(FLOWS)})")
+    for fen in args.get("denominations", []):
+        if type(fen) is not int or fen not in DENOMINATIONS_FEN:
+            raise CommandError("bad_args", f"denominations: {fen!r} is not one of {DENOMINATIONS_FEN} (fen)")
+    notices = args.get("notices", [])
+    if len(notices) > NOTICES_MAX or not all(isinstance(n, str) and 0 < len(n) <= NOTICE_CHARS and n.isprintable()
+                                             for n in notices):
+        raise CommandError("bad_args", f"notices: at most {NOTICES_MAX} lines of 1-{NOTICE_CHARS} printable characters")
+    return args
+
+
+def _cards(args: dict[str, Any]) -> dict[str, Any]:
+    shape({"face_fen": int, "added": int})(args)
+    if not 1 <= args["added"] <= 1000:
+        raise CommandError("bad_args", "added: 1 to 1000 cards")
+    return args
+
+
 # -- handlers --------------------------------------------------------------------------------------
 
 Handler = Callable[["Kiosk", dict[str, Any]], Awaitable[Any]]
@@ -207,6 +239,41 @@ async def set_config(k: "Kiosk", args: dict[str, Any]) -> Any:
         raise CommandError("bad_args", f"{exc.key}: {exc.problem}" if exc.key else exc.problem) from None
 
 
+async def apply_settings(k: "Kiosk", args: dict[str, Any]) -> Any:
+    """The hall's device settings (services offered, cash denominations accepted, idle-screen
+    notices), kept in kiosk.toml in one atomic write and applied at once (the menu, the next cash
+    intake and the next screen read them)."""
+    from .config import ConfigError
+
+    try:
+        done = await k.set_configs({SETTING_KEYS[name]: value for name, value in args.items()})
+    except ConfigError as exc:
+        raise CommandError("bad_args", f"{exc.key}: {exc.problem}" if exc.key else exc.problem) from None
+    return {**args, **done}
+
+
+async def load_cards(k: "Kiosk", args: dict[str, Any]) -> Any:
+    """Staff loaded recharge cards into a dispenser: the stock counter grows and the hall is told
+    (a cards_loaded event, then the status with the new level)."""
+    from transactions import records
+
+    face, added = args["face_fen"], args["added"]
+    if face not in k.config.flows.card_prices:
+        raise CommandError("refused", f"this kiosk sells no {face}-fen card (faces: {sorted(k.config.flows.card_prices)})")
+
+    def load(conn: Any) -> int:
+        now = time.time()
+        stock = records.adjust_counter(conn, "card_stock", str(face), added, now)
+        records.enqueue(conn, "event", {"kind": "cards_loaded", "face_fen": face, "added": added, "stock": stock,
+                                        "at": now}, now)
+        return stock
+
+    stock = await k.require_journal().write(load)
+    await k.outbox_moved()
+    k.offer_changed()
+    return {"face_fen": face, "added": added, "stock": stock}
+
+
 async def restart(k: "Kiosk", args: dict[str, Any]) -> Any:
     return Reply({"restarting": True, "in_flight": k.admission.in_flight}, then=k.request_restart)
 
@@ -264,6 +331,8 @@ COMMANDS: dict[str, tuple[Validator, Handler]] = {
     "request_telemetry": (shape(), request_telemetry),
     "set_config": (shape({"key": str, "value": Any}), set_config),
     "restart": (shape(), restart),
+    "apply_settings": (_settings, apply_settings),
+    "load_cards": (_cards, load_cards),
     "resolve_review": (_one_of("resolution", ("refunded", "credited", "written_off"), "txn"), resolve_review),
     "resolve_refund": (_one_of("resolution", ("paid",), "claim"), resolve_refund),
 }

@@ -374,28 +374,34 @@ def with_setting(path: Path | str, key: str, value: Any, *, simulate: bool = Fal
     """kiosk.toml's text with ``key`` (dotted, e.g. ``flows.idle_timeout``) set to ``value``, and
     the Config it loads to. Comments and layout survive (tomlkit). Raises ConfigError naming the
     key when the result does not validate, exactly as kioskd would refuse it at start."""
+    return with_settings(path, {key: value}, simulate=simulate)
+
+
+def with_settings(path: Path | str, settings: dict[str, Any], *, simulate: bool = False) -> tuple[str, "Config"]:
+    """The same for several keys at once (the hall's apply_settings): one text, validated whole."""
     import tomlkit
 
     path = Path(path)
-    parts = key.split(".")
-    if len(parts) < 2 or not all(parts):
-        raise ConfigError(path, key, "expected section.key (e.g. flows.idle_timeout)")
-    if key in IDENTITY_KEYS:
-        raise ConfigError(path, key, "the kiosk's identity and directories are set by provisioning, not remotely")
     try:
         doc = tomlkit.parse(path.read_text("utf-8"))
     except OSError as exc:
         raise ConfigError(path, "", f"cannot read: {exc.strerror}") from None
     except Exception as exc:  # tomlkit's own parse errors
         raise ConfigError(path, "", f"not valid TOML: {exc}") from None
-    table: Any = doc
-    for i, part in enumerate(parts[:-1]):
-        if part not in table:
-            table[part] = tomlkit.table(is_super_table=i == 0 and parts[0] == "devices")
-        table = table[part]
-        if not isinstance(table, dict):
-            raise ConfigError(path, ".".join(parts[: i + 1]), "is a value, not a table")
-    table[parts[-1]] = value
+    for key, value in settings.items():
+        parts = key.split(".")
+        if len(parts) < 2 or not all(parts):
+            raise ConfigError(path, key, "expected section.key (e.g. flows.idle_timeout)")
+        if key in IDENTITY_KEYS:
+            raise ConfigError(path, key, "the kiosk's identity and directories are set by provisioning, not remotely")
+        table: Any = doc
+        for i, part in enumerate(parts[:-1]):
+            if part not in table:
+                table[part] = tomlkit.table(is_super_table=i == 0 and parts[0] == "devices")
+            table = table[part]
+            if not isinstance(table, dict):
+                raise ConfigError(path, ".".join(parts[: i + 1]), "is a value, not a table")
+        table[parts[-1]] = value
     text = tomlkit.dumps(doc)
     tmp = path.with_name(f".{path.name}.check")
     tmp.write_text(text, "utf-8")

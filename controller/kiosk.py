@@ -315,15 +315,20 @@ class Kiosk:
     async def set_config(self, key: str, value: Any) -> dict[str, Any]:
         """The hall's set_config: validated by the loader kioskd starts with, persisted atomically
         (fsync'd file and directory), then applied as SIGHUP would."""
+        done = await self.set_configs({key: value})
+        return {"key": key, "value": value, "config_hash": done["config_hash"], "restart_needed": done["restart_needed"]}
+
+    async def set_configs(self, settings: dict[str, Any]) -> dict[str, Any]:
+        """Several keys in one validated, atomic write (the hall's apply_settings)."""
         path = self.config.path
         async with self._config_lock:  # two set_config at once must not both edit the old text
-            text, new = await asyncio.to_thread(config_mod.with_setting, path, key, value, simulate=self.config.simulate)
+            text, new = await asyncio.to_thread(config_mod.with_settings, path, settings, simulate=self.config.simulate)
             await asyncio.to_thread(config_mod.write_atomically, path, text)
             new = config_mod.load(path, simulate=self.config.simulate)
             restart = self._apply(new, "configuration set by the hall")
         if self.outbox is not None:
             await self.outbox.refresh()
-        return {"key": key, "value": value, "config_hash": new.raw_hash, "restart_needed": restart}
+        return {"config_hash": new.raw_hash, "restart_needed": restart}
 
     def request_restart(self) -> None:
         """The hall's restart: drain like SIGTERM, then exit 75 so systemd (Restart=on-failure) starts us again."""

@@ -217,6 +217,45 @@ async def test_set_config_validates_persists_keeping_comments_and_applies(kioskd
     assert result["restart_needed"] == ["mqtt.keepalive_s"]
 
 
+async def test_apply_settings_keeps_services_denominations_and_notices_in_one_write_and_applies_them(kioskd, hall):
+    import tomllib
+
+    path: Path = kioskd["config"]
+    before = path.read_text()
+    for bad in ({}, {"services": ["toaster"]}, {"denominations": [300]}, {"denominations": ["100"]},
+                {"notices": ["x" * 121]}, {"notices": ["a"] * 6}, {"notices": ["bell\x07"]}, {"colour": "red"}):
+        assert await err(hall, "apply_settings", {"schema": 1, "args": bad}) == "bad_args", bad
+    assert path.read_text() == before
+    everything = tomllib.loads(before).get("kiosk", {}).get("services") or list((await call(kioskd["sock"], "menu")))
+    notices = ["今日营业至 18:00 / Open until 18:00 today", "<b>不是标记</b> / not markup"]
+    result = await ok(hall, "apply_settings", services=["topup", "balance_query"], denominations=[1000, 2000, 5000],
+                      notices=notices)
+    assert result["restart_needed"] == [] and result["notices"] == notices
+    saved = tomllib.loads(path.read_text())
+    assert saved["kiosk"]["services"] == ["topup", "balance_query"]
+    assert saved["flows"]["denominations"] == [1000, 2000, 5000] and saved["ui"]["notices"] == notices
+    assert "this comment must survive set_config" in path.read_text()
+    menu = await call(kioskd["sock"], "menu")  # applied now, not at the next restart
+    assert menu["topup"] is True and menu["bill_pay"] is False and menu["card_sale"] is False
+    assert (await call(kioskd["sock"], "status"))["config_hash"] == result["config_hash"]
+    await ok(hall, "apply_settings", services=everything, denominations=[10, 50, 100, 500, 1000, 2000, 5000, 10000])
+    assert (await call(kioskd["sock"], "menu"))["bill_pay"] is True
+
+
+async def test_load_cards_adds_to_the_stock_and_tells_the_hall(kioskd, hall):
+    status = await call(kioskd["sock"], "status")
+    assert status["state"] == "ready"
+    assert await err(hall, "load_cards", {"schema": 1, "args": {"face_fen": 3000, "added": 0}}) == "bad_args"
+    assert await err(hall, "load_cards", {"schema": 1, "args": {"face_fen": 3000, "added": True}}) == "bad_args"
+    assert await err(hall, "load_cards", {"schema": 1, "args": {"face_fen": 4200, "added": 5}}) == "refused"
+    first = await ok(hall, "load_cards", face_fen=3000, added=40)
+    second = await ok(hall, "load_cards", face_fen=3000, added=2)
+    assert second["stock"] == first["stock"] + 2 and first["stock"] >= 40
+    event = await hall.find("event", where=lambda g: g.body.get("kind") == "cards_loaded" and g.body["added"] == 2)
+    assert event.body["stock"] == second["stock"] and event.body["face_fen"] == 3000
+    await hall.find("status", where=lambda g: (g.body.get("card_stock") or {}).get("3000") == second["stock"])
+
+
 async def test_a_full_outbox_raises_the_alarm_and_stops_cash_services(kioskd, hall):
     """max_outbox lowered below what is waiting for halld's ack (our stand-in hall never acks)."""
     await ok(hall, "set_config", key="flows.max_outbox", value=0)
