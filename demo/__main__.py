@@ -3,7 +3,8 @@
 `./dev demo` runs this (`python -m demo`). Under ./var/demo (wiped at every start) it mints a fleet
 CA and certificates, starts the secure hall broker (TLS only, a client certificate per kiosk,
 per-kiosk ACLs), bosssim, halld (the BOSS gateway) and two `kioskd --simulate`; scripted customers
-do a top-up (its BOSS credit travels kiosk → hall → BOSS) and a card sale, hall staff send a
+do a top-up (its BOSS credit travels kiosk → hall → BOSS), a card sale and a new number (ID card,
+photo, a blank SIM written over PC/SC; its BOSS calls go through the hall too), hall staff send a
 command, and it shows what the hall holds. ``--once`` runs the script once and exits (used by the
 tests). The demo sits above controller/ and hall/: it runs both, and neither imports the other.
 """
@@ -25,7 +26,7 @@ from hall.broker import free_port
 from hall.halld import fleet, transactions
 from transactions.messages import yuan
 
-from .customers import ScriptedVisit, card_sale, save_receipts, topup
+from .customers import ScriptedVisit, card_sale, new_number, save_receipts, topup
 from .processes import Children, Signals, Stop, lock, wait_until, wipe
 
 ROOT = Path.cwd()
@@ -140,8 +141,9 @@ def run(args: argparse.Namespace, work: Path, children: Children) -> int:
     topup(ScriptedVisit(socks[KIOSKS[0]], children))
     print(f"\n--- {KIOSKS[1]} ---")
     card_sale(ScriptedVisit(socks[KIOSKS[1]], children))
+    new_number(ScriptedVisit(socks[KIOSKS[1]], children))
     save_receipts(work, socks)
-    wait_until("both transactions reaching the hall", lambda: len(transactions(db)) >= 2, children)
+    wait_until("the three transactions reaching the hall", lambda: len(transactions(db)) >= 3, children)
     for kiosk, sock in socks.items():
         wait_until(f"the hall's ack emptying {kiosk}'s outbox", lambda: call_sync(sock, "status")["outbox"] == 0, children)
     show_hall(db)

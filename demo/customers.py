@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 from hal.emulators.control import call_sync
+from hal.protocols.idcard import mask_id_number, mask_name
 
 from .processes import Children, wait_until
 
@@ -27,6 +28,10 @@ class ScriptedVisit:
         call_sync(self.sock, "emu", name="cctalk", emu_cmd="insert_bill", value=fen)
         wait_until("the bill being stacked", lambda: self.bus()["bills_stacked_fen"] > before, self.children, timeout=10)
 
+    def place_card(self, card: dict) -> None:
+        """Lay an ID card on the emulated reader (``{runtime_dir}/emu-idcard.sock``)."""
+        call_sync(str(Path(self.sock).parent / "emu-idcard.sock"), "place_card", **card)
+
     def run(self, service: str, answers: dict[str, str], on_screen: dict[str, list[tuple[str, str, dict]]]) -> dict:
         visit = call_sync(self.sock, "begin", service=service)
         done_shows: set[str] = set()
@@ -43,6 +48,9 @@ class ScriptedVisit:
                     for emulator, cmd, args in on_screen[key]:
                         if cmd == "insert_bill":
                             self.insert_bill(args["value"])
+                        elif cmd == "place_card":  # straight to the reader's control socket: the card
+                            self.place_card(args)  # has a "name" field, as the kioskd emu command does
+                            args = {"id_number": mask_id_number(args["id_number"]), "name": mask_name(args["name"])}
                         else:
                             call_sync(self.sock, "emu", name=emulator, emu_cmd=cmd, **args)
                         print(f"  顾客 customer: {cmd} {args}")
@@ -72,6 +80,22 @@ def card_sale(visit: ScriptedVisit) -> None:
                        {"insert_cash": [("cctalk", "insert_bill", {"value": 2000}),
                                         ("cctalk", "insert_bill", {"value": 1000})],
                         "take_card": [("crt571", "take_card", {})]})
+    print(f"  → {result['state']}  txn {result.get('txn')}")
+
+
+# An invented customer (the ID standard's sample number, GB 11643 valid); never a real person.
+DEMO_ID_CARD = dict(name="张三丰", gender="1", nation="01", birth="19491231", address="北京市西城区复兴门内大街一号",
+                    id_number="11010519491231002X", authority="北京市公安局西城分局", valid_from="20200101",
+                    valid_to="20400101")
+
+
+def new_number(visit: ScriptedVisit) -> None:
+    print("\n== 新号入网 new number: ID card + photo, a number ending in 8, 50 元, a blank SIM written over PC/SC ==")
+    result = visit.run("new_number", {"choose_number_suffix": "8", "choose_number": "13512340008",
+                                      "confirm_new_number": "confirm"},
+                       {"place_id_card": [("idcard", "place_card", DEMO_ID_CARD)],
+                        "insert_cash": [("cctalk", "insert_bill", {"value": 5000})],
+                        "take_sim": [("crt571-sims", "take_card", {})]})
     print(f"  → {result['state']}  txn {result.get('txn')}")
 
 

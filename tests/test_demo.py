@@ -31,6 +31,16 @@ def test_demo_runs_its_script_once_and_the_hall_sees_both_kiosks(tmp_path):
     assert "SIM-0001: 在线 online" in out.stdout and "SIM-0002: 在线 online" in out.stdout
     assert "txn SIM-0001 #1 topup      done" in out.stdout
     assert "txn SIM-0002 #1 card_sale  done" in out.stdout
+    assert "txn SIM-0002 #2 new_number done" in out.stdout  # ID card, photo, SIM written, number opened
+    from demo.customers import DEMO_ID_CARD
+    from tests.identity.kiosk import plaintext_in, scan_files
+
+    # the card's text only masked on the demo's screen, in the kiosk's files and log, in the hall's database
+    assert "110105********002X" in out.stdout and plaintext_in(out.stdout.encode(), DEMO_ID_CARD) == []
+    assert scan_files(tmp_path / "SIM-0002", DEMO_ID_CARD) == {}
+    hall = b"".join(p.read_bytes() for p in tmp_path.glob("hall.db*"))  # with its WAL, if any
+    assert plaintext_in((tmp_path / "SIM-0002.log").read_bytes() + hall, DEMO_ID_CARD) == []
+    assert "id number" in plaintext_in((tmp_path / "boss.db").read_bytes(), DEMO_ID_CARD)  # the BOSS holds it: the scan sees
     assert "→ ok=True" in out.stdout
     screens = re.findall(r"kioskd (SIM-000[12]) is .*; its screen: http://127\.0\.0\.1:(\d+)/", out.stdout)
     assert sorted(k for k, _ in screens) == ["SIM-0001", "SIM-0002"] and len({p for _, p in screens}) == 2
