@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 from hal.emulators.control import call_sync
+from hal.emulators.model import ControlError
 from hal.protocols.idcard import mask_id_number, mask_name
 
 from .processes import Children, wait_until
@@ -21,12 +22,23 @@ class ScriptedVisit:
         return call_sync(self.sock, "emu", name="cctalk", emu_cmd="state")
 
     def insert_bill(self, fen: int) -> None:
-        """Like a person: wait until the validator takes notes, feed one, wait until it is stacked."""
+        """Like a person: wait until the validator takes notes, feed one, say 收下 (accept) when the
+        screen asks about it, wait until it is stacked."""
         wait_until("the bill validator accepting", lambda: self.bus()["bill"]["master_enabled"]
                    and self.bus()["bill"]["inhibit_mask"] != 0, self.children, timeout=10)
         before = self.bus()["bills_stacked_fen"]
         call_sync(self.sock, "emu", name="cctalk", emu_cmd="insert_bill", value=fen)
-        wait_until("the bill being stacked", lambda: self.bus()["bills_stacked_fen"] > before, self.children, timeout=10)
+
+        def stacked() -> bool:
+            question = call_sync(self.sock, "screen").get("question")
+            if question and question["prompt"] == "accept_note":
+                print(f"  屏幕 screen: {question['words']['zh']} / {question['words']['en']}  → accept")
+                try:
+                    call_sync(self.sock, "answer", value="accept", n=question["n"])
+                except ControlError:  # answered already: the screen moved on meanwhile
+                    pass
+            return self.bus()["bills_stacked_fen"] > before
+        wait_until("the bill being stacked", stacked, self.children, timeout=10)
 
     def place_card(self, card: dict) -> None:
         """Lay an ID card on the emulated reader (``{runtime_dir}/emu-idcard.sock``)."""

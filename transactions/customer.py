@@ -34,6 +34,12 @@ class Customer(Protocol):
         """Typed input; ``kind`` is phone | password | sms_code | month. Raises CustomerCancelled."""
         ...
 
+    async def decide(self, prompt: str, options: Sequence[str], default: str, within_s: float, **fmt: Any) -> str:
+        """A question a device cannot wait on (a note held in escrow): one of ``options``, or ``default``
+        when there is no answer within ``within_s`` (touches do not extend it), on cancel, or when the
+        customer has gone. Never raises CustomerCancelled: the caller sees ``cancelled`` afterwards."""
+        ...
+
     def show(self, key: str, **fmt: Any) -> None:
         """Put message ``key`` on the screen (no answer expected)."""
         ...
@@ -48,13 +54,18 @@ class ScriptedCustomer:
 
     ``on_show(key, fmt)`` lets a script react to the screen (e.g. insert cash when the flow says
     "insert cash", or press cancel half-way). Everything shown is kept in ``shown``.
+    ``decide`` questions (accept this note?) take their answers from ``decisions`` in order, and the
+    first option (accept: the script put the note in to pay) when it runs out; IDLE is no answer.
     """
 
-    def __init__(self, answers: Sequence[str] = (), on_show: Callable[[str, dict], None] | None = None) -> None:
+    def __init__(self, answers: Sequence[str] = (), on_show: Callable[[str, dict], None] | None = None,
+                 decisions: Sequence[str] = ()) -> None:
         self.answers = list(answers)
         self.on_show = on_show
+        self.decisions = list(decisions)
         self.shown: list[tuple[str, dict]] = []
         self.asked: list[tuple[str, tuple]] = []
+        self.decided: list[tuple[str, str]] = []
         self.cancelled = asyncio.Event()
 
     def _next(self, prompt: str, options: tuple) -> str:
@@ -78,6 +89,16 @@ class ScriptedCustomer:
     async def enter(self, prompt: str, kind: str, **fmt: Any) -> str:
         await asyncio.sleep(0)
         return self._next(prompt, ())
+
+    async def decide(self, prompt: str, options: Sequence[str], default: str, within_s: float, **fmt: Any) -> str:
+        await asyncio.sleep(0)
+        answer = self.decisions.pop(0) if self.decisions else options[0]
+        if answer == IDLE or self.cancelled.is_set():
+            answer = default
+        if answer not in options:
+            raise AssertionError(f"script decides {answer!r} on {prompt}, options {tuple(options)}")
+        self.decided.append((prompt, answer))
+        return answer
 
     def show(self, key: str, **fmt: Any) -> None:
         self.shown.append((key, fmt))

@@ -147,6 +147,9 @@ class FlowConfig:
     max_change_fen: int = 5000  # bills are stacked only while the change stays within this
     idle_timeout: float = 60.0  # no cash and no touch for this long: the customer has gone
     stack_timeout: float = 10.0  # stack() to Stacked/Returned
+    # "accept this note?": unanswered this long, the note goes back (0: no question, every note that
+    # fits is kept). Well under the validator's own escrow timeout (ccTalk: "usually 30 s or more").
+    note_question_s: float = 15.0
     drain_time: float = 0.5  # after inhibiting, money still arriving within this counts
     take_timeout: float = 30.0  # card at the gate, not taken: captured
     card_prices: dict[int, int] = field(default_factory=lambda: {3000: 3000, 5000: 5000, 10000: 10000})

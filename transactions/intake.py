@@ -6,8 +6,16 @@ not it is returned. Each stack is a journalled side effect (intent ``stack_bill`
 cut between stack() and Stacked leaves the bill's fate unknown — recovery then holds its value
 for review instead of guessing.
 
-The caller's spec must have: collecting -escrow-> stacking [stack_bill]; stacking -stacked/
-returned/stack_failed-> collecting.
+Before a note that fits is stacked, the customer is asked whether to keep it (收下这张纸币?): the
+question is journalled (state ``deciding``, nothing credited), its answer too; no answer within
+``note_question_s`` (well before the validator times the escrow out itself), a cancel, or the
+validator letting the note go meanwhile: it goes back. A power cut while asking leaves an
+uncredited note in escrow, which the validator returns (§1.8). ``note_question_s = 0`` keeps
+every note that fits without asking.
+
+The caller's spec must have: collecting -escrow-> stacking [stack_bill]; collecting -note->
+deciding -keep-> stacking [stack_bill] | -give_back-> collecting; stacking -stacked/returned/
+stack_failed-> collecting.
 """
 from __future__ import annotations
 
@@ -106,7 +114,51 @@ async def _inhibit(acceptors: list[Any]) -> None:
             pass
 
 
-async def _stack(run: Run, acceptor: Any, fen: int, events: _Events) -> int:
+async def _customer_keeps(run: Run, acceptor: Any, fen: int, events: _Events) -> tuple[bool, int]:
+    """Ask about the note ``acceptor`` holds; returns (keep it, fen of coins credited meanwhile).
+
+    Coins keep being credited while the question is up (they are in the box already). Anything
+    else the holding acceptor says (returned on its own, a fault, pulled back) ends the question:
+    the note is not ours to route any more, and the event is put back for the intake to handle.
+    """
+    note = {"device": acceptor.name, "fen": fen}
+    await run.go("note", data={"note": note})
+    question = asyncio.ensure_future(run.customer.decide(
+        "accept_note", ["accept", "return"], "return", run.config.note_question_s, amount=yuan(fen)))
+    later: list[tuple[Any, Any]] = []
+    credited = 0
+    gone = False
+    try:
+        while not question.done() and not gone:
+            if events.put_back:
+                src, event = events.put_back.pop(0)
+            else:
+                getter = asyncio.ensure_future(events.queue.get())
+                await asyncio.wait({getter, question}, return_when=asyncio.FIRST_COMPLETED)
+                if not getter.done():
+                    getter.cancel()
+                    break
+                src, event = getter.result()
+            if src is acceptor or not isinstance(event, (CoinAccepted, Stacked)):
+                later.append((src, event))
+                gone = src is acceptor
+            else:
+                await _credit(run, src, event)
+                credited += event.fen
+    finally:
+        events.put_back[:0] = later
+        if not question.done():
+            question.cancel()
+    answer = "gone" if gone else question.result()
+    if answer != "accept":
+        await run.go("give_back", data={"note": {**note, "answer": answer}})
+        if not gone:
+            await acceptor.return_bill()
+        run.say("note_returned", amount=yuan(fen))
+    return answer == "accept", credited
+
+
+async def _stack(run: Run, acceptor: Any, fen: int, events: _Events, event: str = "escrow") -> int:
     """Stack the escrowed bill as a journalled effect; returns the fen credited (0 if returned)."""
     timeout = run.config.stack_timeout
     others: list[tuple[Any, Any]] = []
@@ -137,7 +189,7 @@ async def _stack(run: Run, acceptor: Any, fen: int, events: _Events) -> int:
     try:
         # the validator's event counter now: recovery reads its buffer from here (escrow_fate)
         args = {"device": acceptor.name, "fen": fen, "counter": getattr(acceptor, "event_counter", None)}
-        stacked = await run.effect("escrow", args, action, settle)
+        stacked = await run.effect(event, args, action, settle)
     except Exception as exc:  # no Stacked/Returned in time, a fault, or stack() itself failed: held
         _UNKNOWN_STACKS.setdefault(acceptor, []).append((run.txn, fen))
         await run.go("stack_failed")
@@ -216,7 +268,22 @@ async def take_cash(run: Run, due_fen: int, allow_over_fen: int = 0) -> int:
             if await _late_result(run, acceptor, event):
                 continue
             if isinstance(event, Escrow):
-                if paid + event.fen <= due_fen + allow_over_fen:
+                if paid + event.fen <= due_fen + allow_over_fen and run.config.note_question_s > 0:
+                    keep, coins = await _customer_keeps(run, acceptor, event.fen, events)
+                    paid += coins
+                    if not keep:
+                        if coins:
+                            run.say("paid_so_far", paid=yuan(paid), due=yuan(due_fen))
+                        continue
+                    if paid + event.fen <= due_fen + allow_over_fen:
+                        paid += await _stack(run, acceptor, event.fen, events, "keep")
+                    else:  # coins meanwhile made the note too large: back it goes after all
+                        await run.go("give_back", data={"note": {"device": acceptor.name, "fen": event.fen,
+                                                                 "answer": "too_large"}})
+                        await acceptor.return_bill()
+                        run.say("bill_too_large", due=yuan(due_fen - paid))
+                        continue
+                elif paid + event.fen <= due_fen + allow_over_fen:
                     paid += await _stack(run, acceptor, event.fen, events)
                 else:
                     await acceptor.return_bill()

@@ -23,7 +23,13 @@ def catalogue() -> dict[str, dict[str, str]]:
 
 def text(key: str, lang: str = "zh", **fmt: Any) -> str:
     """The message in one language; a missing key is a bug (KeyError), caught by the catalogue test."""
-    return catalogue()[key][lang].format(**fmt)
+    return catalogue()[key][lang].format(**{k: in_lang(v, lang) for k, v in fmt.items()})
+
+
+def in_lang(value: Any, lang: str) -> Any:
+    """A value that has words of its own (a plan's name from the BOSS) as ``{"zh": .., "en": ..}``:
+    the one for ``lang``; any other value as it is."""
+    return value.get(lang, value.get("zh")) if isinstance(value, dict) else value
 
 
 def both(key: str, **fmt: Any) -> str:

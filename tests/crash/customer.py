@@ -17,6 +17,8 @@ FIRST = "*"  # answer with the first option offered
 
 @dataclass(frozen=True)
 class Scenario:
+    """``answers`` by prompt; 收下这张纸币? (accept_note) is answered "accept" unless it says otherwise."""
+
     name: str
     service: str
     answers: dict[str, str]
@@ -37,6 +39,9 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
     Scenario("topup_exact", "topup", {"enter_phone": "18612345678", "choose_amount": "2000"},
              (("coin", 100), ("bill", 1000), ("bill", 500), ("coin", 100), ("coin", 100), ("coin", 100),
               ("coin", 50), ("coin", 50), ("coin", 100))),
+    Scenario("topup_note_back", "topup", {"enter_phone": "13800138000", "choose_amount": "5000",
+                                          "accept_note": "return"},
+             (("bill", 2000),), cancel_after_cash=1),  # the note given back on the customer's word, then cancel
     Scenario("topup_cancel", "topup", {"enter_phone": "13800138000", "choose_amount": "5000"},
              (("bill", 1000), ("coin", 100)), cancel_after_cash=2),  # cancelled: 11 yuan paid back
     Scenario("card_taken", "card_sale", {"choose_card": str(CARD_PRICE)},
@@ -56,7 +61,8 @@ class Visit:
     """One scripted visit; ``run()`` returns the visit's result, or raises KioskdDied.
 
     ``on(moment, rig)``, if given, is called at moments a fault may strike (tests/crash/faults.py):
-    "bill" right after a bill went into escrow, "paid" right after the last piece of cash went in,
+    "bill" right after a bill went into escrow (the screen asks about it next), "accepted" right after
+    the customer said 收下 (accept) to it, "paid" right after the last piece of cash went in,
     "take_card" when the screen first asks to take the card.
     """
 
@@ -92,8 +98,9 @@ class Visit:
     def _act(self, screen: dict) -> None:
         rig, s = self.rig, self.s
         q = screen.get("question")
-        if q and q["prompt"] in s.answers:
-            value = s.answers[q["prompt"]]
+        answers = {"accept_note": "accept", **s.answers}
+        if q and q["prompt"] in answers:
+            value = answers[q["prompt"]]
             if value == FIRST:
                 value = q["options"][0]
             try:
@@ -101,7 +108,9 @@ class Visit:
             except KioskdDied:
                 raise
             except Exception:  # the question moved on meanwhile: the next screen tells
-                pass
+                return
+            if q["prompt"] == "accept_note" and value == "accept":
+                self.on("accepted", rig)
             return
         keys = {shown["key"] for shown in screen.get("shown", [])}
         if "insert_cash" in keys or "paid_so_far" in keys:

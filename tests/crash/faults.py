@@ -38,7 +38,7 @@ class Fault:
     scenario: str  # the visit (customer.SCENARIOS) that meets the fault
     step: str  # the flow step it strikes: stack_bill, boss_credit, payout, dispense_card, ...
     kind: str  # no_reply | late_reply | jam | error | partial | applied_timeout
-    when: str  # "before" the visit, or a Visit moment: "bill", "paid", "take_card"
+    when: str  # "before" the visit, or a Visit moment: "bill", "accepted", "paid", "take_card"
     act: Act = field(compare=False)
     variant: str = ""  # tells two faults of one kind at one step apart
     then: str = ""  # a second customer's scenario, served by the same kioskd when the first was not killed
@@ -68,8 +68,8 @@ def _stack_faults(scenario: str) -> list[Fault]:
         # the route is ACKed, then the validator is busy past the stack timeout: a late Stacked
         Fault(scenario, "stack_bill", "late_reply", "before",
               _emu("cctalk", "silence", device="bill", seconds=3.0, after_header=154), then="topup_exact"),
-        Fault(scenario, "stack_bill", "jam", "bill", _emu("cctalk", "jam_bill", code=6)),
-        Fault(scenario, "stack_bill", "error", "bill", _emu("cctalk", "remove_stacker")),  # route failed
+        Fault(scenario, "stack_bill", "jam", "accepted", _emu("cctalk", "jam_bill", code=6)),
+        Fault(scenario, "stack_bill", "error", "accepted", _emu("cctalk", "remove_stacker")),  # route failed
     ]
 
 
@@ -102,6 +102,8 @@ def _payout_faults(scenario: str) -> list[Fault]:
 
 FAULTS: list[Fault] = [
     *_stack_faults("topup_change"), *_boss_faults("topup_change", "boss_credit", "credit"),
+    # the note jams while the customer is asked about it: the question ends, nothing was credited
+    Fault("topup_change", "note", "jam", "bill", _emu("cctalk", "jam_bill", code=6)),
     *_payout_faults("topup_change"),
     *_stack_faults("card_taken"),
     Fault("card_taken", "dispense_card", "jam", "paid", _emu("crt571", "jam")),

@@ -201,6 +201,9 @@ take_timeout = 0.5
 drain_time = 0.1
 card_prices = {{ "{CARD_PRICE}" = {CARD_PRICE} }}
 
+[ui]
+listen = "127.0.0.1:0"  # rigs side by side: each screen on a port of its own
+
 [sales]
 card_dispensers = {{ "{CARD_PRICE}" = "cards" }}
 

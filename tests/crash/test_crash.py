@@ -22,7 +22,8 @@ RIGS = 2  # CI has 2 cores; one rig keeps about half of one busy
 MUST_PASS = ("topup:stack_bill:intent", "topup:boss_credit:intent", "topup:payout:intent", "topup:payout:outcome",
              "card_sale:dispense_card:intent", "card_sale:dispense_card:outcome", "card_sale:at_gate:state",
              "card_sale:capture_card:intent", "card_sale:payout:intent", "bill_pay:boss_pay_bill:intent",
-             "plan_change:boss_change_plan:intent", "loss_report:boss_suspend:intent", "topup:refund:state")
+             "plan_change:boss_change_plan:intent", "loss_report:boss_suspend:intent", "topup:refund:state",
+             "topup:note:state", "topup:give_back:state")  # the note question: asked, answered "return"
 
 
 def test_kill_at_every_boundary_and_at_random_instants_the_money_always_balances(tmp_path):

@@ -131,7 +131,7 @@ def customer_inserting(bills: list[int] = (), coins: list[int] = (), *, kiosk: K
             for c in coins:
                 assert kiosk.emu("cctalk", "insert_coin", value=c) == "accepted"
             coins.clear()
-        if key in ("insert_cash", "paid_so_far", "bill_too_large") and bills:
+        if key in ("insert_cash", "paid_so_far", "bill_too_large", "note_returned") and bills:
             assert kiosk.emu("cctalk", "insert_bill", value=bills.pop(0)) in ("escrow", "stacked")
         if also is not None:
             also(key, fmt)

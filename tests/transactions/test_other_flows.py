@@ -101,7 +101,7 @@ async def test_balance_query_with_the_service_password_prints_on_request(service
     result = await run_flow(services, "balance_query", customer)
     assert result.state == "done"
     assert ("balance_info", {"phone": "138****8000", "balance": "12.50", "arrears": "0.00",
-                             "plan": "4G畅享58元套餐"}) in customer.shown
+                             "plan": {"zh": "4G畅享58元套餐", "en": "4G Plus 58"}}) in customer.shown
     assert len(hw.printer.printed) == 1
 
 

@@ -74,6 +74,35 @@ async def test_cut_between_bills_refunds_what_was_stacked_on_a_voucher(services,
     await j.close()
 
 
+async def test_cut_while_the_customer_is_asked_about_a_note_credits_nothing_for_it(services, hw, tmp_path):
+    """Killed with 收下这张纸币? on the screen: the note waits in escrow uncredited (the validator gives
+    it back itself); the stacked note before it is the customer's, on a voucher."""
+    bv = hw.acceptors[0]
+    bv.inserts = [2000, 1000]
+    asked = asyncio.Event()
+
+    class Undecided(ScriptedCustomer):
+        async def decide(self, prompt, options, default, within_s, **fmt):
+            if self.decided:
+                asked.set()
+                await asyncio.Event().wait()  # still thinking when the power goes
+            return await super().decide(prompt, options, default, within_s, **fmt)
+
+    task = asyncio.create_task(run_flow(services, "topup", Undecided([PHONE, "5000"])))
+    async with asyncio.timeout(5):
+        await asked.wait()
+    txn = (await services.journal.read(records.open_txns))[0]
+    assert (await services.journal.read(records.get_txn, txn))["flow_state"] == "deciding"
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    await services.journal.close()
+    rec, txn, led, j = await reboot_and_recover(services, tmp_path)
+    assert rec.final == "refunded" and rec.steps == []
+    assert bv.stacked == [2000] and (led.cash_in, led.refunded, led.held_for_review) == (2000, 2000, 0)
+    assert txn["data"]["note"] == {"device": bv.name, "fen": 1000}
+    await j.close()
+
+
 async def test_cut_after_the_boss_applied_the_credit_is_found_by_key_and_not_repeated(services, sim, hw, tmp_path):
     hw.acceptors[0].inserts = [5000]
     await sim.fault(op="credit", mode="drop_reply", delay=30)

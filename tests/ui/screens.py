@@ -28,6 +28,16 @@ def walk(kiosk, page, lang: str = "zh") -> Iterator[str]:
         if zh == "返回首页" and lang == "en":  # home brings the next customer Chinese first
             tap(page, "English")
 
+    def note(fen: int) -> None:
+        """A note in: the screen asks 收下这张纸币? and the customer accepts."""
+        kiosk.emu("cctalk", "insert_bill", value=fen)
+        on(page, "decide", prompt="accept_note")
+        tap_any("收下", "Accept")
+
+    def digits(text: str) -> None:
+        for d in text:
+            tap(page, d)
+
     if lang == "en":
         tap(page, "English")
     on(page, "home")
@@ -48,13 +58,16 @@ def walk(kiosk, page, lang: str = "zh") -> Iterator[str]:
     on(page, "cash")
     kiosk.wait("the acceptors enabled", lambda: cash_enabled(kiosk))
     kiosk.emu("cctalk", "insert_bill", value=2000)
+    on(page, "decide", prompt="accept_note")
+    yield "note"
+    tap_any("收下", "Accept")
     paid_shows(page, "20.00", lang)
     kiosk.emu("cctalk", "insert_coin", value=50)
     paid_shows(page, "20.50", lang)
     yield "cash"
-    kiosk.emu("cctalk", "insert_bill", value=2000)
+    note(2000)
     paid_shows(page, "40.50", lang)
-    kiosk.emu("cctalk", "insert_bill", value=1000)
+    note(1000)
     on(page, "result", state="done")
     yield "done"
     tap_any("返回首页", "Home")
@@ -64,9 +77,9 @@ def walk(kiosk, page, lang: str = "zh") -> Iterator[str]:
     tap_any("30 元充值卡", "30 yuan card")
     on(page, "cash")
     kiosk.wait("the acceptors enabled", lambda: cash_enabled(kiosk))
-    kiosk.emu("cctalk", "insert_bill", value=2000)
+    note(2000)
     paid_shows(page, "20.00", lang)  # one note at a time: the validator holds one in escrow
-    kiosk.emu("cctalk", "insert_bill", value=1000)
+    note(1000)
     on(page, "progress", key="take_card")
     yield "take_card"
     kiosk.emu("crt571", "take_card")
@@ -82,6 +95,30 @@ def walk(kiosk, page, lang: str = "zh") -> Iterator[str]:
     kiosk.emu("cctalk", "jam_bill", code=7)
     on(page, "result", state="refunded")
     yield "apology_voucher"
+    tap_any("返回首页", "Home")
+    tap_any("余额及套餐查询", "Balance and plan")
+    on(page, "keypad", kind="phone")
+    digits("13800138000")
+    tap_any("下一步", "Next")
+    tap_any("确认", "Confirm")
+    on(page, "keypad", kind="password")
+    digits("123456")
+    yield "password"
+    tap_any("确认", "Confirm")
+    on(page, "choose", prompt="print_or_done")
+    yield "balance"
+    tap_any("完成", "Done")
+    on(page, "result", state="done")
+    tap_any("返回首页", "Home")
+    tap_any("套餐变更", "Change plan")
+    on(page, "keypad", kind="phone")
+    digits("13912345678")
+    tap_any("下一步", "Next")
+    tap_any("确认", "Confirm")
+    on(page, "choose", prompt="choose_plan")
+    yield "plan"
+    tap_any("取消", "Cancel")
+    on(page, "result", state="cancelled")
     tap_any("返回首页", "Home")
     on(page, "home")
     page.evaluate("ui.attract = true; render()")

@@ -11,16 +11,16 @@ CHECK = """() => {
   const out = {overflow: null, small: [], clipped: []};
   const d = document.documentElement;
   if (d.scrollWidth > innerWidth || d.scrollHeight > innerHeight) out.overflow = [d.scrollWidth, d.scrollHeight];
-  for (const el of document.querySelectorAll('button, h1, .entry, .readback, .amounts b, .voucher, .notices li, .msg')) {
+  for (const el of document.querySelectorAll('button, h1, .entry, .readback, .amounts b, .voucher, .notices li, .msg, .note, .auto')) {
     const r = el.getBoundingClientRect();
     if (!r.width) continue;
     if (el.scrollWidth > el.clientWidth + 1) out.clipped.push(el.textContent.trim());  // wider than its box
     if (r.right > innerWidth + 1 || r.bottom > innerHeight + 1) out.clipped.push('off screen: ' + el.textContent.trim());
+    if (el.tagName === 'BUTTON' && (r.width < MIN || r.height < MIN)) out.small.push([el.textContent.trim(), r.width, r.height]);
   }
   const main = document.querySelector('main');  // main hides its overflow: content past its end is cut off
   if (main && (main.scrollHeight > main.clientHeight + 2 || main.scrollWidth > main.clientWidth + 2)) {
     out.clipped.push(`main cut: ${main.scrollWidth}x${main.scrollHeight} in ${main.clientWidth}x${main.clientHeight}`);
-    if (el.tagName === 'BUTTON' && (r.width < MIN || r.height < MIN)) out.small.push([el.textContent.trim(), r.width, r.height]);
   }
   return out;
 }"""
@@ -42,8 +42,8 @@ def test_every_main_screen_fits_with_big_touch_targets(tmp_path, size, lang):
         page.evaluate("ui.large = false; render()")
 
     run(tmp_path, *size, lang, each=check)
-    assert {"home", "phone", "readback", "amount", "cash", "done", "card", "take_card", "apology_voucher",
-            "attract", "maintenance", "please_wait"} <= set(seen)
+    assert {"home", "phone", "readback", "amount", "note", "cash", "done", "card", "take_card", "apology_voucher",
+            "password", "balance", "plan", "attract", "maintenance", "please_wait"} <= set(seen)
     import json
 
     assert not problems, json.dumps(problems, ensure_ascii=False, indent=1)

@@ -48,6 +48,13 @@ def cash_enabled(kiosk):
     return bus["bill"]["master_enabled"] and bus["bill"]["inhibit_mask"] and bus["coin"]["master_enabled"]
 
 
+def accept_note(page, yuan):
+    """收下这张纸币?: the screen asks about the note in escrow; the customer taps 收下 (accept)."""
+    question = on(page, "decide", prompt="accept_note")
+    assert f"收下这张纸币?{yuan} 元" in question.inner_text()
+    tap(page, "收下")
+
+
 def type_phone(page, phone):
     on(page, "keypad", kind="phone")
     for digit in phone:
@@ -70,6 +77,8 @@ def test_a_cash_top_up_by_touch_with_coins_and_a_note(kiosk, page):
     for kind, fen in (("coin", 100), ("coin", 100), ("coin", 50), ("coin", 50), ("bill", 500), ("coin", 100),
                       ("coin", 100)):
         kiosk.emu("cctalk", f"insert_{kind}", value=fen)
+        if kind == "bill":
+            accept_note(page, "5.00")
         total += fen
         paid_shows(page, f"{total // 100}.{total % 100:02d}")
     result = on(page, "result", state="done")
@@ -89,8 +98,10 @@ def test_a_card_sale_the_dispenser_dispenses(kiosk, page):
     on(page, "cash")
     kiosk.wait("the acceptors enabled", lambda: cash_enabled(kiosk))
     kiosk.emu("cctalk", "insert_bill", value=2000)
+    accept_note(page, "20.00")
     paid_shows(page, "20.00")
     kiosk.emu("cctalk", "insert_bill", value=1000)
+    accept_note(page, "10.00")
     on(page, "progress", key="take_card")
     assert "请您取走出卡口的充值卡" in page.inner_text("main")
     assert kiosk.emu("crt571", "state")["position"] == "gate"
@@ -103,8 +114,9 @@ def test_a_card_sale_the_dispenser_dispenses(kiosk, page):
 
 @pytest.fixture
 def hasty_kiosk(tmp_path, broker, bosssim):
-    """A kiosk whose customers walk away after 5 s without a touch or a coin."""
-    k = SimKiosk(tmp_path, broker.port, bosssim.url, flows={"idle_timeout": 5.0})
+    """A kiosk whose customers walk away after 5 s without a touch or a coin; notes not accepted
+    within 3 s go back."""
+    k = SimKiosk(tmp_path, broker.port, bosssim.url, flows={"idle_timeout": 5.0, "note_question_s": 3.0})
     k.start()
     yield k
     assert k.stop() == 0, k.log()[-3000:]
@@ -140,12 +152,44 @@ def test_walking_away_with_money_in_shows_the_countdown_then_the_voucher(hasty_k
         context.close()
 
 
+def test_a_note_returned_by_touch_and_one_not_answered_in_time_both_go_back(hasty_kiosk, browser):
+    kiosk = hasty_kiosk
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, has_touch=True)
+    page = context.new_page()
+    page.set_default_timeout(WAIT_MS)
+    try:
+        page.goto(kiosk.url)
+        on(page, "home")
+        tap(page, "充值卡销售")
+        tap(page, "30 元充值卡")
+        on(page, "cash")
+        kiosk.wait("the acceptors enabled", lambda: cash_enabled(kiosk))
+        kiosk.emu("cctalk", "insert_bill", value=2000)
+        question = on(page, "decide", prompt="accept_note")
+        assert re.search(r"\d 秒后自动退回", question.inner_text())
+        tap(page, "退回")
+        on(page, "cash")
+        assert "这张 20.00 元纸币已退回,请您取回。" in page.inner_text(".note.warn")
+        kiosk.wait("the note given back", lambda: kiosk.emu("cctalk", "state")["bills_returned_fen"] == 2000)
+        kiosk.emu("cctalk", "insert_bill", value=1000)
+        on(page, "decide", prompt="accept_note")
+        on(page, "cash")  # nobody answered: back to the bezel before the validator's own timeout
+        assert "这张 10.00 元纸币已退回" in page.inner_text(".note.warn")
+        cash = kiosk.wait("the note given back", lambda: (c := kiosk.emu("cctalk", "state"))["bills_returned_fen"] == 3000 and c)
+        assert cash["bills_stacked_fen"] == 0 and page.inner_text("[data-amount=paid]") == "0.00 元"
+        tap(page, "取消")
+        on(page, "result", state="cancelled")
+    finally:
+        context.close()
+
+
 def test_a_bill_jam_mid_flow_apologises_and_gives_a_voucher(kiosk, page):
     tap(page, "充值卡销售")
     tap(page, "30 元充值卡")
     on(page, "cash")
     kiosk.wait("the acceptors enabled", lambda: cash_enabled(kiosk))
     kiosk.emu("cctalk", "insert_bill", value=2000)
+    accept_note(page, "20.00")
     paid_shows(page, "20.00")
     kiosk.emu("cctalk", "insert_coin", value=50)
     paid_shows(page, "20.50")
@@ -207,3 +251,26 @@ def test_every_word_on_the_page_comes_from_the_catalogue():
     assert {"ui_please_wait", "ui_countdown", "ui_voucher", "option_cancel"} <= used
     for key in used:
         assert key in words and words[key]["zh"].strip() and words[key]["en"].strip(), key
+
+
+def test_sighup_reloads_the_notices_and_text_size_and_a_new_listen_address_waits_for_a_restart(kiosk, page):
+    import signal
+
+    import tomlkit
+
+    from hall.broker import free_port
+
+    assert "今日营业至 18:00" in page.inner_text(".notices")
+    assert not page.evaluate("document.documentElement.classList.contains('large')")
+    doc = tomlkit.parse(kiosk.config.read_text())
+    doc["ui"]["notices"] = ["明日 9:00 开门 / Open 9:00 tomorrow"]
+    doc["ui"]["large_text"] = True
+    doc["ui"]["listen"] = f"127.0.0.1:{free_port()}"
+    kiosk.config.write_text(tomlkit.dumps(doc))
+    kiosk.proc.send_signal(signal.SIGHUP)
+    page.wait_for_function("() => document.querySelector('.notices') && "
+                           "document.querySelector('.notices').textContent.includes('明日 9:00 开门')")
+    page.wait_for_function("() => document.documentElement.classList.contains('large')")  # the same page, live
+    assert "今日营业至" not in page.inner_text(".notices")
+    kiosk.wait("the restart named", lambda: "ui.listen" in kiosk.log() and "next restart" in kiosk.log())
+    assert page.evaluate("ui.connected") is True  # still served where it was until the restart

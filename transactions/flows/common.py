@@ -23,6 +23,7 @@ FINALS = (
 
 CASH_STATES = (
     State("collecting", "acceptors enabled, taking cash up to the due amount"),
+    State("deciding", "a note waits in escrow, not credited, while the customer is asked to keep or return it"),
     State("stacking", "stack_bill intent open: bill moving from escrow to the box"),
     State("refunding", "paying back what is outstanding (hopper, then voucher)"),
 )
@@ -31,6 +32,9 @@ CASH_STATES = (
 def cash_transitions() -> tuple[Transition, ...]:
     return (
         T("collecting", "escrow", "stacking", "stack_bill"),
+        T("collecting", "note", "deciding"),
+        T("deciding", "keep", "stacking", "stack_bill"),
+        T("deciding", "give_back", "collecting"),
         T("stacking", "stacked", "collecting"),
         T("stacking", "returned", "collecting"),
         T("stacking", "stack_failed", "collecting"),

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from hal.peripherals import Receipt
 
-from ..boss import BossError, BossRefused
+from ..boss import BossError, BossRefused, Plan
 from ..customer import CustomerCancelled
 from ..effects import print_receipt
 from ..flow import FlowSpec, Run, State, T
@@ -40,6 +40,11 @@ SPEC = FlowSpec(
 )
 
 
+def plan_name(plan: Plan) -> dict[str, str]:
+    """A plan as the customer reads it: the BOSS's names, per language (the code is for machines)."""
+    return {"zh": plan.name_zh, "en": plan.name_en}
+
+
 async def run(r: Run) -> str:
     boss = r.services.boss
     r.say("welcome_plan_change")
@@ -54,8 +59,10 @@ async def run(r: Run) -> str:
         return await r.finish("decline", str(exc))
     await r.go("phone", phone=phone, data={"current": plans.current})
     options = [p.code for p in plans.available if p.code != plans.current]
+    names = {p.code: plan_name(p) for p in plans.available}
     try:
-        code = await r.customer.choose("choose_plan", options, current=plans.current)
+        code = await r.customer.choose("choose_plan", options, current=names.get(plans.current, plans.current),
+                                       labels=names)
         plan = next(p for p in plans.available if p.code == code)
         await r.go("plan", data={"plan": code})
         method = await r.customer.choose("choose_confirm_method", ["sms", "password"])
@@ -76,7 +83,7 @@ async def run(r: Run) -> str:
         r.say("boss_unknown_review", hotline=r.config.hotline)
         return await r.review("unknown", f"change_plan {key}: {exc}")
     await r.go("changed")
-    r.say("plan_changed", plan=plan.name_zh, fee=yuan(plan.monthly_fen))
+    r.say("plan_changed", plan=plan_name(plan), fee=yuan(plan.monthly_fen))
     await print_receipt(r, Receipt(
         title=both("receipt_plan_title"),
         lines=[(both("label_txn"), r.txn), (both("label_phone"), mask_phone(phone)),

@@ -53,7 +53,7 @@ async def run(r: Run) -> str:
     current = next((p for p in plans.available if p.code == plans.current), None)
     plan_name = current.name_zh if current else plans.current
     r.say("balance_info", phone=mask_phone(phone), balance=yuan(balance.balance_fen),
-          arrears=yuan(balance.arrears_fen), plan=plan_name)
+          arrears=yuan(balance.arrears_fen), plan={"zh": plan_name, "en": current.name_en if current else plans.current})
     try:
         choice = await r.customer.choose("print_or_done", ["print", "done"])
     except CustomerCancelled:

@@ -8,7 +8,8 @@ const ATTRACT_AFTER_MS = 45000;   // home screen untouched this long: the attrac
 const RESULT_FOR_MS = 30000;      // a finished visit's result stays this long unless dismissed
 const WARN_BEFORE_S = 15;         // the walk-away countdown shows this long before the timeout
 const TOUCH_EVERY_MS = 2000;      // keypad presses tell kioskd "still here" at most this often
-const CASH_KEYS = new Set(["insert_cash", "paid_so_far", "bill_too_large", "cash_rejected"]);
+const CASH_KEYS = new Set(["insert_cash", "paid_so_far", "bill_too_large", "cash_rejected", "note_returned"]);
+const CASH_WARN_KEYS = new Set(["bill_too_large", "cash_rejected", "note_returned"]);
 const QUIET_KEYS = new Set(["insert_cash", "paid_so_far", "crediting", "dispensing_card", "take_card",
   "confirm_number", "sms_code_sent"]);
 
@@ -25,7 +26,11 @@ const ui = {
 function t(key, fmt, lang) {
   const entry = ui.words && ui.words[key];
   if (!entry) { console.warn("no message", key); return key; }
-  return entry[lang || ui.lang].replace(/\{(\w+)\}/g, (m, k) => (fmt && k in fmt ? String(fmt[k]) : m));
+  const l = lang || ui.lang;
+  return entry[l].replace(/\{(\w+)\}/g, (m, k) => (fmt && k in fmt ? inLang(fmt[k], l) : m));
+}
+function inLang(value, lang) { // a value with words of its own (a plan's names): {zh, en}
+  return value !== null && typeof value === "object" ? String(value[lang || ui.lang] || value.zh) : String(value);
 }
 function esc(s) {
   return String(s).replace(/[&<>"']/g, (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"}[c]));
@@ -36,11 +41,16 @@ function yuan(fen) { // integer fen to "50" / "0.50" without floats
 }
 function coin(fen) { return fen < 100 ? t("ui_jiao", {amount: fen / 10}) : t("ui_yuan", {amount: yuan(fen)}); }
 function groupPhone(p) { return p.length === 11 ? `${p.slice(0, 3)} ${p.slice(3, 7)} ${p.slice(7)}` : p; }
-function optionLabel(prompt, value) {
+function optionLabel(prompt, value, labels) {
+  if (labels && labels[value]) return inLang(labels[value]);
   if (prompt === "choose_amount") return t("ui_yuan", {amount: yuan(parseInt(value, 10))});
   if (prompt === "choose_card") return t("ui_card_face", {amount: yuan(parseInt(value, 10))});
+  if (prompt === "choose_month" && /^\d{4}-\d{2}$/.test(value)) {
+    const [year, month] = value.split("-");
+    return t("ui_month", {year, month: parseInt(month, 10)});
+  }
   if (ui.words["option_" + value]) return t("option_" + value);
-  return value; // months (2026-10), plan codes (4G-58): shown as they are
+  return value; // months (2026-10), numbers: shown as they are
 }
 
 async function loadWords() {
@@ -75,10 +85,15 @@ function send(obj) {
   if (ui.ws && ui.connected) ui.ws.send(JSON.stringify(obj));
 }
 
+function freshCustomer() { // the next customer: Chinese first, the hall's text size ([ui] large_text)
+  ui.lang = "zh"; ui.large = !!(ui.snap && ui.snap.large_text);
+}
+
 function onSnapshot(s) {
   const old = ui.snap;
   ui.snap = s; ui.snapAt = Date.now();
   const v = s.visit;
+  if ((!old || old.large_text !== s.large_text) && !(v && v.busy)) ui.large = !!s.large_text; // reloaded
   if (v) {
     const cashIdx = lastIndex(v.shown, (m) => CASH_KEYS.has(m.key));
     if (cashIdx !== ui.cashShown || !old || !old.visit || old.visit.n !== v.n) { ui.cashShown = cashIdx; ui.cashAt = Date.now(); }
@@ -100,7 +115,7 @@ function screenName() {
   const s = ui.snap, v = s.visit;
   if (v && v.busy) {
     const q = v.question;
-    if (q && q.options) return "choose";
+    if (q && q.options) return "default" in q ? "decide" : "choose";
     if (q && q.kind) return q.kind === "phone" && ui.readback ? "readback" : "keypad";
     const i = lastIndex(v.shown, (m) => !QUIET_KEYS.has(m.key) || CASH_KEYS.has(m.key));
     if (ui.cashShown >= 0 && !v.shown.slice(ui.cashShown + 1).some((m) => !CASH_KEYS.has(m.key))) return "cash";
@@ -138,6 +153,7 @@ function countdown() {
   const s = ui.snap, v = s && s.visit;
   if (!v || !v.busy) return "";
   let left = null, key = null;
+  if (v.question && "default" in v.question) return ""; // the decide screen shows its own time
   if (v.question) { left = v.question.idle_left_s - (Date.now() - ui.snapAt) / 1000; key = "ui_countdown"; }
   else if (screenName() === "cash") { left = s.cash.idle_timeout_s - (Date.now() - ui.cashAt) / 1000; key = "ui_countdown_cash"; }
   if (left === null || left > WARN_BEFORE_S) return "";
@@ -171,10 +187,18 @@ function body(name) {
     case "choose": {
       const q = v.question, m = lastMessage(v, true);
       const note = m && m.key !== q.prompt ? `<p class="note">${esc(t(m.key, m.fmt))}</p>` : "";
-      const opts = q.options.map((o) => `<button class="option" data-action="answer" data-value="${esc(o)}">${esc(optionLabel(q.prompt, o))}</button>`).join("");
+      const opts = q.options.map((o) => `<button class="option" data-action="answer" data-value="${esc(o)}">${esc(optionLabel(q.prompt, o, q.labels))}</button>`).join("");
       return `<main data-screen="choose" data-prompt="${esc(q.prompt)}"><div class="service">${esc(serviceTitle(v))}</div>${note}
         <h1>${esc(t(q.prompt, q.fmt))}</h1><div class="options n${q.options.length}">${opts}</div>
         <footer>${cancelButton()}</footer></main>`;
+    }
+    case "decide": { // a question a device cannot wait on (a note in escrow): its own time, then its default
+      const q = v.question;
+      const secs = Math.max(0, Math.ceil(q.idle_left_s - (Date.now() - ui.snapAt) / 1000));
+      const opts = q.options.map((o) => `<button class="${o === q.default ? "secondary" : "primary"} big" data-action="answer" data-value="${esc(o)}">${esc(optionLabel(q.prompt, o, q.labels))}</button>`).join("");
+      return `<main data-screen="decide" data-prompt="${esc(q.prompt)}"><div class="service">${esc(serviceTitle(v))}</div>
+        <h1 class="question">${esc(t(q.prompt, q.fmt))}</h1><div class="row center">${opts}</div>
+        <p class="auto" data-seconds="${secs}">${esc(t("ui_default_in", {seconds: secs, choice: optionLabel(q.prompt, q.default, q.labels)}))}</p></main>`;
     }
     case "keypad": {
       const q = v.question, m = lastMessage(v, true);
@@ -203,7 +227,7 @@ function body(name) {
       const last = cashMsgs[cashMsgs.length - 1] || {fmt: {}};
       const due = last.fmt.due || "0.00", paid = last.fmt.paid || "0.00";
       const tail = v.shown[v.shown.length - 1];
-      const warn = tail && (tail.key === "bill_too_large" || tail.key === "cash_rejected") ? `<p class="note warn">${esc(t(tail.key, tail.fmt))}</p>` : "";
+      const warn = tail && CASH_WARN_KEYS.has(tail.key) ? `<p class="note warn">${esc(t(tail.key, tail.fmt))}</p>` : "";
       const dens = s.cash.denominations;
       const coins = dens.filter((d) => d <= 100).map(coin).join(" · ");
       const notes = dens.filter((d) => d >= 100).map((d) => t("ui_yuan", {amount: yuan(d)})).join(" · ");
@@ -288,7 +312,7 @@ document.addEventListener("click", (ev) => {
     case "touch": ui.lastTouchSent = Date.now(); send({type: "touch"}); break;
     case "home":
       if (v) ui.dismissed = `${ui.snap.session}:${v.n}`;
-      ui.lang = "zh"; ui.large = false; break;
+      freshCustomer(); break;
   }
   render();
 });
@@ -304,7 +328,7 @@ document.addEventListener("keydown", (e) => { if (e.ctrlKey || e.altKey || e.met
 setInterval(() => {  // countdowns, the attract screen, the result screen's time-out
   if (!ui.snap) return;
   const name = screenName();
-  if (name === "home" && Date.now() - ui.lastTouch > ATTRACT_AFTER_MS) { ui.attract = true; ui.lang = "zh"; ui.large = false; }
+  if (name === "home" && Date.now() - ui.lastTouch > ATTRACT_AFTER_MS) { ui.attract = true; freshCustomer(); }
   if (name !== "home" && name !== "attract") ui.lastTouch = Date.now();
   render();
 }, 1000);
