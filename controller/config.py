@@ -74,6 +74,7 @@ class UiSection:
     listen: str = "127.0.0.1:8080"  # host:port; "" = no UI. Loopback only unless allow_remote
     allow_remote: bool = False  # the page and its WebSocket move money: serve beyond loopback only on purpose
     notices: list[str] = field(default_factory=list)  # hall notices on the idle screen, "中文 / English" each
+    large_text: bool = False  # each customer starts with the larger text (a hall serving many older customers)
 
 
 @dataclass(frozen=True)

@@ -295,6 +295,7 @@ class Kiosk:
                    if a != b]
         restart += [f"mqtt.{f}" for f in ("host", "port", "keepalive_s", "ca_file", "cert_file", "key_file",
                                           "session_expiry_s") if getattr(old.mqtt, f) != getattr(new.mqtt, f)]
+        restart += [f"ui.{f}" for f in ("listen", "allow_remote") if getattr(old.ui, f) != getattr(new.ui, f)]
         if restart:
             log.warning("changed settings take effect at the next restart", extra=fields(settings=restart))
         if self.desk is not None:  # flows read their settings per visit
@@ -310,6 +311,8 @@ class Kiosk:
         self.config = new
         log.info(how, extra=fields(config_hash=new.raw_hash))
         self.offer_changed()
+        if self.desk is not None:  # the screen's notices and text size are read per snapshot: push one
+            self.desk.on_screen()
         return restart
 
     async def set_config(self, key: str, value: Any) -> dict[str, Any]:

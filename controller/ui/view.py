@@ -53,6 +53,7 @@ def snapshot(kiosk: Any, menu: dict[str, bool], seq: int) -> dict[str, Any]:
         "mode": mode(kiosk, menu),
         "services": services(kiosk, menu),
         "notices": list(kiosk.config.ui.notices),
+        "large_text": kiosk.config.ui.large_text,
         "visit": visit(kiosk),
         "cash": {"denominations": list(flows.denominations), "idle_timeout_s": flows.idle_timeout,
                  "hotline": flows.hotline},
