@@ -52,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path,
                         help="keep the rigs' files here (default: a temp dir, removed unless something broke)")
     parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--no-hall", dest="hall", action="store_false",
+                        help="no mosquitto + halld per rig (the records then wait in the outbox; no hall check)")
     parser.add_argument("--faults", action="store_true", help="fault x kill-point product instead of the kill soak")
     parser.add_argument("--per-fault", type=int, default=None, help="with --faults: kill points sampled per fault")
     parser.add_argument("--second-cuts", type=int, default=None,
@@ -66,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     status = 0
     print(f"crash soak: seed {args.seed}, kills {args.kills}, {args.workers} rigs, work dir {work}", flush=True)
     try:
-        report = run_parallel(work, args.kills, args.seed, args.workers, args.boundary_rounds, verbose=not args.quiet)
+        report = run_parallel(work, args.kills, args.seed, args.workers, args.boundary_rounds, verbose=not args.quiet,
+                              timeout=48 * 3600, hall=args.hall)
     except (InvariantBroken, RuntimeError) as exc:
         report, status = getattr(exc, "report", Report()), 1
         print(f"{'INVARIANT BROKEN' if isinstance(exc, InvariantBroken) else 'RIG FAILED'} after {report.kills} kills: {exc}")
@@ -89,6 +92,14 @@ def main(argv: list[str] | None = None) -> int:
               f"{t['applied_cards']}) + paid back {t['paid_back']} + vouchers {t['vouchers']} + held {t['held']}"
               f"  -> {'balanced' if t['money_in'] == t['applied'] + t['paid_back'] + t['vouchers'] + t['held'] else 'UNBALANCED'}")
         print(f"journal view:    {b.journal}")
+        out = b.applied + b.paid_back + b.vouchers
+        print(f"fen lost: {max(0, b.money_in - out - b.held)} (money in not applied, paid back, owed or held)")
+        print(f"double credits: {b.doubled} (BOSS writes applied twice for one transaction, at bosssim or in the journal)")
+    if report.hall is not None:
+        h = report.hall
+        print(f"hall: {h.finished} transactions finished in the journals, {h.at_hall} at the hall, each exactly once: "
+              f"{'yes' if not h.problems and h.finished == h.at_hall else 'NO'}; {h.records} outbox records, halld's "
+              f"msg_seq 1..N the same in order: {'yes' if not h.problems else 'NO: ' + '; '.join(h.problems)}")
     print(f"error-card bin: emptied {report.bin_emptied} times by staff; card visits that found it full: "
           f"{report.sold_out_visits}")
     print("time by phase (all rigs):  " + ", ".join(f"{k} {v:.1f} s" for k, v in sorted(report.phase_s.items())))

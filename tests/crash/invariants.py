@@ -38,6 +38,7 @@ class Books:
     paid_back: int = 0
     vouchers: int = 0
     held: int = 0
+    doubled: int = 0  # BOSS writes applied twice for one transaction (at the BOSS or in the journal)
     journal: dict = field(default_factory=dict)
     txns: Counter = field(default_factory=Counter)
     problems: list[str] = field(default_factory=list)
@@ -51,7 +52,7 @@ class Books:
         """The books of several rigs side by side, term by term (each rig balanced on its own)."""
         out = cls()
         for b in books:
-            for name in ("money_in", "applied_boss", "applied_cards", "paid_back", "vouchers", "held"):
+            for name in ("money_in", "applied_boss", "applied_cards", "paid_back", "vouchers", "held", "doubled"):
                 setattr(out, name, getattr(out, name) + getattr(b, name))
             out.journal = {k: out.journal.get(k, 0) + v for k, v in b.journal.items()}
             out.txns += b.txns
@@ -134,6 +135,7 @@ def check(rig: Rig, final_expected: bool = True) -> Books:
         if (txn, kinds[op["op"]]) not in applied_steps and txn not in review_txns:
             b.problems.append(f"BOSS applied {op['key']} but the journal does not count it (and holds nothing)")
     doubled = [k for k, n in applied_steps.items() if n > 1]
+    b.doubled = len(twice) + len(doubled)
     if doubled:
         b.problems.append(f"journal counts a BOSS write applied twice: {doubled}")
     if unbalanced:
@@ -146,3 +148,69 @@ def check(rig: Rig, final_expected: bool = True) -> Books:
     if final_expected and out != cards["taken"] + cards["captured"]:
         b.problems.append(f"cards out of the stacker {out} != taken {cards['taken']} + captured {cards['captured']}")
     return b
+
+
+@dataclass
+class HallBooks:
+    """The hall's copy after the last restart drained the outbox: every finished transaction once."""
+
+    finished: int = 0  # transactions final in the journal
+    at_hall: int = 0  # rows in halld's txns table for this kiosk (its key is (kiosk, txn))
+    records: int = 0  # outbox rows the journal holds; halld's records (kiosk, msg_seq) must match 1..N
+    problems: list[str] = field(default_factory=list)
+
+    @classmethod
+    def merge(cls, books: list["HallBooks"]) -> "HallBooks":
+        out = cls()
+        for b in books:
+            out.finished += b.finished
+            out.at_hall += b.at_hall
+            out.records += b.records
+            out.problems += b.problems
+        return out
+
+
+def drained(rig: Rig, timeout: float = 60.0) -> None:
+    """Wait until kioskd's outbox is empty: halld has committed and acked every row."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while rig.api("status")["outbox"]:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"outbox not drained to the hall within {timeout} s: {rig.api('status')['outbox']}")
+        time.sleep(0.05)
+
+
+def hall_check(rig: Rig) -> HallBooks:
+    """Compare the journal with halld's database: no finished transaction missing, none twice,
+    none the kiosk never finished, and halld's record sequence the journal's outbox, 1..N in order."""
+    import sqlite3
+
+    h = HallBooks()
+    with rig.journal() as j:
+        final = {r["id"]: r["seq"] for r in j.execute("SELECT id, seq FROM transactions WHERE state != 'open'")}
+        out_seqs = [r[0] for r in j.execute("SELECT seq FROM outbox ORDER BY seq")]
+    hall = sqlite3.connect(f"file:{rig.hall_db}?mode=ro", uri=True, timeout=10)
+    try:
+        rows = hall.execute("SELECT txn, seq, msg_seq FROM txns WHERE kiosk = 'K-CRASH'").fetchall()
+        rec = [r[0] for r in hall.execute("SELECT msg_seq FROM records WHERE kiosk = 'K-CRASH' ORDER BY msg_seq")]
+    finally:
+        hall.close()
+    h.finished, h.at_hall, h.records = len(final), len(rows), len(out_seqs)
+    at_hall = Counter(txn for txn, _, _ in rows)
+    missing = sorted(set(final) - set(at_hall))
+    extra = sorted(set(at_hall) - set(final))
+    twice = sorted(t for t, n in at_hall.items() if n > 1)
+    if missing:
+        h.problems.append(f"{len(missing)} finished transactions never reached the hall: {missing[:5]}")
+    if extra:
+        h.problems.append(f"the hall holds {len(extra)} transactions the journal did not finish: {extra[:5]}")
+    if twice:
+        h.problems.append(f"transactions stored twice at the hall: {twice[:5]}")
+    wrong_seq = [txn for txn, seq, _ in rows if txn in final and final[txn] != seq]
+    if wrong_seq:
+        h.problems.append(f"per-kiosk seq differs between journal and hall: {wrong_seq[:5]}")
+    if rec != out_seqs:
+        h.problems.append(f"halld's records {rec[:3]}..{rec[-3:]} ({len(rec)}) are not the outbox's "
+                          f"{out_seqs[:3]}..{out_seqs[-3:]} ({len(out_seqs)})")
+    return h

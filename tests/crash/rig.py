@@ -115,9 +115,11 @@ class Forked:
 class Rig:
     """Emulators + bosssim started once; kioskd started, killed and restarted many times."""
 
-    def __init__(self, work: Path, fork: bool = True) -> None:
+    def __init__(self, work: Path, fork: bool = True, hall: bool = False) -> None:
         self.work = work
         self.fork = fork  # start kioskd by forking this process (fast) or as ``python -m controller``
+        self.hall = hall  # a real mosquitto + halld: records drain while kioskd is killed mid-send
+        self.broker: Any = None
         self.procs: dict[str, subprocess.Popen] = {}
         self.ports: dict[str, int] = {}
         self.kioskd: subprocess.Popen | Forked | None = None
@@ -147,13 +149,29 @@ class Rig:
         for proc, log in started:
             _wait_line(proc, log, "serving tcp", 10)
         self.boss_url = re.search(r"http://[\d.]+:\d+", _wait_line(boss, boss_log, "listening", 10)).group(0)
+        if self.hall:
+            self._start_hall()
         self.emu("cctalk", "hopper_fill", count=100000)  # payouts are counted, not starved (dry runs: tests/e2e)
         self.emu("crt571", "set_stock", count=100000)
         self.config = self._write_config()
         return self
 
+    def _start_hall(self) -> None:
+        from hall.broker import start_broker
+
+        self.broker = start_broker(self.work / "mosquitto")
+        halld, log = self._spawn("halld", ["-m", "hall.halld", "serve", "--db", str(self.hall_db), "--mqtt-port",
+                                           str(self.broker.port), "--hall", "H-CRASH", "--http", "off"])
+        _wait_line(halld, log, "halld: listening", 20)
+
+    @property
+    def hall_db(self) -> Path:
+        return self.work / "hall.db"
+
     def stop(self) -> None:
         self.kill_kioskd()
+        if self.broker is not None:
+            self.broker.stop()
         for proc in self.procs.values():
             if proc.poll() is None:
                 proc.terminate()
@@ -188,7 +206,7 @@ log_level = "warning"
 
 [mqtt]
 host = "127.0.0.1"
-port = {free_port()}  # nobody listens: the hall link just retries; the journal keeps everything
+port = {self.broker.port if self.broker else free_port()}  # no hall: nobody listens, the link retries
 
 [boss]
 url = "{self.boss_url}"

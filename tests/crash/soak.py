@@ -51,6 +51,7 @@ class Report:
     history: list[str] = field(default_factory=list)  # what happened last, newest last
     boundary_jobs: int = 0  # boundary kills this run was given (its share of the traced boundaries)
     workers: int = 1
+    hall: invariants.HallBooks | None = None  # with a hall: its copy after the last drain
 
     @classmethod
     def merge(cls, reports: list["Report"]) -> "Report":
@@ -70,6 +71,8 @@ class Report:
             out.history += r.history
         books = [r.books for r in reports if r.books is not None]
         out.books = invariants.Books.merge(books) if books else None
+        halls = [r.hall for r in reports if r.hall is not None]
+        out.hall = invariants.HallBooks.merge(halls) if halls else None
         return out
 
 
@@ -113,6 +116,16 @@ class Soak:
                 + f"\n  after kill #{self.report.kills}; last events (newest last):\n    "
                 + "\n    ".join(self.report.history)
                 + f"\n  work dir {self.rig.work}: kioskd.log ('--- kioskd start #N' lines), state/journal.db, boss.db")
+
+    def check_hall(self) -> None:
+        """After the last restart: the outbox drains and the hall holds every finished transaction once."""
+        t0 = time.monotonic()
+        invariants.drained(self.rig)
+        self.report.hall = invariants.hall_check(self.rig)
+        self.report.phase_s["hall"] += time.monotonic() - t0
+        if self.report.hall.problems:
+            raise InvariantBroken("; ".join(self.report.hall.problems)
+                                  + f"\n  work dir {self.rig.work}: state/journal.db, hall.db, halld.log")
 
     # -- steps ----------------------------------------------------------------------------------
     def _start(self, crash_at: str = "") -> None:
@@ -240,6 +253,8 @@ class Soak:
             self.log(f"kills {self.report.kills}: {name} at random")
         self._start()
         self.check()
+        if self.rig.hall:
+            self.check_hall()
         self.rig.kill_kioskd()
         self.report.wall_s = time.monotonic() - t0
         self.report.starts, self.report.start_s = self.rig.starts, self.rig.start_time
@@ -254,7 +269,8 @@ class Soak:
 # Each worker is a forked process with its own emulators, bosssim, kioskd and work dir; it traces
 # the scenarios itself and kills at its share of the boundaries (by label), then at random.
 
-def _worker(conn, work: Path, kills: int, seed: int, part: int, parts: int, rounds: int, verbose: bool) -> None:
+def _worker(conn, work: Path, kills: int, seed: int, part: int, parts: int, rounds: int, verbose: bool,
+            hall: bool) -> None:
     import signal
     import sys
 
@@ -262,7 +278,7 @@ def _worker(conn, work: Path, kills: int, seed: int, part: int, parts: int, roun
     soak = None
     try:
         log = (lambda m: print(f"[rig {part}] {m}", file=sys.stderr, flush=True)) if verbose else None
-        with Rig(work) as rig:
+        with Rig(work, hall=hall) as rig:
             boundaries = trace(rig, work)
             soak = Soak(rig, seed=seed + part, log=log)
             report = soak.run(kills, boundaries, rounds, part, parts)
@@ -275,9 +291,10 @@ def _worker(conn, work: Path, kills: int, seed: int, part: int, parts: int, roun
 
 
 def run_parallel(work: Path, kills: int, seed: int = 1, workers: int = 2, rounds: int = 1,
-                 verbose: bool = False, timeout: float = 3600.0) -> Report:
+                 verbose: bool = False, timeout: float = 3600.0, hall: bool = False) -> Report:
     """``kills`` split over ``workers`` rigs (``work``/rig-N); raises InvariantBroken with the
-    first broken rig's message (its work dir is kept), RuntimeError if a rig failed otherwise."""
+    first broken rig's message (its work dir is kept), RuntimeError if a rig failed otherwise.
+    ``hall``: each rig has mosquitto + halld up throughout; at the end the hall's copy is checked."""
     import multiprocessing
 
     ctx = multiprocessing.get_context("fork")  # the workers fork kioskd themselves (rig.Forked)
@@ -287,7 +304,7 @@ def run_parallel(work: Path, kills: int, seed: int = 1, workers: int = 2, rounds
         share = kills // workers + (1 if part < kills % workers else 0)
         parent, child = ctx.Pipe(duplex=False)
         proc = ctx.Process(target=_worker, args=(child, work / f"rig-{part}", share, seed, part, workers, rounds,
-                                                 verbose), name=f"crash-rig-{part}")
+                                                 verbose, hall), name=f"crash-rig-{part}")
         proc.start()
         child.close()
         procs.append((proc, parent))
