@@ -260,6 +260,22 @@ class GsmModem(Modem):
         except (_NoAnswer, SmsError):
             return False
 
+    # -- identity ----------------------------------------------------------------------
+    async def identify(self) -> dict[str, str]:
+        """What the modem says it is: ATI, and 27.007 §5 +CGMI maker, +CGMM model, +CGMR firmware
+        revision, +CGSN IMEI; a command it refuses or ignores is left out (the rig report, kioskctl)."""
+        found: dict[str, str] = {}
+        async with self._lock:
+            for key, cmd in (("ati", "ATI"), ("maker", "AT+CGMI"), ("model", "AT+CGMM"), ("firmware", "AT+CGMR"),
+                             ("imei", "AT+CGSN")):
+                try:
+                    final, lines = await self._command_lines(cmd, self.options.command_timeout_s)
+                except _NoAnswer:
+                    continue
+                if final.ok and lines:
+                    found[key] = " ".join(line.strip() for line in lines)
+        return found
+
     # -- telemetry ---------------------------------------------------------------------
     async def signal(self) -> dict:
         """{"registered", "rssi_dbm", "roaming"}; plus "fault" when the modem does not answer."""

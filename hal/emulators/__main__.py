@@ -1,6 +1,6 @@
 """Run one emulator standalone, for the rig or by hand.
 
-    python -m hal.emulators NAME (--serial PATH | --pty | --tcp HOST:PORT) [--control SOCKET]
+    python -m hal.emulators NAME (--serial PATH | --pty | --tcp HOST:PORT) [--control SOCKET|tcp://HOST:PORT]
     python -m hal.emulators usim --vpcd HOST:PORT [--control SOCKET]
     python -m hal.emulators send SOCKET '{"cmd": "insert_coin", "value": 100}'
 """
@@ -119,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     where.add_argument("--tcp", metavar="HOST:PORT")
     where.add_argument("--pty", action="store_true", help="make a pty pair and print its path")
     where.add_argument("--vpcd", metavar="HOST:PORT", help="usim: plug into pcscd's vpcd reader")
-    parser.add_argument("--control", metavar="SOCKET")
+    parser.add_argument("--control", metavar="SOCKET", help="unix socket path, or tcp://HOST:PORT for a rig's "
+                        "second machine (no authentication: bench network only)")
     parser.add_argument("--baudrate", type=int, default=9600)
     args = parser.parse_args(argv)
     asyncio.run(_serve(args))

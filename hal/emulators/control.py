@@ -3,6 +3,9 @@
 Request:  {"cmd": "insert_coin", "value": 100}
 Reply:    {"ok": true, "result": ...}   or   {"ok": false, "error": "..."}
 
+The socket is a unix socket path, or ``tcp://HOST:PORT`` when the emulator runs on another machine
+of the hardware rig (docs/rig.md; a bench network only: the protocol has no authentication).
+
 One reply per line, whatever the line holds: a line over MAX_LINE bytes, JSON nested too deep, or
 a handler that fails all get an error reply, and the connection stays open for the next line
 (issue 16: they raised in the connection callback, dropped the connection and left no answer).
@@ -92,14 +95,25 @@ async def serve_control(path: str, handler: Handler) -> asyncio.AbstractServer:
         finally:
             writer.close()
 
+    if path.startswith("tcp://"):
+        host, _, port = path[6:].rpartition(":")
+        return await asyncio.start_server(client, host or "127.0.0.1", int(port))
     if os.path.exists(path):
         os.unlink(path)
     return await asyncio.start_unix_server(client, path)
 
 
+def _tcp(path: str) -> tuple[str, int] | None:
+    if not path.startswith("tcp://"):
+        return None
+    host, _, port = path[6:].rpartition(":")
+    return host or "127.0.0.1", int(port)
+
+
 async def call(path: str, cmd: str, /, **args: Any) -> Any:
     """Send one command; returns the result or raises ControlError with the emulator's words."""
-    reader, writer = await asyncio.open_unix_connection(path)
+    tcp = _tcp(path)
+    reader, writer = await (asyncio.open_connection(*tcp) if tcp else asyncio.open_unix_connection(path))
     try:
         writer.write(json.dumps({"cmd": cmd, **args}).encode() + b"\n")
         reply = json.loads(await reader.readline())
@@ -112,8 +126,10 @@ async def call(path: str, cmd: str, /, **args: Any) -> Any:
 
 def call_sync(path: str, cmd: str, /, **args: Any) -> Any:
     """The same, for scripts and threads outside any event loop."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.connect(path)
+    tcp = _tcp(path)
+    with (socket.create_connection(tcp) if tcp else socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)) as sock:
+        if not tcp:
+            sock.connect(path)
         sock.sendall(json.dumps({"cmd": cmd, **args}).encode() + b"\n")
         data = b""
         while not data.endswith(b"\n"):

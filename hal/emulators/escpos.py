@@ -40,7 +40,11 @@ class Printed:
 
 # Parameter bytes after ESC x / GS x / FS x for commands we accept and ignore (Epson reference).
 ESC_PARAMS = {0x20: 1, 0x2D: 1, 0x32: 0, 0x33: 1, 0x4A: 1, 0x4D: 1, 0x52: 1, 0x56: 1, 0x7B: 1, 0x63: 2, 0x70: 3}
-GS_PARAMS = {0x42: 1, 0x48: 1, 0x66: 1, 0x68: 1, 0x77: 1, 0x4C: 2, 0x57: 2, 0x62: 1, 0x72: 1, 0x49: 1}
+GS_PARAMS = {0x42: 1, 0x48: 1, 0x66: 1, 0x68: 1, 0x77: 1, 0x4C: 2, 0x57: 2, 0x62: 1, 0x72: 1}
+# GS I n (Epson reference, "Transmit printer ID"): 1/49 model ID, 2/50 type ID (bit 1: multi-byte
+# characters), 3/51 version ID as one byte each; 65..68 firmware, maker, model, serial as "_" text NUL.
+PRINTER_ID = {1: b"\x20", 49: b"\x20", 2: b"\x02", 50: b"\x02", 3: b"\x10", 51: b"\x10",
+              65: b"_1.00 EMU\x00", 66: b"_KIOSKD-EMU\x00", 67: b"_EMU-58 GB18030\x00", 68: b"_EMU0000001\x00"}
 FS_PARAMS = {0x21: 1, 0x2D: 1, 0x43: 1, 0x57: 1, 0x53: 2}
 
 
@@ -234,6 +238,8 @@ class EscPosPrinterModel(EmulatorModel):
         if len(b) < 2:
             return 0, b""
         cmd = b[1]
+        if cmd == 0x49:  # GS I n: printer ID; an n the printer lacks is answered with nothing
+            return (3, PRINTER_ID.get(b[2], b"")) if len(b) >= 3 else (0, b"")
         if cmd == 0x21:  # GS ! n: high nibble width−1, low nibble height−1
             if len(b) < 3:
                 return 0, b""

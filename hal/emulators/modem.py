@@ -206,6 +206,8 @@ class GsmModemModel(EmulatorModel):
             return self._ok("SIMCOM_Ltd" if body == "+CGMI" else "SIM800 R14.18")
         if body == "+CGMM":
             return self._ok("SIMCOM_SIM800")
+        if body in ("+CGMR", "+GMR"):  # 27.007 §5.3; SIM800 firmwares answer "Revision:..."
+            return self._ok("Revision:1418B05SIM800L24")
         if body in ("+CGSN", "+GSN"):
             return self._ok("867856030000001")
         if body == "+CPIN?":

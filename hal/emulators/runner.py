@@ -4,6 +4,7 @@ Line faults every emulator shares live here, not in the models:
   mute / unmute          stop answering (the device went dead) / answer again
   corrupt {count}        flip a bit in the next ``count`` replies
   inject {hex}           put raw bytes on the line, as line noise or a rogue device would
+  reset                  a fresh device as it comes out of the box (the rig runs many tests on one emulator)
 """
 from __future__ import annotations
 
@@ -131,6 +132,10 @@ class EmulatorRunner:
                 raise ControlError(f"inject: bad hex: {exc}") from None
             self.bytes_out += len(raw)
             self._write(raw)
+            return None
+        if cmd == "reset":
+            self.model = type(self.model)()
+            self.muted, self.corrupt_next = False, 0
             return None
         if cmd == "state":
             return {

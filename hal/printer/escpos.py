@@ -89,6 +89,32 @@ class EscPosPrinter(Printer):
         near = " (paper near end)" if self._last and self._last.paper_near_end else ""
         return f"{self.name}: test receipt printed{near}"
 
+    async def identify(self) -> dict[str, str]:
+        """Maker, model, firmware and serial number as the printer tells them (GS I 65..68); a
+        printer that does not answer one leaves it out. For the rig report and kioskctl, not for printing."""
+        found: dict[str, str] = {}
+        async with self._lock:
+            link = self.link
+            if link is None:
+                return found
+            for key, n in escpos.PRINTER_INFO.items():
+                await self._settle(link)
+                link.write(escpos.info_query(n))
+                answer = b""
+                try:
+                    while (text := escpos.parse_info_block(answer)) is None:
+                        chunk = await link.read(self.options.timeout)
+                        if not chunk:
+                            self._dirty = bool(answer)
+                            break
+                        answer += chunk
+                except (escpos.StatusReplyError, LinkClosed):
+                    self._dirty = True
+                    continue
+                if text is not None:
+                    found[key] = text
+        return found
+
     # -- status ----------------------------------------------------------------------------
     async def status(self) -> PrinterStatus:
         async with self._lock:

@@ -158,3 +158,26 @@ def decode_status(replies: Mapping[int, int]) -> PrinterStatus:
 def unrecoverable(replies: Mapping[int, int]) -> bool:
     """n=3 b5: an unrecoverable error — the printer needs a technician, not a paper roll."""
     return bool(replies.get(3, 0) & 0x20)
+
+
+# GS I n, "transmit printer ID" (Epson ESC/POS Application Programming Guide / Command Reference,
+# GS I): n = 65..68 answer a block "_" (0x5F), the ASCII text, NUL (0x00). Printers that lack a
+# block answer nothing; silence means unknown, never an error of the printer.
+PRINTER_INFO = {"firmware": 65, "maker": 66, "model": 67, "serial": 68}
+
+
+def info_query(n: int) -> bytes:
+    _byte(n, "GS I n")
+    return bytes([GS, 0x49, n])
+
+
+def parse_info_block(data: bytes) -> str | None:
+    """The text of a ``_ text NUL`` block; None while the NUL has not arrived yet."""
+    if not data:
+        return None
+    if data[0] != 0x5F:
+        raise StatusReplyError(f"GS I block starts with {data[0]:#04x}, not 0x5f")
+    end = data.find(b"\x00")
+    if end < 0:
+        return None
+    return data[1:end].decode("ascii", "replace")

@@ -93,3 +93,30 @@ async def test_tcp_transport_runs_the_same_driver_code():
     finally:
         await link.close()
         server.close()
+
+
+async def test_socket_urls_and_a_tcp_control_socket_reach_an_emulator_on_another_machine():
+    """The rig's second machine: pyserial's socket://HOST:PORT for the line, tcp://HOST:PORT for control;
+    ``reset`` gives a fresh device for the next test."""
+    from hall.broker import free_port
+
+    runner = EmulatorRunner(Upper())
+    server = await runner.serve_tcp("127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    control = f"tcp://127.0.0.1:{free_port()}"
+    ctl = await runner.serve_control(control)
+    link = await open_link(f"socket://127.0.0.1:{port}")
+    try:
+        await call(control, "mute")
+        link.write(b"x")
+        assert await link.read(0.2) == b""
+        first = runner.model
+        await call(control, "reset")
+        assert runner.model is not first and isinstance(runner.model, Upper) and not runner.muted
+        link.write(b"socket")
+        assert await read_exactly(link, 6) == b"SOCKET"
+        assert (await call(control, "state"))["bytes_in"] == 7
+    finally:
+        await link.close()
+        ctl.close()
+        server.close()

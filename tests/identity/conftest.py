@@ -9,39 +9,40 @@ from typing import Any
 import pytest
 
 from hal.device import DeviceContext, DeviceEvent
-from hal.emulators.control import call
 from hal.emulators.idcard import IdCardReaderModel
-from hal.emulators.runner import EmulatorRunner
-from hal.emulators.simports import SimPort
 from hal.idcard.sam import SamIdReader
+from tests.rig import lines
 
 
 @dataclass
 class ReaderRig:
     driver: SamIdReader
-    model: IdCardReaderModel
-    runner: EmulatorRunner
-    sock: str
+    line: lines.Line
     events: list[DeviceEvent] = field(default_factory=list)
 
+    @property
+    def model(self) -> Any:
+        return self.line.model  # under pytest --rig: skips (the emulator is another process)
+
+    @property
+    def runner(self) -> Any:
+        return self.line.runner or self.line.model.runner
+
     async def emu(self, cmd: str, **args: Any) -> Any:
-        return await call(self.sock, cmd, **args)
+        return await self.line.control(cmd, **args)
 
 
 @contextlib.asynccontextmanager
 async def reader_rig(tmp_path, model: IdCardReaderModel | None = None, **options: Any):
+    """The SAM reader on the emulator over a pty pair, or on the rig's reader (tests/rig/lines.py)."""
     model = model or IdCardReaderModel()
-    runner = EmulatorRunner(model)
-    port = SimPort("idcard", runner)
-    sock = str(tmp_path / "emu-idcard.sock")
-    await port.start(sock)
-    events: list[DeviceEvent] = []
-    driver = SamIdReader("idreader", SamIdReader.Options(port=port.path, **options), DeviceContext(report=events.append))
-    try:
+    async with lines.device_line("idcard", model, str(tmp_path / "emu-idcard.sock")) as line:
+        events: list[DeviceEvent] = []
+        on_rig = lines.rig_device("idcard").options if lines.rig_mode() else {}
+        driver = SamIdReader("idreader", SamIdReader.Options(port=line.path, **{**options, **on_rig}),
+                             DeviceContext(report=events.append))
         async with driver:
-            yield ReaderRig(driver, model, runner, sock, events)
-    finally:
-        await port.stop()
+            yield ReaderRig(driver, line, events)
 
 
 @pytest.fixture

@@ -48,7 +48,7 @@ async def test_more_than_255_coins_go_out_in_several_dispenses(emu, hopper):
 
 def frames(emu, header):
     """The frames with ``header`` the emulated bus heard from the host, in order."""
-    return [raw for raw in emu.port.runner.model.heard if raw[3] == header]
+    return [raw for raw in emu.model.heard if raw[3] == header]
 
 
 def spec(text: str, base: int = 16) -> bytes:
@@ -83,7 +83,7 @@ async def test_the_nine_byte_form_asks_for_a_key_before_every_dispense(emu):
     finally:
         await device.stop()
     sch2 = spec("003 009 001 167 000 000 000 000 000 000 000 000 005 071", 10)
-    heard = [raw for raw in emu.port.runner.model.heard if raw[3] in (161, 160, 167)]
+    heard = [raw for raw in emu.model.heard if raw[3] in (161, 160, 167)]
     assert [raw[3] for raw in heard] == [161, 160, 167] * 2
     assert all(raw[:4] == bytes([3, 8, 1, 161]) and sum(raw) % 256 == 0 for raw in heard[0::3])  # 8 RNG bytes
     assert heard[0] != heard[3]  # fresh random bytes each time
@@ -116,7 +116,7 @@ async def test_a_vendor_function_turns_the_key_into_the_security_bytes(emu):
 
 async def test_the_serial_is_read_again_after_the_hopper_reset(emu, hopper):
     assert await hopper.dispense(1) == PayoutResult(1, 0, 100)
-    emu.port.runner.model.hopper.serial = 0x0AD7DF  # a technician swapped the unit: it came up at counter 0
+    emu.model.hopper.serial = 0x0AD7DF  # a technician swapped the unit: it came up at counter 0
     await emu("power_cycle", device="hopper")
     assert await hopper.dispense(1) == PayoutResult(1, 0, 100)
     assert frames(emu, 242) == [SERIAL_REQUEST] * 2
@@ -124,7 +124,7 @@ async def test_the_serial_is_read_again_after_the_hopper_reset(emu, hopper):
 
 
 async def test_a_refused_dispense_pays_nothing_says_so_and_the_serial_is_read_again(emu, hopper):
-    emu.port.runner.model.hopper.serial = 0x0AD7DF  # swapped with no reset we could see (counter 0 both)
+    emu.model.hopper.serial = 0x0AD7DF  # swapped with no reset we could see (counter 0 both)
     assert await hopper.dispense(4) == PayoutResult(0, 4, 0)
     assert (await emu("state"))["hopper_paid"] == 0
     (refused,) = emu.reported("payout_refused")
@@ -149,7 +149,7 @@ async def test_a_hopper_silent_before_the_dispense_reports_nothing_paid(emu, hop
 @pytest.mark.parametrize("emu", [{"payout_rate": 10.0}], indirect=True)
 async def test_silence_mid_payout_is_an_unknown_outcome_then_last_payout_tells(emu, hopper):
     async def mute_when_paying():
-        await condition(lambda: emu.port.runner.model.hopper.total_paid >= 1)
+        await condition(lambda: emu.model.hopper.total_paid >= 1)
         await emu("mute")
 
     import asyncio
@@ -159,7 +159,7 @@ async def test_silence_mid_payout_is_an_unknown_outcome_then_last_payout_tells(e
         await hopper.dispense(5)
     await muter
     await emu("unmute")
-    await condition(lambda: (emu.port.runner.model.hopper.payout is None), timeout=5)
+    await condition(lambda: (emu.model.hopper.payout is None), timeout=5)
     assert await hopper.last_payout() == PayoutResult(5, 0, 500)
 
 

@@ -58,8 +58,8 @@ class Ledger:
 @pytest.mark.slow
 async def test_soak_credited_equals_accepted_exactly(emu):
     rng = random.Random(int(os.environ.get("SOAK_SEED", "20261124")))
-    control = emu.port.runner.control  # the same entry point as the control socket, minus the socket
-    model = emu.port.runner.model
+    control = emu.runner.control  # the same entry point as the control socket, minus the socket
+    model = emu.model
     coin = emu.driver(CcTalkCoinAcceptor, **SOAK)
     bill = emu.driver(CcTalkBillValidator, route_timeout_ms=200, **SOAK)  # a route holds the bus
     await coin.start()

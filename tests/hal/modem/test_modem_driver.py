@@ -4,13 +4,13 @@ import asyncio
 import pytest
 
 from hal.device import DeviceContext, Health
-from hal.emulators.control import call
 from hal.emulators.modem import GsmModemModel
 from hal.emulators.runner import EmulatorRunner
 from hal.emulators.simports import SimPort
 from hal.modem import GsmModem, GsmModemOptions, SmsError
 from hal.peripherals import SmsFailed
 from hal.protocols.sms_pdu import decode_submit, reassemble
+from tests.rig import lines
 
 TO = "+8613800138000"
 LONG_ZH = (
@@ -21,8 +21,17 @@ LONG_ZH = (
 
 
 class Rig:
-    def __init__(self, port, sock, model, modem, events):
-        self.port, self.sock, self.model, self.modem, self.events = port, sock, model, modem, events
+    def __init__(self, line, modem, events):
+        self.line, self.modem, self.events = line, modem, events
+        self.control = line.control  # skips on a rig whose modem is real
+
+    @property
+    def model(self):
+        return self.line.model  # on the rig: skips (the emulator is another process)
+
+    @property
+    def runner(self):
+        return self.line.runner or self.line.model.runner
 
     def recorded_texts(self):
         """Decode what the emulator recorded with OUR codec: the other direction of the check."""
@@ -30,21 +39,29 @@ class Rig:
         return parts
 
 
+FAST = dict(backoff_s=0.01, command_timeout_s=0.3, prompt_timeout_s=0.3, result_timeout_s=0.5)
+
+
 @pytest.fixture
 async def rig(tmp_path):
-    model = GsmModemModel()
-    port = SimPort("modem", EmulatorRunner(model))
-    sock = str(tmp_path / "emu-modem.sock")
-    await port.start(sock)
-    events = []
-    options = GsmModemOptions(port=port.path, backoff_s=0.01, command_timeout_s=0.3, prompt_timeout_s=0.3, result_timeout_s=0.5)
-    modem = GsmModem("modem", options, DeviceContext(report=events.append))
-    await modem.start()
-    try:
-        yield Rig(port, sock, model, modem, events)
-    finally:
-        await modem.stop()
-        await port.stop()
+    async with lines.device_line("modem", GsmModemModel(), str(tmp_path / "emu-modem.sock")) as line:
+        events = []
+        on_rig = lines.rig_device("modem").options if lines.rig_mode() else {}
+        modem = GsmModem("modem", GsmModemOptions(port=line.path, **{**FAST, **on_rig}), DeviceContext(report=events.append))
+        await modem.start()
+        try:
+            yield Rig(line, modem, events)
+        finally:
+            await modem.stop()
+
+
+async def test_the_modem_tells_what_it_is_ati_maker_model_firmware_imei(rig):
+    ident = await rig.modem.identify()
+    lines.note_identity("modem", **ident)
+    assert {"ati", "firmware"} <= set(ident) and all(ident.values())
+    if not lines.rig_mode():
+        assert ident == {"ati": "SIM800 R14.18", "maker": "SIMCOM_Ltd", "model": "SIMCOM_SIM800",
+                         "firmware": "Revision:1418B05SIM800L24", "imei": "867856030000001"}
 
 
 async def test_init_turns_echo_off_and_selects_pdu_mode(rig):
@@ -56,7 +73,7 @@ async def test_init_turns_echo_off_and_selects_pdu_mode(rig):
 async def test_chinese_text_goes_as_ucs2_and_decodes_back_from_the_recorded_pdu(rig):
     refs = await rig.modem.send_sms(TO, "你好，充值成功")
     assert len(refs) == 1
-    sent = await call(rig.sock, "sent")
+    sent = await rig.control("sent")
     assert sent == [{"number": TO, "text": "你好，充值成功", "parts": 1, "refs": refs}]
     [submit] = rig.recorded_texts()
     assert submit.dcs == 0x08 and submit.text == "你好，充值成功" and submit.number == TO
@@ -80,15 +97,15 @@ async def test_plain_ascii_goes_as_gsm_7bit(rig):
 
 
 async def test_transient_cms_error_is_retried_with_backoff_and_then_succeeds(rig):
-    await call(rig.sock, "fail_next", code=42, count=2)  # 42 congestion
+    await rig.control("fail_next", code=42, count=2)  # 42 congestion
     refs = await rig.modem.send_sms(TO, "重试")
     assert len(refs) == 1
-    state = await call(rig.sock, "state")
+    state = await rig.control("state")
     assert state["failed_attempts"] == 2 and state["sent"][0]["text"] == "重试"
 
 
 async def test_permanent_cms_error_gives_up_at_once_with_a_named_reason(rig):
-    await call(rig.sock, "fail_next", code=1, count=5)  # 1 unassigned number
+    await rig.control("fail_next", code=1, count=5)  # 1 unassigned number
     with pytest.raises(SmsFailed) as info:
         await rig.modem.send_sms(TO, "你好")
     assert isinstance(info.value, SmsError) and info.value.code == "unassigned_number" and info.value.cms == 1
@@ -97,7 +114,7 @@ async def test_permanent_cms_error_gives_up_at_once_with_a_named_reason(rig):
 
 
 async def test_transient_errors_that_never_clear_end_in_sms_failed(rig):
-    await call(rig.sock, "fail_next", code=331, count=10)
+    await rig.control("fail_next", code=331, count=10)
     with pytest.raises(SmsError) as info:
         await rig.modem.send_sms(TO, "你好")
     assert info.value.cms == 331
@@ -105,32 +122,32 @@ async def test_transient_errors_that_never_clear_end_in_sms_failed(rig):
 
 
 async def test_not_registered_is_no_network_service_and_shows_in_signal(rig):
-    await call(rig.sock, "set_registered", registered=False)
+    await rig.control("set_registered", registered=False)
     sig = await rig.modem.signal()
     assert sig["registered"] is False and rig.modem.health == Health.DEGRADED
     with pytest.raises(SmsError):
         await rig.modem.send_sms(TO, "你好")
-    await call(rig.sock, "set_registered", registered=True)
-    await call(rig.sock, "set_signal", rssi=10)
+    await rig.control("set_registered", registered=True)
+    await rig.control("set_signal", rssi=10)
     sig = await rig.modem.signal()
     assert sig == {"registered": True, "rssi_dbm": -93, "roaming": False}
     assert rig.modem.health == Health.OK
 
 
 async def test_a_silent_modem_is_a_named_fault_and_recovers_when_it_answers_again(rig):
-    await call(rig.sock, "mute")
+    await rig.control("mute")
     with pytest.raises(SmsError) as info:
         await rig.modem.send_sms(TO, "你好")
     assert info.value.code == "silent"
     assert ("fault", "silent") in [(e.kind, e.code) for e in rig.events]
     assert rig.modem.health == Health.FAULT
-    await call(rig.sock, "unmute")
+    await rig.control("unmute")
     assert len(await rig.modem.send_sms(TO, "恢复")) == 1
     assert rig.modem.health == Health.OK
 
 
 async def test_garbage_instead_of_an_answer_is_a_named_fault(rig):
-    runner = rig.port.runner
+    runner = rig.runner
     runner.muted = True
     task = asyncio.create_task(rig.modem.signal())
     async with asyncio.timeout(2):

@@ -122,3 +122,12 @@ def test_any_status_bytes_decode_without_raising(replies):
     assert status.known == (len(replies) == 4)
     if status.can_print:
         assert not replies[4] & 0x60 and not replies[1] & 0x08
+
+
+def test_gs_i_blocks_are_underscore_text_nul_and_incomplete_until_the_nul():
+    """Epson reference, GS I n (n = 65..68): header 0x5F, the text, NUL."""
+    assert escpos.info_query(67) == b"\x1d\x49\x43"
+    assert escpos.parse_info_block(b"_TM-T88V\x00") == "TM-T88V"
+    assert escpos.parse_info_block(b"_TM-T8") is None and escpos.parse_info_block(b"") is None
+    with pytest.raises(escpos.StatusReplyError):
+        escpos.parse_info_block(b"\x12")  # a status byte is no block

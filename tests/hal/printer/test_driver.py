@@ -15,6 +15,7 @@ from hal.printer import receipts
 from hal.printer.escpos import EscPosOptions, EscPosPrinter
 from hal.printer.layout import layout, printed_text
 from hal.registry import load_driver
+from tests.rig import lines
 
 RECEIPT = receipts.transaction_receipt(
     kiosk_id="KS-0101-07", seq=1042, txn_id="T20240501-000123", when=datetime(2024, 5, 1, 14, 3, 9),
@@ -24,28 +25,44 @@ RECEIPT = receipts.transaction_receipt(
 
 
 class Rig:
-    def __init__(self, model, port, printer, events):
-        self.model, self.port, self.printer, self.events = model, port, printer, events
+    def __init__(self, line, printer, events):
+        self.line, self.printer, self.events = line, printer, events
+        self.path = line.path
+
+    @property
+    def model(self):
+        return self.line.model  # on the rig: skips (the emulator is another process)
 
     @property
     def runner(self):
-        return self.port.runner
+        return self.line.runner or self.line.model.runner
 
     def codes(self):
         return [(e.kind, e.code) for e in self.events]
 
 
 @pytest.fixture
-async def rig():
-    model = EscPosPrinterModel()
-    port = SimPort("escpos", EmulatorRunner(model))
-    await port.start(None)
-    events = []
-    printer = EscPosPrinter("printer", EscPosOptions(port=port.path, timeout=0.2), DeviceContext(report=events.append))
-    await printer.start()
-    yield Rig(model, port, printer, events)
-    await printer.stop()
-    await port.stop()
+async def rig(tmp_path):
+    async with lines.device_line("escpos", EscPosPrinterModel(), str(tmp_path / "emu.sock")) as line:
+        events = []
+        on_rig = lines.rig_device("escpos").options if lines.rig_mode() else {}
+        options = EscPosOptions(port=line.path, **{"timeout": 0.2, **on_rig})
+        printer = EscPosPrinter("printer", options, DeviceContext(report=events.append))
+        await printer.start()
+        try:
+            yield Rig(line, printer, events)
+        finally:
+            await printer.stop()
+
+
+async def test_the_printer_tells_its_maker_model_firmware_and_serial(rig):
+    """GS I 65..68 (Epson reference: "_" text NUL); the rig report shows what a real printer says."""
+    ident = await rig.printer.identify()
+    lines.note_identity("escpos", **ident)
+    assert set(ident) >= {"maker", "model"} and all(ident.values())
+    if not lines.rig_mode():
+        assert ident == {"firmware": "1.00 EMU", "maker": "KIOSKD-EMU", "model": "EMU-58 GB18030", "serial": "EMU0000001"}
+        assert (await rig.printer.status()).known  # the blocks left nothing on the line to answer DLE EOT
 
 
 def test_registry_names_this_driver():
@@ -164,7 +181,7 @@ async def test_self_test_prints_a_test_receipt(rig):
 
 async def test_without_chinese_mode_the_printer_scrambles_chinese(rig):
     """Why chinese_mode defaults on: the emulated printer boots in single-byte mode."""
-    plain = EscPosPrinter("p2", EscPosOptions(port=rig.port.path, timeout=0.2, chinese_mode=False), DeviceContext())
+    plain = EscPosPrinter("p2", EscPosOptions(port=rig.path, timeout=0.2, chinese_mode=False), DeviceContext())
     plain.link = rig.printer.link
     await plain.print_receipt(RECEIPT)
     assert "交易凭条" not in rig.model.control("receipts", {})[0]
