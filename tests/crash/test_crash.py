@@ -62,3 +62,27 @@ def test_the_invariants_see_a_credit_nobody_paid_for(tmp_path):
     assert "money in 0 vs applied 100" in problems
     assert "K-CRASH-999-1:credit but the journal does not count it" in problems
 
+
+
+def test_the_hall_check_sees_a_transaction_missing_at_the_hall_and_one_stored_that_the_kiosk_never_had(tmp_path):
+    """The soak's hall check (bench/crash_soak.py with the hall up) must be able to fail."""
+    import sqlite3
+
+    from tests.crash.customer import SCENARIOS, Visit
+    from tests.crash.invariants import drained, hall_check
+
+    with Rig(tmp_path / "rig", hall=True) as rig:
+        rig.start_kioskd()
+        Visit(rig, SCENARIOS["topup_change"], 1).run()
+        drained(rig)
+        good = hall_check(rig)
+        assert (good.finished, good.at_hall, good.problems) == (1, 1, [])
+        hall = sqlite3.connect(rig.hall_db)
+        with hall:
+            (txn,) = hall.execute("SELECT txn FROM txns WHERE kiosk = 'K-CRASH'").fetchone()
+            hall.execute("UPDATE txns SET txn = 'K-CRASH-9-9' WHERE txn = ?", (txn,))
+        hall.close()
+        problems = " ".join(hall_check(rig).problems)
+        rig.kill_kioskd()
+    assert f"1 finished transactions never reached the hall: ['{txn}']" in problems
+    assert "the hall holds 1 transactions the journal did not finish: ['K-CRASH-9-9']" in problems
