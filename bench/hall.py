@@ -146,6 +146,23 @@ def _ticks(stat: Path) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def cluster_cpu_s(pidfile: Path | None) -> float:
+    """CPU seconds of a PostgreSQL cluster's processes (the postmaster's children: backends,
+    writer, WAL writer ...), 0 for a server of --pg-url."""
+    if pidfile is None:
+        return 0.0
+    master = pidfile.read_text().split()[0]
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if fields[1] == master or stat.parent.name == master:
+                total += _ticks(stat)
+        except (OSError, IndexError):
+            continue  # a process that ended meanwhile
+    return total
+
+
 def mosquitto(name: str) -> str:
     exe = shutil.which(name)
     if not exe:
@@ -362,6 +379,7 @@ async def main(args: argparse.Namespace) -> None:
     broker = start_broker(tmp / "mosquitto", extra_conf=conf)
     tpl = await template(tmp)
     size = len(wire(tpl, "K-000", 1)[0])
+    sqlite_rate = None
     try:
         if "a" in args.only:
             n = args.kiosks * args.rows
@@ -373,6 +391,7 @@ async def main(args: argparse.Namespace) -> None:
                 pid = halld.proc.pid
                 cpu = (cpu_s(pid), loop_cpu_s(pid), cpu_s(broker.proc.pid), time.process_time(), time.perf_counter())
                 durable, rewinds = await ingest(broker, args.kiosks, args.rows, args.window, tpl, "A")
+                sqlite_rate = durable
                 cpu = (cpu_s(pid) - cpu[0], loop_cpu_s(pid) - cpu[1], cpu_s(broker.proc.pid) - cpu[2],
                        time.process_time() - cpu[3], time.perf_counter() - cpu[4])
                 stats = halld.stats()
@@ -412,17 +431,20 @@ async def main(args: argparse.Namespace) -> None:
                   f" {args.backlog / serial:.1f} s for all at that pace)")
             print(f"  ratio window / one at a time   : {windowed / serial:9.1f}")
         if "c" in args.only:
-            await bench_postgres(args, tmp, broker, tpl)
+            pg_rate = await bench_postgres(args, tmp, broker, tpl)
+            if pg_rate and sqlite_rate:
+                print(f"PostgreSQL 1 worker / SQLite (a) : {pg_rate / sqlite_rate:9.2f}   (goal >= 0.80)")
     finally:
         broker.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-async def bench_postgres(args: argparse.Namespace, tmp: Path, broker: Broker, tpl: dict) -> None:
+async def bench_postgres(args: argparse.Namespace, tmp: Path, broker: Broker, tpl: dict) -> float | None:
+    """(c); returns the one-worker rate."""
     pg, stop = postgres(args.pg_url)
     if pg is None:
         print(f"(c) skipped: PostgreSQL not available ({stop}); pass --pg-url postgresql://... to run it")
-        return
+        return None
     print(f"(c) 1 vs 2 halld workers on PostgreSQL, shared subscription: {args.kiosks} kiosks x {args.rows} records")
     rates = {}
     try:
@@ -430,18 +452,24 @@ async def bench_postgres(args: argparse.Namespace, tmp: Path, broker: Broker, tp
             # a fresh schema per run (on a given server: one of our own)
             url = _fresh_schema(pg, f"bench_hall_{os.getpid()}_{workers}") if isinstance(pg, str) else pg.new_database()
             hallds = [Halld(tmp, url, broker, worker=f"halld-pg{workers}-{w}") for w in range(workers)]
+            server = None if isinstance(pg, str) else pg.dir / "data" / "postmaster.pid"
             try:
+                cpu = (sum(cpu_s(h.proc.pid) for h in hallds), cluster_cpu_s(server))
                 rates[workers], rewinds = await ingest(broker, args.kiosks, args.rows, args.window, tpl, f"P{workers}")
+                cpu = (sum(cpu_s(h.proc.pid) for h in hallds) - cpu[0], cluster_cpu_s(server) - cpu[1])
             finally:
                 for h in hallds:
                     h.stop()
+            n = args.kiosks * args.rows
             print(f"  {workers} worker{'s' if workers > 1 else ' '}  : {rates[workers]:9.0f} rows/s"
-                  f"   ({hall_rows(url)} rows stored, {rewinds} rewinds)")
+                  f"   ({hall_rows(url)} rows stored, {rewinds} rewinds; CPU per row: halld {cpu[0] / n * 1e6:.0f} us,"
+                  f" PostgreSQL {cpu[1] / n * 1e6:.0f} us)")
         print(f"  ratio 2 / 1 : {rates[2] / rates[1]:9.2f}   (2 cores run mosquitto, halld workers and the"
               " simulated kiosks together)")
     finally:
         if stop:
             stop()
+    return rates[1]
 
 
 def _fresh_schema(url: str, name: str) -> str:

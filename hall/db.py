@@ -61,6 +61,16 @@ CREATE INDEX IF NOT EXISTS events_received ON events (received_at);
 """
 
 
+class Pending:
+    """Statements sent; their rows read only when asked (in a pipeline, that is when it waits)."""
+
+    def __init__(self, cursors: list[Any]) -> None:
+        self._cursors = cursors
+
+    def fetch(self) -> list[tuple]:
+        return [row for cur in self._cursors for row in cur.fetchall()]
+
+
 class Database:
     """A connection with the dialect's differences folded in. Not thread-safe: one per thread,
     or guard it (``lock``)."""
@@ -95,6 +105,58 @@ class Database:
         if rows:
             self._conn.cursor().executemany(self._sql(sql), [tuple(r) for r in rows])
 
+    def rows(self, types: Sequence[str], rows: Sequence[Sequence[Any]]) -> Iterator[tuple[str, list[Any]]]:
+        """Many rows as one table expression, ``(sql, params)``, for ``INSERT ... {sql}`` or
+        ``WITH t (...) AS ({sql})``; ``types``: each column's SQL type. On PostgreSQL one
+        ``unnest`` of one array per column, whatever the number of rows (a constant statement,
+        planned once: a VALUES list of hundreds of rows cost more to plan than to run); on SQLite
+        VALUES lists within its 32766 parameters a statement."""
+        if not rows:
+            return
+        if self.postgres:
+            floats = [i for i, t in enumerate(types) if t == "DOUBLE PRECISION"]  # an int among floats
+            columns = [list(c) for c in zip(*rows)]  # would make psycopg dump the array as integers
+            for i in floats:
+                columns[i] = [None if v is None else float(v) for v in columns[i]]
+            # %b: arrays in binary, where the text form escapes every quote of a JSON payload (a
+            # regex per element, more CPU than all the rest of the batch)
+            yield "SELECT * FROM unnest(" + ", ".join(f"CAST(%b AS {t}[])" for t in types) + ")", columns
+            return
+        per = max(1, 30000 // len(types))
+        row = "(" + ", ".join(["?"] * len(types)) + ")"
+        for start in range(0, len(rows), per):
+            chunk = rows[start:start + per]
+            yield "VALUES " + ", ".join([row] * len(chunk)), [v for r in chunk for v in r]
+
+    def insert(self, head: str, types: Sequence[str], rows: Sequence[Sequence[Any]], tail: str = "") -> "Pending":
+        """``head`` (``INSERT INTO t (columns)``) for every row in as few statements as it takes
+        (`rows`); ``.fetch()`` on the result gives what a ``RETURNING`` tail returns. Why not
+        executemany: on PostgreSQL that is one execution (and one result to read) per row, and
+        with one batch spread over many kiosks those were most of the writer's time."""
+        return Pending([self.execute(f"{head} {source} {tail}", params) for source, params in self.rows(types, rows)])
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator["Database"]:
+        """A write transaction (`transaction`), on PostgreSQL in libpq's pipeline mode: statements
+        go out without waiting for each reply, and the client waits only where it reads a result
+        (a fetch) and at the end, for the COMMIT; it returns once the COMMIT is done. A statement
+        that failed is reported at the next wait, maybe after COMMIT was queued (and skipped):
+        whatever the failure, the transaction is rolled back before the error goes on. On SQLite,
+        in-process, it is just `transaction`."""
+        if not self.postgres:
+            with self.transaction():
+                yield self
+            return
+        from psycopg.pq import TransactionStatus
+
+        try:
+            with self._conn.pipeline(), self.transaction():
+                yield self
+        except BaseException:
+            if self._conn.info.transaction_status != TransactionStatus.IDLE:
+                self._conn.execute("ROLLBACK")
+            raise
+
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
         return list(self.execute(sql, params).fetchall())
 
@@ -125,6 +187,9 @@ class Database:
             for statement in SCHEMA.format(serial=serial).split(";"):
                 if statement.strip():
                     self.execute(statement)
+            from . import rollups  # the report rollups the writer keeps beside txns
+
+            rollups.create_schema(self)
 
     def _migrate(self) -> None:
         """The first halld kept a thinner fleet table: it is derived state (rebuilt from the

@@ -26,7 +26,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import queries
+from . import queries, rollups
 from . import web as console
 from .api import Reader, make_app, start_api
 from .commands import Commands
@@ -101,6 +101,8 @@ class Halld:
     # -- lifecycle -------------------------------------------------------------------------
     async def __aenter__(self) -> "Halld":
         await self._writer.__aenter__()
+        if await self._writer.call(rollups.prepare):
+            log.info("report rollups rebuilt in this machine's local time (UTC%+.1f h)", rollups.default_offset() / 3600)
         await self._writer.call(console.prepare)  # staff accounts, audit log, report index
         for hall in await self._reader(queries.halls):
             if hall not in self.halls:

@@ -1,14 +1,16 @@
-"""The six report families of the hall's back office, as SQL aggregates over `txns`.
+"""The six report families of the hall's back office, as SQL aggregates over the writer's rollups.
 
 Each report is a function of a Database and a `Filter` (hall, kiosk, local date range) returning
-`{"columns": [...], "rows": [[...]], "totals": {...}, "charts": {...}}`: the database does the
-counting and summing (GROUP BY over the rows in range, which the `txns_finished` index finds);
-Python only reshapes the aggregates (at most one row per day, hour, kiosk or bracket). Every value
-from a filter is a bound parameter, never SQL text.
+`{"columns": [...], "rows": [[...]], "totals": {...}, "charts": {...}}`: the database sums the
+rollup rows of the range (hall/rollups.py: one row per day and kiosk and service, hour or
+bracket, kept by the writer as it stores each transaction), never the `txns` rows themselves, so
+a year of a big hall answers in milliseconds (bench/reports.py). Python only reshapes the
+aggregates (at most one row per day, hour, kiosk or bracket). Every value from a filter is a bound
+parameter, never SQL text.
 
 What counts: transactions in state `done` (the business the hall did), at the time the kiosk
-finished them (`finished_at`), in the hall's local time (`tz_offset_s`, China: UTC+8 all year).
-Money is integer fen. The families, as the seed's back office names them:
+finished them (`finished_at`), in the hall's local time (the rollups' offset; China: UTC+8 all
+year). Money is integer fen. The families, as the seed's back office names them:
 
 - `daily`     每日营业信息统计表: per day and kiosk, count and amount by service
 - `profile`   时段/月情况分析: hour-of-day and day-of-month profiles
@@ -20,9 +22,10 @@ Money is integer fen. The families, as the seed's back office names them:
 from __future__ import annotations
 
 import datetime as dt
-import time
 from dataclasses import dataclass
 from typing import Any
+
+from . import rollups
 
 FAMILIES = {
     "daily": ("每日营业信息统计表", "Daily business by kiosk"),
@@ -38,15 +41,12 @@ SERVICE_NAMES = {
     "documents": ("打印", "Documents"), "new_number": ("开户", "New number"), "replace_sim": ("补卡", "SIM replacement"),
     "real_name": ("实名登记", "Real-name registration"),
 }
-PREPAID, ARREARS = "topup", "bill_pay"
-# 缴费区间: lower bounds in fen; a payment falls in the last bracket whose bound it reaches
-BRACKETS = [0, 1000, 3000, 5000, 10000, 20000, 50000]
+PREPAID, ARREARS = rollups.PREPAID, rollups.ARREARS
+BRACKETS = rollups.BRACKETS  # 缴费区间: lower bounds in fen
 MAX_DAYS = 400  # a range longer than this is cut to its last MAX_DAYS days
 PAGE_ROWS = 500  # the daily table's page
-
-
-def default_offset() -> int:
-    return time.localtime().tm_gmtoff
+EPOCH = dt.date(1970, 1, 1)
+default_offset = rollups.default_offset
 
 
 @dataclass(frozen=True)
@@ -55,10 +55,9 @@ class Filter:
     end: dt.date  # last day, inclusive
     hall: str | None = None
     kiosk: str | None = None
-    tz_offset_s: int = 0
 
     @classmethod
-    def parse(cls, query: Any, today: dt.date | None = None, tz_offset_s: int | None = None) -> "Filter":
+    def parse(cls, query: Any, today: dt.date | None = None) -> "Filter":
         """From the page's query string: `from`, `to` (YYYY-MM-DD), `hall`, `kiosk`. Missing dates:
         the last 30 days; a bad date is ValueError; a range over MAX_DAYS keeps its last MAX_DAYS."""
         today = today or dt.date.today()
@@ -68,19 +67,12 @@ class Filter:
             start, end = end, start
         if (end - start).days >= MAX_DAYS:
             start = end - dt.timedelta(days=MAX_DAYS - 1)
-        return cls(start, end, query.get("hall") or None, query.get("kiosk") or None,
-                   default_offset() if tz_offset_s is None else tz_offset_s)
+        return cls(start, end, query.get("hall") or None, query.get("kiosk") or None)
 
-    def bounds(self) -> tuple[float, float]:
-        """[from, to) as Unix times: local midnight of the first day to local midnight after the last."""
-        epoch = dt.date(1970, 1, 1)
-        return ((self.start - epoch).days * 86400 - self.tz_offset_s,
-                (self.end - epoch).days * 86400 + 86400 - self.tz_offset_s)
-
-    def where(self, start: float | None = None, end: float | None = None) -> tuple[str, list[Any]]:
-        lo, hi = self.bounds()
-        sql = "state = 'done' AND finished_at >= ? AND finished_at < ?"
-        params: list[Any] = [lo if start is None else start, hi if end is None else end]
+    def where(self, start: dt.date | None = None, end: dt.date | None = None) -> tuple[str, list[Any]]:
+        """The rollup rows of the filter's days (local day numbers, rollups.py), hall and kiosk."""
+        sql = "day >= ? AND day <= ?"
+        params: list[Any] = [_day(start or self.start), _day(end or self.end)]
         if self.hall:
             sql += " AND hall = ?"
             params.append(self.hall)
@@ -94,19 +86,12 @@ class Filter:
                 "kiosk": self.kiosk or ""}
 
 
-def _day_expr(db: Any) -> str:
-    """The local day number (days since 1970-01-01) of finished_at, the same on both engines."""
-    return "CAST(FLOOR((finished_at + ?) / 86400.0) AS BIGINT)" if db.postgres else \
-        "CAST((finished_at + ?) / 86400 AS INTEGER)"  # finished_at > 0: truncation is floor
-
-
-def _sec_expr(db: Any) -> str:
-    """Local seconds since the epoch, whole."""
-    return "CAST(FLOOR(finished_at + ?) AS BIGINT)" if db.postgres else "CAST(finished_at + ? AS INTEGER)"
+def _day(day: dt.date) -> int:
+    return (day - EPOCH).days
 
 
 def _date(day: int) -> str:
-    return (dt.date(1970, 1, 1) + dt.timedelta(days=int(day))).isoformat()
+    return (EPOCH + dt.timedelta(days=int(day))).isoformat()
 
 
 def service_label(service: str | None, lang: str = "zh") -> str:
@@ -119,26 +104,25 @@ def bracket_label(i: int) -> str:
     return f"≥{lo}" if i == len(BRACKETS) - 1 else f"{lo}–{BRACKETS[i + 1] // 100}"
 
 
+SUMS = "CAST(SUM(n) AS BIGINT), CAST(SUM(fen) AS BIGINT)"
+
 # -- the families ------------------------------------------------------------------------------
 
 def daily(db: Any, f: Filter, page: int = 1, page_rows: int = PAGE_ROWS) -> dict[str, Any]:
     """`page_rows`: the table's page (an export asks for every row at once)."""
     where, params = f.where()
-    day = _day_expr(db)
-    rows = db.query(f"SELECT {day} AS d, kiosk, service, COUNT(*), CAST(SUM(COALESCE(amount_fen, 0)) AS BIGINT) FROM txns"
-                    f" WHERE {where} GROUP BY 1, 2, 3 ORDER BY 1, 2, 3 LIMIT ? OFFSET ?",
-                    [f.tz_offset_s, *params, page_rows + 1, (page - 1) * page_rows])
-    per_day = db.query(f"SELECT {day} AS d, service, COUNT(*), CAST(SUM(COALESCE(amount_fen, 0)) AS BIGINT) FROM txns WHERE {where}"
-                       " GROUP BY 1, 2 ORDER BY 1", [f.tz_offset_s, *params])
-    count, fen = _totals(db, where, params)
+    rows = db.query(f"SELECT day, kiosk, service, {SUMS} FROM txn_days WHERE {where}"
+                    " GROUP BY 1, 2, 3 ORDER BY 1, 2, 3 LIMIT ? OFFSET ?",
+                    [*params, page_rows + 1, (page - 1) * page_rows])
+    per_day = db.query(f"SELECT day, service, {SUMS} FROM txn_days WHERE {where} GROUP BY 1, 2 ORDER BY 1", params)
     days = sorted({d for d, *_ in per_day})
-    services = sorted({s or "" for _, s, *_ in per_day})
-    amount = {(d, s or ""): a for d, s, _, a in per_day}
+    services = sorted({s for _, s, *_ in per_day})
+    amount = {(d, s): a for d, s, _, a in per_day}
     return {
         "columns": ["date", "kiosk", "service", "count", "amount_fen"],
         "rows": [[_date(d), k, s, n, a] for d, k, s, n, a in rows[:page_rows]],
         "more": len(rows) > page_rows, "page": page,
-        "totals": {"count": count, "amount_fen": fen},
+        "totals": {"count": sum(r[2] for r in per_day), "amount_fen": sum(r[3] for r in per_day)},
         "charts": {"days": [_date(d) for d in days],
                    "series": {s: [amount.get((d, s), 0) for d in days] for s in services}},
     }
@@ -146,23 +130,18 @@ def daily(db: Any, f: Filter, page: int = 1, page_rows: int = PAGE_ROWS) -> dict
 
 def profile(db: Any, f: Filter) -> dict[str, Any]:
     where, params = f.where()
-    sec, day = _sec_expr(db), _day_expr(db)
-    hours = {h: (n, a) for h, n, a in db.query(
-        f"SELECT ({sec} - ({sec}) / 86400 * 86400) / 3600 AS h, COUNT(*), CAST(SUM(COALESCE(amount_fen, 0)) AS BIGINT) FROM txns WHERE {where}"
-        " GROUP BY 1", [f.tz_offset_s, f.tz_offset_s, *params])}
+    hours = {h: (n, a) for h, n, a in db.query(f"SELECT hour, {SUMS} FROM txn_hours WHERE {where} GROUP BY 1", params)}
     by_dom: dict[int, list[int]] = {d: [0, 0] for d in range(1, 32)}
-    for d, n, a in db.query(f"SELECT {day}, COUNT(*), CAST(SUM(COALESCE(amount_fen, 0)) AS BIGINT) FROM txns WHERE {where}"
-                            " GROUP BY 1", [f.tz_offset_s, *params]):
-        dom = (dt.date(1970, 1, 1) + dt.timedelta(days=int(d))).day  # one row per day, not per txn
+    for d, n, a in db.query(f"SELECT day, {SUMS} FROM txn_days WHERE {where} GROUP BY 1", params):
+        dom = (EPOCH + dt.timedelta(days=int(d))).day  # one row per day, at most MAX_DAYS
         by_dom[dom][0] += n
         by_dom[dom][1] += a
-    count, fen = _totals(db, where, params)
     return {
         "columns": ["hour", "count", "amount_fen"],
         "rows": [[h, *hours.get(h, (0, 0))] for h in range(24)],
         "rows2": [[d, *by_dom[d]] for d in range(1, 32)],
         "columns2": ["day_of_month", "count", "amount_fen"],
-        "totals": {"count": count, "amount_fen": fen},
+        "totals": {"count": sum(n for n, _ in hours.values()), "amount_fen": sum(a for _, a in hours.values())},
         "charts": {},
     }
 
@@ -176,16 +155,15 @@ def monthly(db: Any, f: Filter) -> dict[str, Any]:
     this_start = _month_start(f.end)
     next_start = (this_start + dt.timedelta(days=32)).replace(day=1)
     last_start = (this_start - dt.timedelta(days=1)).replace(day=1)
-    epoch = dt.date(1970, 1, 1)
-    t = [(d - epoch).days * 86400 - f.tz_offset_s for d in (last_start, this_start, next_start)]
-    where, params = f.where(t[0], t[2])
+    where, params = f.where(last_start, next_start - dt.timedelta(days=1))
+    this = _day(this_start)
     rows = db.query(
         "SELECT kiosk,"
-        " CAST(SUM(CASE WHEN finished_at >= ? THEN 1 ELSE 0 END) AS BIGINT),"
-        " CAST(SUM(CASE WHEN finished_at >= ? THEN COALESCE(amount_fen, 0) ELSE 0 END) AS BIGINT),"
-        " CAST(SUM(CASE WHEN finished_at < ? THEN 1 ELSE 0 END) AS BIGINT),"
-        " CAST(SUM(CASE WHEN finished_at < ? THEN COALESCE(amount_fen, 0) ELSE 0 END) AS BIGINT)"
-        f" FROM txns WHERE {where} GROUP BY kiosk", [t[1], t[1], t[1], t[1], *params])
+        " CAST(SUM(CASE WHEN day >= ? THEN n ELSE 0 END) AS BIGINT),"
+        " CAST(SUM(CASE WHEN day >= ? THEN fen ELSE 0 END) AS BIGINT),"
+        " CAST(SUM(CASE WHEN day < ? THEN n ELSE 0 END) AS BIGINT),"
+        " CAST(SUM(CASE WHEN day < ? THEN fen ELSE 0 END) AS BIGINT)"
+        f" FROM txn_days WHERE {where} GROUP BY kiosk", [this, this, this, this, *params])
     rows = sorted(rows, key=lambda r: (-r[2], r[0]))
     out = []
     for rank, (kiosk, n, a, ln, la) in enumerate(rows, 1):
@@ -202,18 +180,16 @@ def monthly(db: Any, f: Filter) -> dict[str, Any]:
 
 def prepaid(db: Any, f: Filter) -> dict[str, Any]:
     where, params = f.where()
-    day = _day_expr(db)
-    split = {s: (n, a) for s, n, a in db.query(
-        f"SELECT service, COUNT(*), CAST(SUM(COALESCE(amount_fen, 0)) AS BIGINT) FROM txns WHERE {where} AND service IN (?, ?)"
-        " GROUP BY service", [*params, PREPAID, ARREARS])}
-    per_day = db.query(f"SELECT {day} AS d, service, CAST(SUM(COALESCE(amount_fen, 0)) AS BIGINT) FROM txns WHERE {where}"
-                       " AND service IN (?, ?) GROUP BY 1, 2 ORDER BY 1",
-                       [f.tz_offset_s, *params, PREPAID, ARREARS])
+    per_day = db.query(f"SELECT day, service, {SUMS} FROM txn_days WHERE {where} AND service IN (?, ?)"
+                       " GROUP BY 1, 2 ORDER BY 1", [*params, PREPAID, ARREARS])
+    split = {s: [0, 0] for s in (PREPAID, ARREARS)}
+    for _, s, n, a in per_day:  # one row per day and service
+        split[s][0] += n
+        split[s][1] += a
     total = sum(a for _, a in split.values())
-    rows = [[s, *split.get(s, (0, 0)), round(split.get(s, (0, 0))[1] * 100 / total, 1) if total else 0.0]
-            for s in (PREPAID, ARREARS)]
+    rows = [[s, *split[s], round(split[s][1] * 100 / total, 1) if total else 0.0] for s in (PREPAID, ARREARS)]
     days = sorted({d for d, *_ in per_day})
-    amount = {(d, s): a for d, s, a in per_day}
+    amount = {(d, s): a for d, s, _, a in per_day}
     return {
         "columns": ["service", "count", "amount_fen", "share_pct"], "rows": rows,
         "totals": {"count": sum(r[1] for r in rows), "amount_fen": total},
@@ -224,12 +200,11 @@ def prepaid(db: Any, f: Filter) -> dict[str, Any]:
 
 def services(db: Any, f: Filter) -> dict[str, Any]:
     where, params = f.where()
-    rows = db.query(f"SELECT service, COUNT(*), CAST(SUM(COALESCE(amount_fen, 0)) AS BIGINT) FROM txns WHERE {where}"
-                    " GROUP BY service ORDER BY 3 DESC, 1", params)
+    rows = db.query(f"SELECT service, {SUMS} FROM txn_days WHERE {where} GROUP BY service ORDER BY 3 DESC, 1", params)
     count, fen = sum(r[1] for r in rows), sum(r[2] for r in rows)
     return {
         "columns": ["service", "count", "amount_fen", "share_pct"],
-        "rows": [[s or "", n, a, round(a * 100 / fen, 1) if fen else 0.0] for s, n, a in rows],
+        "rows": [[s, n, a, round(a * 100 / fen, 1) if fen else 0.0] for s, n, a in rows],
         "totals": {"count": count, "amount_fen": fen}, "charts": {},
     }
 
@@ -237,19 +212,11 @@ def services(db: Any, f: Filter) -> dict[str, Any]:
 def brackets(db: Any, f: Filter) -> dict[str, Any]:
     """Payments only (top-ups and bills, amount > 0), counted by amount bracket."""
     where, params = f.where()
-    cases = " ".join(f"WHEN amount_fen >= {lo} THEN {i}" for i, lo in reversed(list(enumerate(BRACKETS))))
-    found = {b: (n, a) for b, n, a in db.query(
-        f"SELECT CASE {cases} END AS b, COUNT(*), CAST(SUM(amount_fen) AS BIGINT) FROM txns WHERE {where}"
-        " AND service IN (?, ?) AND amount_fen > 0 GROUP BY 1",
-        [*params, PREPAID, ARREARS])}
+    found = {b: (n, a) for b, n, a in db.query(f"SELECT bracket, {SUMS} FROM txn_brackets WHERE {where} GROUP BY 1",
+                                               params)}
     rows = [[bracket_label(i), *found.get(i, (0, 0))] for i in range(len(BRACKETS))]
     return {"columns": ["bracket_yuan", "count", "amount_fen"], "rows": rows,
             "totals": {"count": sum(r[1] for r in rows), "amount_fen": sum(r[2] for r in rows)}, "charts": {}}
-
-
-def _totals(db: Any, where: str, params: list[Any]) -> tuple[int, int]:
-    n, a = db.one(f"SELECT COUNT(*), CAST(SUM(COALESCE(amount_fen, 0)) AS BIGINT) FROM txns WHERE {where}", params)
-    return n or 0, a or 0
 
 
 RUN = {"daily": daily, "profile": profile, "monthly": monthly, "prepaid": prepaid, "services": services,
@@ -268,7 +235,7 @@ def run(db: Any, family: str, f: Filter, page: int = 1, export: bool = False) ->
 
 
 def create_index(db: Any) -> None:
-    """The reports find their rows by finish time (halld's own index is on received_at)."""
+    """Transaction search finds its rows by finish time (halld's own index is on received_at)."""
     db.execute("CREATE INDEX IF NOT EXISTS txns_finished ON txns (finished_at)")
 
 

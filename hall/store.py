@@ -33,7 +33,8 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from .db import Database
+from . import rollups
+from .db import Database, Pending
 
 log = logging.getLogger("halld.store")
 
@@ -57,6 +58,7 @@ def _suspect(payload: bytes) -> bool:
             or _LONG_NUMBER in payload.translate(_DIGITS))
 
 
+T, I, F = "TEXT", "BIGINT", "DOUBLE PRECISION"  # column types for Database.insert
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _SEQ = re.compile(rb'"msg_seq"\s*:\s*([0-9]{1,18})[\s,}]')
 
@@ -218,6 +220,20 @@ def _quarantined_text(payload: bytes) -> str:
     return payload[:QUARANTINE_BYTES].decode("utf-8", "backslashreplace").replace("\x00", "\\x00")
 
 
+class _Kiosk:
+    """One kiosk's share of a batch: what decoded, what is quarantined, its records."""
+
+    def __init__(self, hall: str, kiosk: str, items: list[tuple[Inbound, dict | None, Malformed | None]]) -> None:
+        self.hall, self.kiosk = hall, kiosk
+        self.good = [(m, b) for m, b, exc in items if b is not None]
+        self.bad = [(m, exc) for m, _, exc in items if exc is not None]
+        self.records = [(m, b) for m, b in self.good if m.leaf in ("txn", "event")]
+        self.held = [(m, exc.msg_seq) for m, exc in self.bad if exc.msg_seq is not None]  # still take their place
+        self.now = max(m.received_at for m, _, _ in items)
+        self.high = 0
+        self.fresh: dict[int, tuple[Inbound, dict, str]] = {}  # msg_seq -> the first copy in this batch
+
+
 class Store:
     def __init__(self, fleet: dict[str, list[str]] | None = None) -> None:
         self.stats: Counter[str] = Counter()
@@ -242,7 +258,10 @@ class Store:
     def apply(self, db: Database, batch: list[Inbound], refused: str | None = None) -> list[Ack]:
         """Apply a batch inside the caller's transaction; returns the acks to publish after commit
         (one per kiosk, whatever the number of its records in the batch). ``refused``: quarantine
-        the whole batch with this reason (the writer's last resort for an item the database refused)."""
+        the whole batch with this reason (the writer's last resort for an item the database refused).
+
+        The batch's rows go in together, one statement per table for all its kiosks (on PostgreSQL
+        a statement is a round trip; per kiosk and per row they were most of the writer's time)."""
         by_kiosk: dict[tuple[str, str], list[tuple[Inbound, dict | None, Malformed | None]]] = defaultdict(list)
         self.stats["received"] += len(batch)
         for m in batch:
@@ -251,77 +270,92 @@ class Store:
             except Malformed as exc:
                 self.malformed(f"kiosk/v1/{m.hall}/{m.kiosk}/{m.leaf}", str(exc))
                 by_kiosk[(m.kiosk, m.hall)].append((m, None, exc))
-        acks = []
-        for (kiosk, hall), items in sorted(by_kiosk.items()):
-            ack = self._apply_kiosk(db, hall, kiosk, items)
-            if ack is not None:
-                acks.append(ack)
+        kiosks = [_Kiosk(hall, kiosk, items) for (kiosk, hall), items in sorted(by_kiosk.items())]
+        sequenced = [k for k in kiosks if k.records or k.held]
+        highs = self._lock(db, sequenced)
+        for k in kiosks:  # births, wills, gauges and quarantine: few, one kiosk at a time
+            for m, body in k.good:
+                if m.leaf == "status":
+                    self._status(db, k.hall, k.kiosk, body, m.received_at)
+                elif m.leaf == "telemetry":
+                    self._telemetry(db, k.hall, k.kiosk, body, m.received_at)
+            if k.bad:
+                self.stats["quarantined"] += len(k.bad)
+                db.executemany(
+                    "INSERT INTO quarantine (hall, kiosk, leaf, msg_seq, reason, size, received_at, payload)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(k.hall, k.kiosk, m.leaf, exc.msg_seq, str(exc)[:500], len(m.payload), m.received_at,
+                      _quarantined_text(m.payload)) for m, exc in k.bad])
+        records, places, txns, events = [], [], [], []
+        for k in sequenced:
+            k.high = highs[k.kiosk]
+            for m, b in k.records:
+                if b["msg_seq"] > k.high and b["msg_seq"] not in k.fresh:
+                    k.fresh[b["msg_seq"]] = (m, b, _text(m, b))
+            self.stats["duplicates"] += len(k.records) - len(k.fresh)
+            self.stats["records"] += len(k.fresh)
+            for m, b, text in k.fresh.values():
+                records.append((k.hall, k.kiosk, b["msg_seq"], m.leaf, _str(b.get("txn")), m.received_at, text))
+                if m.leaf == "txn":
+                    txns.append(_txn_row(k.hall, k.kiosk, b, m.received_at, text))
+                else:
+                    events.append(_event_row(k.hall, k.kiosk, b, m.received_at, text))
+            places += [(k.hall, k.kiosk, seq, m.received_at) for m, seq in k.held if seq > k.high and seq not in k.fresh]
+        db.insert("INSERT INTO records (hall, kiosk, msg_seq, kind, txn, received_at, payload)",
+                  (T, T, I, T, T, F, T), records,
+                  "ON CONFLICT (kiosk, msg_seq) DO NOTHING")
+        db.insert(  # a quarantined record's place in the sequence (its payload is in quarantine)
+            "INSERT INTO records (hall, kiosk, msg_seq, received_at, kind)", (T, T, I, F, T),
+            [(*p, "quarantined") for p in places],
+            "ON CONFLICT (kiosk, msg_seq) DO NOTHING")
+        new = db.insert("INSERT INTO txns (hall, kiosk, txn, seq, msg_seq, service, phone, amount_fen, state,"
+                        " finished_at, received_at, payload)", (T, T, T, I, I, T, T, I, T, F, F, T), txns,
+                        "ON CONFLICT (kiosk, txn) DO NOTHING " + rollups.RETURNING)
+        db.insert("INSERT INTO events (hall, kiosk, msg_seq, kind, device, code, detail, txn, at, received_at,"
+                  " payload)", (T, T, I, T, T, T, T, T, F, F, T), events, "ON CONFLICT (kiosk, msg_seq) DO NOTHING")
+        for k in sequenced:  # what a record means beyond its own row, in msg_seq order of arrival
+            for m, body, _ in k.fresh.values():
+                (self._txn if m.leaf == "txn" else self._event)(db, k.hall, k.kiosk, body, m.received_at)
+        db.executemany("UPDATE fleet SET last_seen = ? WHERE hall = ? AND kiosk = ?",
+                       [(k.now, k.hall, k.kiosk) for k in sequenced])
+        beyond = self._beyond(db, [(k.kiosk, k.high) for k in sequenced])
+        rollups.add(db, new.fetch())  # the reports' sums, for exactly the txns rows stored now
+        acks = [self._advance(db, k.hall, k.kiosk, k.high, k.now, beyond.get(k.kiosk, [])) for k in sequenced]
+        db.executemany("UPDATE highwater SET msg_seq = ?, updated_at = ? WHERE kiosk = ?",
+                       [(a.msg_seq, k.now, k.kiosk) for a, k in zip(acks, sequenced) if a.msg_seq != k.high])
         return acks
 
-    def _apply_kiosk(self, db: Database, hall: str, kiosk: str,
-                     items: list[tuple[Inbound, dict | None, Malformed | None]]) -> Ack | None:
-        good = [(m, b) for m, b, exc in items if b is not None]
-        bad = [(m, exc) for m, _, exc in items if exc is not None]
-        records = [(m, b) for m, b in good if m.leaf in ("txn", "event")]
-        held = [(m, exc.msg_seq) for m, exc in bad if exc.msg_seq is not None]  # still take their place
-        now = max(m.received_at for m, _, _ in items)
-        high = 0
-        if records or held:  # the per-kiosk lock first, always in the same (sorted) order
-            db.execute("INSERT INTO highwater (kiosk, hall, msg_seq, updated_at) VALUES (?, ?, 0, ?)"
-                       " ON CONFLICT (kiosk) DO NOTHING", (kiosk, hall, now))
-            high = db.one("SELECT msg_seq FROM highwater WHERE kiosk = ?" + db.for_update, (kiosk,))[0]
-        for m, body in good:
-            if m.leaf == "status":
-                self._status(db, hall, kiosk, body, m.received_at)
-            elif m.leaf == "telemetry":
-                self._telemetry(db, hall, kiosk, body, m.received_at)
-        if bad:
-            self.stats["quarantined"] += len(bad)
-            db.executemany(
-                "INSERT INTO quarantine (hall, kiosk, leaf, msg_seq, reason, size, received_at, payload)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [(hall, kiosk, m.leaf, exc.msg_seq, str(exc)[:500], len(m.payload), m.received_at,
-                  _quarantined_text(m.payload)) for m, exc in bad])
-        if not records and not held:
-            return None
-        fresh: dict[int, tuple[Inbound, dict, str]] = {}  # msg_seq -> the first copy in this batch
-        for m, b in records:
-            if b["msg_seq"] > high and b["msg_seq"] not in fresh:
-                fresh[b["msg_seq"]] = (m, b, _text(m, b))
-        self.stats["duplicates"] += len(records) - len(fresh)
-        rows = fresh.values()
-        db.executemany(
-            "INSERT INTO records (hall, kiosk, msg_seq, kind, txn, received_at, payload) VALUES (?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (kiosk, msg_seq) DO NOTHING",
-            [(hall, kiosk, b["msg_seq"], m.leaf, _str(b.get("txn")), m.received_at, text) for m, b, text in rows])
-        db.executemany(  # a quarantined record's place in the sequence (its payload is in quarantine)
-            "INSERT INTO records (hall, kiosk, msg_seq, kind, received_at) VALUES (?, ?, ?, 'quarantined', ?)"
-            " ON CONFLICT (kiosk, msg_seq) DO NOTHING",
-            [(hall, kiosk, seq, m.received_at) for m, seq in held if seq > high and seq not in fresh])
-        db.executemany(
-            "INSERT INTO txns (hall, kiosk, txn, seq, msg_seq, service, phone, amount_fen, state, finished_at,"
-            " received_at, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (kiosk, txn) DO NOTHING",
-            [_txn_row(hall, kiosk, b, m.received_at, text) for m, b, text in rows if m.leaf == "txn"])
-        db.executemany(
-            "INSERT INTO events (hall, kiosk, msg_seq, kind, device, code, detail, txn, at, received_at, payload)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (kiosk, msg_seq) DO NOTHING",
-            [_event_row(hall, kiosk, b, m.received_at, text) for m, b, text in rows if m.leaf == "event"])
-        for m, body, _ in rows:  # what a record means beyond its own row, in msg_seq order of arrival
-            (self._txn if m.leaf == "txn" else self._event)(db, hall, kiosk, body, m.received_at)
-        self.stats["records"] += len(fresh)
-        db.execute("UPDATE fleet SET last_seen = ? WHERE hall = ? AND kiosk = ?", (now, hall, kiosk))
-        return self._advance(db, hall, kiosk, high, now)
+    @staticmethod
+    def _lock(db: Database, kiosks: list["_Kiosk"]) -> dict[str, int]:
+        """Each kiosk's high water, its row locked (FOR UPDATE, in kiosk order) until commit."""
+        if not kiosks:
+            return {}
+        db.insert("INSERT INTO highwater (kiosk, hall, msg_seq, updated_at)", (T, T, I, F),
+                  [(k.kiosk, k.hall, 0, k.now) for k in kiosks],
+                  "ON CONFLICT (kiosk) DO NOTHING")
+        marks = ", ".join(["?"] * len(kiosks))
+        return dict(db.query(f"SELECT kiosk, msg_seq FROM highwater WHERE kiosk IN ({marks}) ORDER BY kiosk"
+                             + db.for_update, [k.kiosk for k in kiosks]))
 
-    def _advance(self, db: Database, hall: str, kiosk: str, high: int, now: float) -> Ack:
-        beyond = [r[0] for r in db.query(
-            "SELECT msg_seq FROM records WHERE kiosk = ? AND msg_seq > ? ORDER BY msg_seq", (kiosk, high))]
+    @staticmethod
+    def _beyond(db: Database, highs: list[tuple[str, int]]) -> dict[str, list[int]]:
+        """Per kiosk, the msg_seq stored above its high water, in order."""
+        out: dict[str, list[int]] = defaultdict(list)
+        found = Pending([db.execute(f"WITH h (kiosk, high) AS ({rows}) SELECT r.kiosk, r.msg_seq FROM records r"
+                                    " JOIN h ON r.kiosk = h.kiosk AND r.msg_seq > h.high ORDER BY r.kiosk, r.msg_seq",
+                                    params) for rows, params in db.rows((T, I), highs)])
+        for kiosk, seq in found.fetch():
+            out[kiosk].append(seq)
+        return out
+
+    def _advance(self, db: Database, hall: str, kiosk: str, high: int, now: float, beyond: list[int]) -> Ack:
+        """The new high water over the rows stored `beyond` the old one (the caller stores it), and
+        whether a hole has stood long enough to ask for it."""
         new_high = high
         for seq in beyond:
             if seq != new_high + 1:
                 break
             new_high = seq
-        if new_high != high:
-            db.execute("UPDATE highwater SET msg_seq = ?, updated_at = ? WHERE kiosk = ?", (new_high, now, kiosk))
         resend_from = None
         if len(beyond) > new_high - high:  # rows past a hole
             hole, mono = new_high + 1, time.monotonic()
@@ -353,7 +387,9 @@ class Store:
                 continue
             hall = hole[0]
             high = db.one("SELECT msg_seq FROM highwater WHERE kiosk = ?" + db.for_update, (kiosk,))[0]
-            ack = self._advance(db, hall, kiosk, high, now)
+            ack = self._advance(db, hall, kiosk, high, now, self._beyond(db, [(kiosk, high)]).get(kiosk, []))
+            if ack.msg_seq != high:
+                db.execute("UPDATE highwater SET msg_seq = ?, updated_at = ? WHERE kiosk = ?", (ack.msg_seq, now, kiosk))
             if ack.resend_from is not None or ack.msg_seq != high:
                 acks.append(ack)
         return acks

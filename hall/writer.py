@@ -136,7 +136,7 @@ class Writer:
 
     def _apply(self, db: Database, items: list) -> tuple[list[Ack], list[tuple[_Job, Any]]]:
         inbound = [i for i in items if isinstance(i, Inbound)]
-        with db.transaction():
+        with db.batch():  # on PostgreSQL in a pipeline: a few round trips a batch, the last one the COMMIT
             acks = self.store.apply(db, inbound) if inbound else []
             done = [(job, job.fn(db, *job.args)) for job in items if isinstance(job, _Job)]
         self.batches += 1

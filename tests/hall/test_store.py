@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from hall import queries
+from hall import queries, rollups
 from hall.db import connect
 from hall.store import Inbound, Store
 
@@ -241,3 +241,28 @@ def test_a_lone_surrogate_encoded_in_the_bytes_is_quarantined_too(db):
     bad = msg("txn", '{"schema":1,"msg_seq":1,"txn":"K1-1-1","phone":"\ud800"}'.encode("utf-8", "surrogatepass"))
     [ack] = apply(db, store, bad, txn(2))
     assert (ack.msg_seq, store.stats["quarantined"]) == (2, 1)
+
+
+def _rollups(db) -> dict[str, list[tuple]]:
+    return {t: db.query(f"SELECT * FROM {t} ORDER BY 1, 2, 3, 4") for t in rollups.TABLES}
+
+
+def test_the_writer_keeps_the_report_rollups_equal_to_a_rebuild_from_txns(db):
+    """Every stored `done` transaction counted once in the rollups (hall/rollups.py): a record
+    delivered twice, a txn id sent again under a new msg_seq, a record past a hole stored before
+    the hole is filled, other states and events count nothing extra."""
+    store = Store()
+    day = 1_740_787_200  # 2025-03-01 00:00 UTC
+    t = [txn(i, amount_fen=[500, 1000, 5000, 88800][i % 4], finished_at=day + 3600 * 7 * i,
+             service=["topup", "bill_pay", "query"][i % 3]) for i in range(1, 13)]
+    t[3] = txn(4, state="failed", finished_at=day)
+    apply(db, store, t[0], t[1], t[1], t[4], t[5])  # 2 twice; 5, 6 past the hole at 3
+    apply(db, store, t[2], t[3], t[4], t[5], t[6], event(8), txn(9, "K1-1-3", finished_at=day + 99))
+    apply(db, store, *t[9:], t[0])  # K1-1-3 came again above under msg_seq 9; 1 is a late duplicate
+    kept = _rollups(db)
+    assert sum(n for *_, n, _ in kept["txn_days"]) == 9  # 1 2 3 5 6 7 10 11 12 (4 failed, 9 is 3 again)
+    assert sum(f for *_, f in kept["txn_days"]) == db.one(
+        "SELECT SUM(amount_fen) FROM txns WHERE state = 'done'")[0]
+    with db.transaction():
+        rollups.rebuild(db, rollups.offset(db))
+    assert _rollups(db) == kept

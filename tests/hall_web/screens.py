@@ -58,8 +58,10 @@ def main(out: str) -> None:
         d = connect(db)
         d.executemany("INSERT INTO txns (hall, kiosk, txn, seq, msg_seq, service, phone, amount_fen, state, finished_at,"
                       " received_at, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", _rows())
-        from hall import cashcount
+        from hall import cashcount, rollups
 
+        with d.transaction():  # inserted here, not by the writer: the rollups by the writer's own SQL
+            rollups.rebuild(d, 8 * 3600)
         cashcount.create_schema(d)
         _seed_kiosk(d)
         d.close()

@@ -1,0 +1,135 @@
+"""Report rollups: per local day, the counts and sums the six reports read, kept by the writer.
+
+Why: a year of a big hall is millions of `txns` rows; a report that grouped them on every request
+took seconds. The writer adds each newly stored `done` transaction to three small tables in the
+same transaction as the row itself (hall/store.py), so a report reads at most one row per
+(day, kiosk, service | hour | bracket) and an acked row is always counted exactly once:
+
+- `txn_days`     (day, hall, kiosk, service)  count, amount
+- `txn_hours`    (day, hall, kiosk, hour)     count, amount   (hour of the local day, 0-23)
+- `txn_brackets` (day, hall, kiosk, bracket)  count, amount   (top-ups and bill payments over 0 fen)
+
+`day` is the local day number (days since 1970-01-01) in the hall's time, `rollup_tz`'s one
+offset in seconds (China: +28800 all year, no daylight saving); `halld serve` sets it to its own
+local offset at start and rebuilds the rollups when it changed (`prepare`). A database without
+rollups (made before them) gets them built from its `txns` the same way.
+
+One SQL statement per table does the work, for the writer and for a rebuild alike: it groups the
+chosen `txns` rows and adds the sums to what is there (`ON CONFLICT ... DO UPDATE SET n = n + ...`).
+The writer gives it the rows its INSERT returned (only those stored now, never a duplicate);
+`rebuild` gives it the whole `txns` table.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+PREPAID, ARREARS = "topup", "bill_pay"
+# 缴费区间: lower bounds in fen; a payment falls in the last bracket whose bound it reaches
+BRACKETS = [0, 1000, 3000, 5000, 10000, 20000, 50000]
+TABLES = ("txn_days", "txn_hours", "txn_brackets")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS rollup_tz (one BIGINT PRIMARY KEY, tz_offset_s BIGINT NOT NULL);
+CREATE TABLE IF NOT EXISTS txn_days (
+    day BIGINT NOT NULL, hall TEXT NOT NULL, kiosk TEXT NOT NULL, service TEXT NOT NULL, n BIGINT NOT NULL,
+    fen BIGINT NOT NULL, PRIMARY KEY (day, hall, kiosk, service));
+CREATE TABLE IF NOT EXISTS txn_hours (
+    day BIGINT NOT NULL, hall TEXT NOT NULL, kiosk TEXT NOT NULL, hour BIGINT NOT NULL, n BIGINT NOT NULL,
+    fen BIGINT NOT NULL, PRIMARY KEY (day, hall, kiosk, hour));
+CREATE TABLE IF NOT EXISTS txn_brackets (
+    day BIGINT NOT NULL, hall TEXT NOT NULL, kiosk TEXT NOT NULL, bracket BIGINT NOT NULL, n BIGINT NOT NULL,
+    fen BIGINT NOT NULL, PRIMARY KEY (day, hall, kiosk, bracket));
+CREATE INDEX IF NOT EXISTS txn_days_kiosk ON txn_days (kiosk, day);
+CREATE INDEX IF NOT EXISTS txn_hours_kiosk ON txn_hours (kiosk, day);
+CREATE INDEX IF NOT EXISTS txn_brackets_kiosk ON txn_brackets (kiosk, day);
+"""
+
+
+def default_offset() -> int:
+    """This machine's offset from UTC now, in seconds (TZ=Asia/Shanghai: 28800)."""
+    return time.localtime().tm_gmtoff
+
+
+def _exprs(db: Any) -> dict[str, str]:
+    """Local day and hour of a `txns` row `t` (joined with `rollup_tz` as `z`), the same on both
+    engines: finished_at > 0, so SQLite's truncating casts are floors."""
+    if db.postgres:
+        local = "FLOOR(t.finished_at + z.tz_offset_s)"
+        return {"day": f"CAST(FLOOR({local} / 86400) AS BIGINT)", "hour": f"MOD(CAST({local} AS BIGINT), 86400) / 3600"}
+    return {"day": "CAST(t.finished_at + z.tz_offset_s AS INTEGER) / 86400",
+            "hour": "CAST(t.finished_at + z.tz_offset_s AS INTEGER) % 86400 / 3600"}
+
+
+_BRACKET = "CASE " + " ".join(f"WHEN t.amount_fen >= {lo} THEN {i}" for i, lo in reversed(list(enumerate(BRACKETS)))) + " END"
+_ROLLUPS = {  # table: (its key column, the key's expression, extra condition)
+    "txn_days": ("service", "COALESCE(t.service, '')", ""),
+    "txn_hours": ("hour", "{hour}", ""),
+    "txn_brackets": ("bracket", _BRACKET, f" AND t.service IN ('{PREPAID}', '{ARREARS}') AND t.amount_fen > 0"),
+}
+
+
+def _statements(db: Any, source: str) -> list[str]:
+    """The three rollup statements over the `done` rows of `source`, a table or a CTE `t` with
+    txns' columns hall, kiosk, service, amount_fen, state, finished_at."""
+    ex = _exprs(db)
+    return [f"{source}INSERT INTO {table} (day, hall, kiosk, {key}, n, fen)"
+            f" SELECT {ex['day']}, COALESCE(t.hall, ''), t.kiosk, {key_expr.format(**ex)}, COUNT(*),"
+            f" SUM(COALESCE(t.amount_fen, 0)) FROM {'txns' if not source else 'new'} t CROSS JOIN rollup_tz z"
+            f" WHERE t.state = 'done' AND t.finished_at IS NOT NULL{cond} GROUP BY 1, 2, 3, 4"
+            f" ON CONFLICT (day, hall, kiosk, {key}) DO UPDATE SET n = {table}.n + excluded.n,"
+            f" fen = {table}.fen + excluded.fen"
+            for table, (key, key_expr, cond) in _ROLLUPS.items()]
+
+
+RETURNING = "RETURNING hall, kiosk, service, amount_fen, state, finished_at"  # what add() takes
+
+
+def add(db: Any, new: Sequence[tuple]) -> None:
+    """Count the `txns` rows just inserted (as their INSERT ... RETURNING gave them), inside the
+    writer's transaction."""
+    new = [r for r in new if r[4] == "done"]
+    if not new:
+        return
+    for rows, params in db.rows(("TEXT", "TEXT", "TEXT", "BIGINT", "TEXT", "DOUBLE PRECISION"), new):
+        source = f"WITH new (hall, kiosk, service, amount_fen, state, finished_at) AS ({rows}) "
+        for sql in _statements(db, source):
+            db.execute(sql, params)
+
+
+def rebuild(db: Any, tz_offset_s: int) -> None:
+    """Every rollup again from `txns`, in `tz_offset_s`, inside the caller's write transaction
+    (on PostgreSQL `txns` is locked against sibling writers meanwhile)."""
+    if db.postgres:
+        db.execute("LOCK TABLE txns IN SHARE MODE")
+    for table in TABLES:
+        db.execute(f"DELETE FROM {table}")
+    db.execute("DELETE FROM rollup_tz")
+    db.execute("INSERT INTO rollup_tz (one, tz_offset_s) VALUES (1, ?)", (tz_offset_s,))
+    for sql in _statements(db, ""):
+        db.execute(sql)
+
+
+def create_schema(db: Any, tz_offset_s: int | None = None) -> None:
+    """The tables, inside db.create_schema's transaction; a database without `rollup_tz` yet (new,
+    or made before the rollups) gets its rollups built from what `txns` holds."""
+    for statement in SCHEMA.split(";"):
+        if statement.strip():
+            db.execute(statement)
+    if db.one("SELECT tz_offset_s FROM rollup_tz") is None:
+        rebuild(db, default_offset() if tz_offset_s is None else tz_offset_s)
+
+
+def offset(db: Any) -> int:
+    return db.one("SELECT tz_offset_s FROM rollup_tz")[0]
+
+
+def prepare(db: Any, tz_offset_s: int | None = None) -> bool:
+    """At `halld serve`'s start: rollups in this machine's local time (rebuilt if they were kept in
+    another offset). Returns whether it rebuilt."""
+    want = default_offset() if tz_offset_s is None else tz_offset_s
+    if offset(db) == want:
+        return False
+    rebuild(db, want)
+    return True
