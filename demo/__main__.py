@@ -5,7 +5,9 @@ CA and certificates, starts the secure hall broker (TLS only, a client certifica
 per-kiosk ACLs), bosssim, halld (the BOSS gateway) and two `kioskd --simulate`; scripted customers
 do a top-up (its BOSS credit travels kiosk → hall → BOSS), a card sale and a new number (ID card,
 photo, a blank SIM written over PC/SC; its BOSS calls go through the hall too), hall staff send a
-command, and it shows what the hall holds. ``--once`` runs the script once and exits (used by the
+command, and it shows what the hall holds. The hall database starts with four weeks of four other
+kiosks' business (demo/history.py) for the console's reports; the console's URL and a demo admin
+login are printed once halld is up. ``--once`` runs the script once and exits (used by the
 tests). The demo sits above controller/ and hall/: it runs both, and neither imports the other.
 """
 
@@ -26,6 +28,7 @@ from hall.broker import free_port
 from hall.halld import fleet, transactions
 from transactions.messages import yuan
 
+from . import history
 from .customers import ScriptedVisit, card_sale, new_number, save_receipts, topup
 from .processes import Children, Signals, Stop, lock, wait_until, wipe
 
@@ -118,11 +121,16 @@ def run(args: argparse.Namespace, work: Path, children: Children) -> int:
     db = str(work / "hall.db")
     api = f"http://127.0.0.1:{api_port}"
     token = demo_staff(db)
+    seeded = history.seed(db, HALL)
+    print(f"hall history: {seeded['done']} transactions done by {seeded['kiosks']} other kiosks of {HALL} over the last"
+          f" {seeded['days']} days ({seeded['records']} records stored through halld's store, demo/history.py)")
     children.spawn("halld", ["-m", "hall.halld", "serve", "--db", db, "--mqtt-port", str(broker.port), "--hall", HALL,
                              "--boss", boss_url, "--http", f"127.0.0.1:{api_port}", "--ca", str(certs["ca"]),
                              "--cert", str(certs[f"{HALLD_CN}.crt"]), "--key", str(certs[f"{HALLD_CN}.key"])],
                    work / "halld.log")
     wait_until("halld subscribed", lambda: "listening" in (work / "halld.log").read_text(), children)
+    print(f"hall console: {api}/  login {DEMO_USER} / {DEMO_PASSWORD} (admin; more staff: halld user add NAME"
+          f" --role ROLE --db {db})", flush=True)
     socks = {}
     for kiosk in KIOSKS:
         config = kiosk_config(work, kiosk, broker.port, certs)
@@ -143,7 +151,8 @@ def run(args: argparse.Namespace, work: Path, children: Children) -> int:
     card_sale(ScriptedVisit(socks[KIOSKS[1]], children))
     new_number(ScriptedVisit(socks[KIOSKS[1]], children))
     save_receipts(work, socks)
-    wait_until("the three transactions reaching the hall", lambda: len(transactions(db)) >= 3, children)
+    wait_until("the three transactions reaching the hall",
+               lambda: sum(t["kiosk"] in KIOSKS for t in transactions(db)) >= 3, children)
     for kiosk, sock in socks.items():
         wait_until(f"the hall's ack emptying {kiosk}'s outbox", lambda: call_sync(sock, "status")["outbox"] == 0, children)
     show_hall(db)

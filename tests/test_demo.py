@@ -42,6 +42,10 @@ def test_demo_runs_its_script_once_and_the_hall_sees_both_kiosks(tmp_path):
     assert plaintext_in((tmp_path / "SIM-0002.log").read_bytes() + hall, DEMO_ID_CARD) == []
     assert "id number" in plaintext_in((tmp_path / "boss.db").read_bytes(), DEMO_ID_CARD)  # the BOSS holds it: the scan sees
     assert "→ ok=True" in out.stdout
+    console = re.search(r"hall console: (http://127\.0\.0\.1:\d+)/  login (\S+) / (\S+) \(admin", out.stdout)
+    assert console, out.stdout
+    done = int(re.search(r"hall history: (\d+) transactions done by 4 other kiosks", out.stdout).group(1))
+    _the_history_is_in_the_reports(str(tmp_path / "hall.db"), done, *console.group(2, 3))
     screens = re.findall(r"kioskd (SIM-000[12]) is .*; its screen: http://127\.0\.0\.1:(\d+)/", out.stdout)
     assert sorted(k for k, _ in screens) == ["SIM-0001", "SIM-0002"] and len({p for _, p in screens}) == 2
     from PIL import Image
@@ -49,6 +53,27 @@ def test_demo_runs_its_script_once_and_the_hall_sees_both_kiosks(tmp_path):
     with Image.open(tmp_path / "receipts.png") as sheet:  # the two receipts the customers took
         with Image.open(tmp_path / "SIM-0001" / "receipt.png") as one:
             assert sheet.width > 2 * one.width
+
+
+def _the_history_is_in_the_reports(db_path: str, done: int, user: str, password: str) -> None:
+    """Four weeks to yesterday, stored through halld's store: the reports' rollups count every
+    seeded transaction (plus the three live ones), on 28 distinct days; the printed login is an admin's."""
+    import datetime as dt
+
+    from hall import auth, reports
+    from hall.db import connect
+
+    db = connect(db_path, schema=False)
+    try:
+        [account] = [u for u in auth.users(db) if u["name"] == user]
+        assert account["role"] == "admin"
+        assert auth.check_password(db.one("SELECT pw_hash FROM staff_users WHERE name = ?", (user,))[0], password)
+        today = dt.date.today()
+        f = reports.Filter(today - dt.timedelta(days=40), today)
+        assert done > 28 * 4 * 15 and reports.services(db, f)["totals"]["count"] == done + 3
+        assert len({d for d in reports.daily(db, f, page_rows=10**6)["charts"]["days"]}) >= 28
+    finally:
+        db.close()
 
 
 def descendants(pid: int) -> dict[int, str]:
