@@ -16,10 +16,13 @@ from tests.ui.conftest import CHROMIUM, CHROMIUM_ARGS
 
 from .test_reports import _rows
 
-PAGES = [("login", "/login", False), ("fleet", "/", True), ("report-daily", "/reports/daily?from=2025-03-01&to=2025-05-15", True),
-         ("report-services", "/reports/services?from=2025-03-01&to=2025-05-15", True),
-         ("report-monthly", "/reports/monthly?from=2025-03-01&to=2025-05-15", True), ("audit", "/audit", True),
-         ("users", "/users", True), ("kiosk", "/kiosks/K1", True)]
+RANGE = "from=2025-03-01&to=2025-05-15"
+FAMILIES = ["daily", "profile", "monthly", "prepaid", "services", "brackets"]
+PAGES = [("login", "/login", False), ("fleet", "/", True),
+         *[(f"report-{f}", f"/reports/{f}?{RANGE}", True) for f in FAMILIES],
+         ("audit", "/audit", True), ("users", "/users", True), ("kiosk", "/kiosks/K1", True),
+         # the English toggle (?lang=en, then kept in a cookie)
+         *[(f"report-{f}-en", f"/reports/{f}?{RANGE}&lang=en", True) for f in FAMILIES]]
 
 
 def _seed_kiosk(d) -> None:

@@ -12,8 +12,11 @@
                textStyle: { fontFamily: "Noto Sans CJK SC, WenQuanYi Micro Hei, sans-serif" } };
   function bar(title, cats, series, stack) {
     return Object.assign({}, base, { title: { text: title, textStyle: { fontSize: 14 } }, legend: { top: 0, right: 10 },
-      xAxis: { type: "category", data: cats }, yAxis: { type: "value" },
-      series: series.map(function (s) { return { name: s.name, type: s.type || "bar", stack: stack ? "all" : undefined, data: s.data, smooth: true }; }) });
+      // few categories (kiosks, services, hours): every label, cut to its bar's width; days: as many as fit
+      xAxis: { type: "category", data: cats, axisLabel: cats.length <= 24 ?
+               { interval: 0, width: Math.max(24, 560 / cats.length), overflow: "truncate" } : {} },
+      yAxis: { type: "value" },
+      series: series.map(function (s) { return { name: s.name, type: s.type || "bar", stack: stack ? "all" : undefined, data: s.data }; }) });  // straight lines: a smoothed one dipped below 0 between days
   }
   function pie(title, names, values) {
     return Object.assign({}, base, { title: { text: title, textStyle: { fontSize: 14 } }, tooltip: { trigger: "item" },
@@ -42,8 +45,8 @@
     case "prepaid":
       a = pie(T("预存与欠费缴费占比", "Prepaid against arrears"), col("service").map(label), col("amount_fen").map(yuan));
       b = bar(T("每日金额（元）", "Amount per day (¥)"), ch.days,
-              Object.keys(ch.series).map(function (s) { return { name: label(s), type: "line", data: ch.series[s].map(yuan) }; }));
-      break;
+              col("service").map(function (s) { return { name: label(s), type: "line", data: ch.series[s].map(yuan) }; }));
+      break;  // the table's order, so each service has the pie's colour (the JSON's keys come sorted)
     case "services":
       a = pie(T("各类业务金额占比", "Amount by service"), col("service").map(label), col("amount_fen").map(yuan));
       b = bar(T("各类业务笔数", "Count by service"), col("service").map(label), [{ name: T("笔数", "Count"), data: col("count") }]);
