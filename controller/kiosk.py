@@ -59,7 +59,7 @@ class Kiosk:
         return self.outbox.depth if self.outbox else 0
 
     def alarms(self) -> list[str]:
-        return ["outbox_full"] if self.outbox and self.outbox.full else []
+        return self.outbox.alarms() if self.outbox else []
 
     # -- status -----------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
@@ -426,7 +426,7 @@ class Kiosk:
                 Journal(state_dir / "journal.db", kiosk=kiosk.id, version=__version__))
             self.journal = journal
             self.session = journal.boot
-            self.outbox = Outbox(journal, self.config.flows.max_outbox)
+            self.outbox = Outbox(journal, self.config.flows.max_outbox, warn=self.config.flows.outbox_warn)
             await self.outbox.load()
             self.outbox.on_change = self.offer_changed
             self.link = HallLink(self.config, self.session, self.hall_status, self.outbox, self.telemetry)

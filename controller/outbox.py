@@ -11,6 +11,10 @@ repeat costs bandwidth, never a duplicate.
 The ``outbox_full`` alarm mirrors the flows' own gate (transactions.service: no new cash-taking
 flow while the outbox holds more than ``flows.max_outbox`` rows): raised when the depth goes over
 the limit, lifted once it is back below it, each time with an event row for the hall.
+``outbox_high`` is the warning before it, at ``flows.outbox_warn`` rows (half the limit by default):
+in a long outage the hall staff learn that the kiosk is filling up while it still takes cash.
+With cash-taking flows stopped at the limit, what still grows is the odd device event and alarm,
+so the outbox on disk stays near ``max_outbox`` rows (a txn row is about 0.5-1 KB).
 """
 from __future__ import annotations
 
@@ -31,9 +35,12 @@ Publish = Callable[[str, dict[str, Any]], Awaitable[None]]  # (leaf "txn"|"event
 
 
 class Outbox:
-    def __init__(self, journal: Any, max_outbox: int, *, window: int = WINDOW, stall_s: float = ACK_STALL_S) -> None:
+    def __init__(self, journal: Any, max_outbox: int, *, window: int = WINDOW, stall_s: float = ACK_STALL_S,
+                 warn: int | None = None) -> None:
         self.journal = journal
         self.max_outbox = max_outbox
+        self.warn = warn  # None: no early warning (kioskd always sets flows.outbox_warn)
+        self.high = False  # the outbox_high alarm
         self.window = window
         self.stall_s = stall_s
         self.acked = 0  # high water halld has committed (rows up to it are delivered in the journal)
@@ -65,22 +72,33 @@ class Outbox:
         from transactions import books
 
         self.depth = await books.outbox_depth(self.journal)
+        # below, not at, to lift: the lift's own row must not raise it again
+        if self.warn is not None and not self.high and self.depth > self.warn:
+            await self._alarm("outbox_high", True, self.warn)
         if not self.full and self.depth > self.max_outbox:
-            await self._alarm(True)
-        elif self.full and self.depth < self.max_outbox:  # below, not at: the lift's own row must not re-raise it
-            await self._alarm(False)
+            await self._alarm("outbox_full", True, self.max_outbox)
+        elif self.full and self.depth < self.max_outbox:
+            await self._alarm("outbox_full", False, self.max_outbox)
+        if self.high and self.warn is not None and self.depth < self.warn:
+            await self._alarm("outbox_high", False, self.warn)
         self.on_change()
 
-    async def _alarm(self, raised: bool) -> None:
+    def alarms(self) -> list[str]:
+        return [name for name, on in (("outbox_high", self.high), ("outbox_full", self.full)) if on]
+
+    async def _alarm(self, code: str, raised: bool, limit: int) -> None:
         from transactions import records
 
-        self.full = raised
-        event = {"kind": "alarm", "code": "outbox_full", "raised": raised, "depth": self.depth,
-                 "limit": self.max_outbox, "at": time.time()}
+        if code == "outbox_full":
+            self.full = raised
+        else:
+            self.high = raised
+        event = {"kind": "alarm", "code": code, "raised": raised, "depth": self.depth, "limit": limit,
+                 "at": time.time()}
         await self.journal.write(records.enqueue, "event", event, time.time())
         self.depth += 1
-        (log.warning if raised else log.info)("outbox_full " + ("raised" if raised else "lifted"),
-                                              extra=fields(depth=self.depth, limit=self.max_outbox))
+        (log.warning if raised else log.info)(code + (" raised" if raised else " lifted"),
+                                              extra=fields(depth=self.depth, limit=limit))
         self.wake()
 
     # -- acks ------------------------------------------------------------------------------------

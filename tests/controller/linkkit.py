@@ -168,15 +168,15 @@ async def enqueue(journal: Journal, n: int, outbox: Outbox | None = None, topic:
 
 @contextlib.asynccontextmanager
 async def kiosk_link(config: Config, *, window: int = 64, stall_s: float = 10.0, max_outbox: int = 20000,
-                     setup: Any = None):
+                     setup: Any = None, warn: int | None = None):
     """The real Journal + Outbox + HallLink as kioskd composes them (without devices)."""
     async with Journal(Path(config.kiosk.state_dir) / "journal.db", kiosk=config.kiosk.id) as journal:
-        outbox = Outbox(journal, max_outbox, window=window, stall_s=stall_s)
+        outbox = Outbox(journal, max_outbox, window=window, stall_s=stall_s, warn=warn)
         await outbox.load()
 
         async def status() -> dict[str, Any]:
             return {"kiosk": config.kiosk.id, "hall": config.kiosk.hall, "outbox_depth": outbox.depth,
-                    "alarms": ["outbox_full"] if outbox.full else []}
+                    "alarms": outbox.alarms()}
 
         link = HallLink(config, journal.boot, status, outbox)
         link.backoff_min_s = 0.05
