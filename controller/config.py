@@ -334,9 +334,9 @@ def load(path: Path | str, *, simulate: bool = False) -> Config:
     from transactions.flow import FlowConfig
 
     flows = build_section(path, "flows", FlowConfig, data.get("flows", {}))
-    if not 0 < flows.outbox_warn < flows.max_outbox:
-        raise ConfigError(path, "flows.outbox_warn", f"must be above 0 and below flows.max_outbox ({flows.max_outbox}),"
-                          " so the alarm comes before cash is refused")
+    if flows.outbox_warn and not 0 < flows.outbox_warn < flows.max_outbox:
+        raise ConfigError(path, "flows.outbox_warn", f"must be 0 (half of max_outbox) or above 0 and below "
+                          f"flows.max_outbox ({flows.max_outbox}), so the alarm comes before cash is refused")
     ui = build_section(path, "ui", UiSection, data.get("ui", {}))
     _check_ui_listen(path, ui)
     return Config(str(path), kiosk, mqtt, devices, hashlib.sha256(raw).hexdigest()[:12], boss, sales, flows, ui)

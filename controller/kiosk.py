@@ -305,6 +305,7 @@ class Kiosk:
                 self.desk.services.boss.timeout = new.boss.timeout_s
         if self.outbox is not None:
             self.outbox.max_outbox = new.flows.max_outbox
+            self.outbox.warn = new.flows.outbox_warn or new.flows.max_outbox // 2
         if self.link is not None:
             self.link.config = dataclasses.replace(new, kiosk=old.kiosk, mqtt=dataclasses.replace(
                 old.mqtt, telemetry_interval_s=new.mqtt.telemetry_interval_s))
@@ -426,7 +427,8 @@ class Kiosk:
                 Journal(state_dir / "journal.db", kiosk=kiosk.id, version=__version__))
             self.journal = journal
             self.session = journal.boot
-            self.outbox = Outbox(journal, self.config.flows.max_outbox, warn=self.config.flows.outbox_warn)
+            flows = self.config.flows
+            self.outbox = Outbox(journal, flows.max_outbox, warn=flows.outbox_warn or flows.max_outbox // 2)
             await self.outbox.load()
             self.outbox.on_change = self.offer_changed
             self.link = HallLink(self.config, self.session, self.hall_status, self.outbox, self.telemetry)

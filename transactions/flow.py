@@ -155,7 +155,7 @@ class FlowConfig:
     card_prices: dict[int, int] = field(default_factory=lambda: {3000: 3000, 5000: 5000, 10000: 10000})
     boss_attempts: int = 3  # a keyed write is repeated (same key) this often on timeout
     max_outbox: int = 20000  # outbox deeper than this: no new cash-taking flows
-    outbox_warn: int = 10000  # deeper than this: the outbox_high alarm, well before max_outbox stops cash
+    outbox_warn: int = 0  # deeper than this: the outbox_high alarm, before max_outbox stops cash; 0 = half of it
     hotline: str = "10086"
     denominations: list[int] = field(default_factory=lambda: [10, 50, 100, 500, 1000, 2000, 5000, 10000])
     # identity (issue 11)

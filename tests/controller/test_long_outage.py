@@ -120,3 +120,20 @@ async def test_a_100_minute_outage_under_traffic_loses_nothing_keeps_order_and_b
     assert t_full - t_high >= 10 * 60
     codes = [(r.get("code"), r.get("raised")) for r in rows.values() if r.get("kind") == "alarm"]
     assert codes == [("outbox_high", True), ("outbox_full", True), ("outbox_full", False), ("outbox_high", False)]
+
+
+def test_outbox_warn_must_come_before_max_outbox_and_defaults_to_half_of_it(tmp_path):
+    import pytest
+
+    from controller.config import ConfigError, load
+
+    def config(flows: str):
+        path = tmp_path / "kiosk.toml"
+        path.write_text(f'[kiosk]\nid = "K1"\nhall = "H1"\nstate_dir = "{tmp_path}/s"\nruntime_dir = "{tmp_path}/r"\n'
+                        f'[mqtt]\nhost = "127.0.0.1"\nport = 1883\n[flows]\n{flows}\n')
+        return load(path)
+
+    assert config("max_outbox = 400").flows.outbox_warn == 0  # kioskd uses 200
+    assert config("max_outbox = 400\noutbox_warn = 300").flows.outbox_warn == 300
+    with pytest.raises(ConfigError, match="flows.outbox_warn: must be 0 .* below flows.max_outbox \\(400\\)"):
+        config("max_outbox = 400\noutbox_warn = 400")
