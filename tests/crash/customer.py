@@ -115,6 +115,8 @@ class Visit:
         keys = {shown["key"] for shown in screen.get("shown", [])}
         if "insert_cash" in keys or "paid_so_far" in keys:
             if self.fed == s.cancel_after_cash and not self.cancelled:
+                if rig.emu("cctalk", "state")["bill"]["escrow_fen"]:
+                    return  # a note still waits (asked about, stacking): cancel once it is settled
                 self.cancelled = True
                 rig.api("cancel")
                 return
