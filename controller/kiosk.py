@@ -43,6 +43,7 @@ class Kiosk:
         self.session = 0
         self.journal: Any = None
         self.desk: Any = None
+        self.ui: Any = None  # controller.ui.UiServer once the screen is served
         self.outbox: Outbox | None = None
         self.power = PowerWatch(self)
         self.disabled_services: set[str] = set()  # hall commands enable_service / disable_service
@@ -79,6 +80,7 @@ class Kiosk:
             "disabled_services": sorted(self.disabled_services),
             "cash_inhibited": self.cash_inhibited,
             "devices": self.devices.status() if self.devices else {},
+            "screen": self.ui.served_url if self.ui is not None else None,  # None: no page served (yet)
         }
 
     async def hall_status(self) -> dict[str, Any]:
@@ -461,7 +463,8 @@ class Kiosk:
             if self.config.ui.listen:  # the customer's screen (controller/ui): bound now, imported on first page
                 from .ui import UiServer
 
-                self.desk.on_screen = (await stack.enter_async_context(UiServer(self))).changed
+                self.ui = await stack.enter_async_context(UiServer(self))
+                self.desk.on_screen = self.ui.changed
             await self.outbox.refresh()
             if self.admission.closed_because == "starting" or self.admission.closed_because is None:
                 self.admission.open()

@@ -73,6 +73,12 @@ class UiServer:
     def url(self) -> str:
         return f"http://{self.host}:{self.bound_port}/"
 
+    @property
+    def served_url(self) -> str | None:
+        """The page's address once the listener is bound (``listen = "127.0.0.1:0"`` picks a free
+        port); None while the port is taken and the bind is retried."""
+        return self.url if self._server is not None else None
+
     # -- lifecycle ----------------------------------------------------------------------------
     async def __aenter__(self) -> "UiServer":
         loop = asyncio.get_running_loop()

@@ -211,3 +211,28 @@ def test_the_screen_is_served_on_loopback_only_unless_the_config_says_so(tmp_pat
             load(path)
     path.write_text(text.replace('listen = "127.0.0.1:8080"', 'listen = "[::1]:8080"'))
     assert load(path).ui.listen == "[::1]:8080"
+
+
+def test_a_taken_port_is_said_and_retried_and_status_names_the_page_once_served(tmp_path, broker, bosssim):
+    """Two kiosks from one config contend for one port: the second says so, runs on, keeps trying,
+    and `status` tells where (or whether) its page is served."""
+    import socket
+
+    from tests.ui.kiosk import SimKiosk
+
+    kiosk = SimKiosk(tmp_path, broker.port, bosssim.url)
+    squatter = socket.socket()
+    squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    squatter.bind(("127.0.0.1", kiosk.ui_port))
+    squatter.listen()
+    try:
+        kiosk.start()
+        assert kiosk.api("status")["screen"] is None
+        assert "customer screen not served yet: cannot listen; retrying" in kiosk.log()
+    finally:
+        squatter.close()
+    try:
+        kiosk.wait("the page served once the port is free", lambda: kiosk.api("status")["screen"] == kiosk.url)
+        assert http(kiosk, "/")[0] == 200
+    finally:
+        assert kiosk.stop() == 0, kiosk.log()[-3000:]

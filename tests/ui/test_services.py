@@ -136,3 +136,36 @@ def _boss_plan(bosssim, phone: str) -> str:
         return conn.execute("SELECT plan FROM accounts WHERE phone = ?", (phone,)).fetchone()[0]
     finally:
         conn.close()
+
+
+def test_a_bill_paid_by_touch_with_a_note(kiosk, page, bosssim):
+    from tests.ui.test_page import accept_note, cash_enabled, paid_shows
+
+    phone = "18612345678"  # 陈静: nothing due until this month's bill
+    conn = sqlite3.connect(bosssim.db, timeout=10)
+    try:
+        conn.execute("INSERT OR REPLACE INTO bills VALUES (?, '2026-11', 2000, 0, ?)",
+                     (phone, json.dumps([["套餐月费 Plan fee", 2000]], ensure_ascii=False)))
+        conn.commit()
+    finally:
+        conn.close()
+    printed = len(kiosk.emu("escpos", "receipts"))
+    tap(page, "话费缴纳")
+    type_digits(page, phone, "phone")
+    tap(page, "下一步")
+    tap(page, "确认")
+    confirm = on(page, "choose", prompt="confirm_bill")
+    assert "号码 186****5678 应缴话费 20.00 元,请您确认缴费。" in confirm.inner_text()
+    tap(page, "确认缴费")
+    on(page, "cash")
+    kiosk.wait("the acceptors enabled", lambda: cash_enabled(kiosk))
+    kiosk.emu("cctalk", "insert_bill", value=2000)
+    accept_note(page, "20.00")
+    result = on(page, "result", state="done")
+    assert "缴费成功!已为 186****5678 缴纳 20.00 元。" in result.inner_text()
+    conn = sqlite3.connect(bosssim.db, timeout=10)
+    try:
+        assert conn.execute("SELECT paid_fen FROM bills WHERE phone = ? AND month = '2026-11'", (phone,)).fetchone()[0] == 2000
+    finally:
+        conn.close()
+    assert "缴费" in receipts_after(kiosk, printed)[-1]
