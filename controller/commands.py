@@ -322,6 +322,24 @@ async def resolve_refund(k: "Kiosk", args: dict[str, Any]) -> Any:
     return {"claim": args["claim"], "txn": row["txn"], "fen": row["fen"], "resolution": "paid"}
 
 
+def _update(args: dict[str, Any]) -> dict[str, Any]:
+    from .updater import check_args
+
+    return check_args(args)
+
+
+async def update(k: "Kiosk", args: dict[str, Any]) -> Any:
+    """A/B update (controller/updater.py): accepted or refused at once, installed in the background."""
+    from .updater import Refused
+
+    if k.updater is None:
+        raise CommandError("refused", "kioskd is starting")
+    try:
+        return await k.updater.announce(args)
+    except Refused as exc:
+        raise CommandError("refused", str(exc)) from None
+
+
 COMMANDS: dict[str, tuple[Validator, Handler]] = {
     "enable_service": (_service, enable_service),
     "disable_service": (_service, disable_service),
@@ -335,6 +353,7 @@ COMMANDS: dict[str, tuple[Validator, Handler]] = {
     "load_cards": (_cards, load_cards),
     "resolve_review": (_one_of("resolution", ("refunded", "credited", "written_off"), "txn"), resolve_review),
     "resolve_refund": (_one_of("resolution", ("paid",), "claim"), resolve_refund),
+    "update": (_update, update),
 }
 
 

@@ -78,6 +78,17 @@ class UiSection:
 
 
 @dataclass(frozen=True)
+class UpdateSection:
+    """A/B updates (controller/updater.py): the fleet's update key, the boot files, the root slots."""
+
+    public_key: str = "/etc/kiosk/update.pub"  # ed25519; missing: every update is refused
+    boot_dir: str = "/boot/firmware"  # slot.txt, tryboot.txt, trying.txt (provisioning/updates.py)
+    slot_a: str = ""  # root slot devices and the one running; "": read from the mounts (the SD image)
+    slot_b: str = ""
+    running: str = ""
+
+
+@dataclass(frozen=True)
 class DeviceConfig:
     name: str
     driver: str
@@ -95,6 +106,7 @@ class Config:
     sales: SalesSection = SalesSection()
     flows: Any = None  # transactions.FlowConfig  # reported in the birth message so the hall sees config drift
     ui: UiSection = UiSection()
+    update: UpdateSection = UpdateSection()
 
     @property
     def simulate(self) -> bool:
@@ -293,7 +305,7 @@ def load(path: Path | str, *, simulate: bool = False) -> Config:
         data = tomllib.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(path, "", f"not valid TOML: {exc}") from None
-    known = {"kiosk", "mqtt", "boss", "sales", "flows", "devices", "ui"}
+    known = {"kiosk", "mqtt", "boss", "sales", "flows", "devices", "ui", "update"}
     for key in data:
         if key not in known:
             raise ConfigError(path, key, f"unknown section (known: {', '.join(sorted(known))})")
@@ -339,7 +351,11 @@ def load(path: Path | str, *, simulate: bool = False) -> Config:
                           f"flows.max_outbox ({flows.max_outbox}), so the alarm comes before cash is refused")
     ui = build_section(path, "ui", UiSection, data.get("ui", {}))
     _check_ui_listen(path, ui)
-    return Config(str(path), kiosk, mqtt, devices, hashlib.sha256(raw).hexdigest()[:12], boss, sales, flows, ui)
+    update = build_section(path, "update", UpdateSection, data.get("update", {}))
+    if update.running not in ("", "A", "B"):
+        raise ConfigError(path, "update.running", f"expected \"A\" or \"B\", got {update.running!r}")
+    return Config(str(path), kiosk, mqtt, devices, hashlib.sha256(raw).hexdigest()[:12], boss, sales, flows, ui,
+                  update)
 
 
 def ui_address(listen: str) -> tuple[str, int]:

@@ -46,6 +46,7 @@ class Kiosk:
         self.ui: Any = None  # controller.ui.UiServer once the screen is served
         self.outbox: Outbox | None = None
         self.power = PowerWatch(self)
+        self.updater: Any = None  # controller/updater.py: the hall's update command, A/B slots
         self.disabled_services: set[str] = set()  # hall commands enable_service / disable_service
         self.cash_inhibited = False  # hall command inhibit_cash
         self.exit_code = 0  # 75 after the hall's restart command: Restart=on-failure brings us back
@@ -433,6 +434,9 @@ class Kiosk:
             self.outbox = Outbox(journal, flows.max_outbox, warn=flows.outbox_warn or flows.max_outbox // 2)
             await self.outbox.load()
             self.outbox.on_change = self.offer_changed
+            from .updater import Updater
+
+            self.updater = Updater(self, state_dir)
             self.link = HallLink(self.config, self.session, self.hall_status, self.outbox, self.telemetry)
             from .commands import Commands
 
@@ -473,6 +477,7 @@ class Kiosk:
             log.info("ready", extra=fields(state=self.state, devices=len(self.devices.devices)))
             if not link_started:
                 await self._enter_link(stack)
+            self.updater.start()  # finish or report what an update left at the last boot
             self.desk.on_finished = self._visit_finished
             interval = watchdog_interval()
             if interval:

@@ -69,6 +69,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--enrol-cert", help="server certificate kiosks verify (signed by the fleet CA)")
     p.add_argument("--enrol-key", help="its private key")
     p.add_argument("--fleet-ca-dir", help="directory with ca.crt and ca.key: the fleet CA that signs kiosks")
+    p.add_argument("--updates-dir", help="serve the signed update bundles (*.kup) in this directory at "
+                   "https://ENROL/updates/NAME, for the kiosks' `update` command (docs/provisioning.md)")
     p.add_argument("--http-name", action="append", default=[], metavar="NAME",
                    help="a Host name the API answers to besides IP addresses and localhost (a proxy's), repeatable")
     p.add_argument("--fleet", help='fleet file (TOML, H1 = ["K1", ...]): messages of any other kiosk are quarantined')
@@ -259,7 +261,8 @@ def _serve(args: argparse.Namespace) -> int:
             print(f"halld: --enrol needs {', '.join('--' + m.replace('_', '-') for m in missing)}", file=sys.stderr)
             return 2
         host, _, port = args.enrol.rpartition(":")
-        config.enrol = EnrolConfig(host or "0.0.0.0", int(port), args.enrol_cert, args.enrol_key, args.fleet_ca_dir)
+        config.enrol = EnrolConfig(host or "0.0.0.0", int(port), args.enrol_cert, args.enrol_key, args.fleet_ca_dir,
+                                   args.updates_dir or "")
     asyncio.run(serve(args.db, config=config))
     return 0
 

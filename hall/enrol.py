@@ -11,6 +11,9 @@ card), POST /enrol with JSON {kiosk, hall, token, csr}:
   403 {"error": why}               unknown, used (replay), expired or other kiosk's/hall's token,
                                    or a CSR the CA refuses; recorded in `enrol_refusals` and logged
   400 {"error": why}               not JSON / fields missing
+GET /updates/NAME.kup: a signed update bundle from --updates-dir, for the kiosks' `update` command
+(controller/updater.py streams it into its other root slot and checks the signature itself; the
+hall only hands out the bytes).
 Token check, signing and burning happen in one database transaction: two kiosks racing with one
 token get one certificate between them.
 """
@@ -20,6 +23,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import re
 import secrets
 import ssl
 import time
@@ -59,6 +63,7 @@ class EnrolConfig:
     cert_file: str  # the server certificate kiosks verify (fleet CA, SAN = the host they dial)
     key_file: str
     ca_dir: str  # ca.crt + ca.key: the fleet CA that signs
+    updates_dir: str = ""  # signed update bundles served at /updates/NAME ("": none)
 
 
 def schema(db: Database) -> None:
@@ -166,11 +171,22 @@ class Enrolment:
         status, answer = await asyncio.to_thread(self._handle, body, peer)
         return web.json_response(answer, status=status)
 
+    async def _bundle(self, request: Any) -> Any:
+        from aiohttp import web
+
+        name = request.match_info["name"]
+        path = Path(self.config.updates_dir, name)
+        if not self.config.updates_dir or not re.fullmatch(r"[A-Za-z0-9._+~-]+\.kup", name) or not path.is_file():
+            raise web.HTTPNotFound(text=f"no update bundle {name!r}\n")
+        log.info("update bundle %s to %s", name, request.remote)
+        return web.FileResponse(path)
+
     async def start(self) -> int:
         from aiohttp import web
 
         app = web.Application(client_max_size=MAX_BODY)
         app.router.add_post("/enrol", self._post)
+        app.router.add_get("/updates/{name}", self._bundle)
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
         ctx.load_cert_chain(self.config.cert_file, self.config.key_file)

@@ -6,6 +6,8 @@
                                           --token T --ca ca.crt
     kiosk-provision flash kiosk.img /dev/sdX [--yes]
     kiosk-provision token --db hall.db --kiosk K1 --hall H1  one-time enrolment token (prints it)
+    kiosk-provision update-key keys/                       the fleet's ed25519 update key pair
+    kiosk-provision bundle kiosk.img --version 1.1 --key keys/update.key --out kiosk-1.1.kup
 
 Exit codes: 0 done, 1 refused or failed (the reason is printed), 2 bad command line.
 Progress bars go to stderr (tqdm); the one-line result of each command goes to stdout.
@@ -108,6 +110,36 @@ def cmd_flash(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_update_key(args: argparse.Namespace) -> int:
+    from .updates import keygen
+
+    d = Path(args.dir)
+    if (d / "update.key").exists():
+        print(f"kiosk-provision: {d / 'update.key'} exists: the fleet's images trust it; not replaced", file=sys.stderr)
+        return 1
+    priv, pub = keygen(d)
+    print(f"wrote {priv} (keep it offline: it signs updates) and {pub} (image build --update-key {pub})")
+    return 0
+
+
+def cmd_bundle(args: argparse.Namespace) -> int:
+    import time
+
+    from .bundle import from_image
+    from .updates import UpdateError
+
+    t0 = time.monotonic()
+    out = Path(args.out)
+    try:
+        header = from_image(Path(args.image), out, args.version, Path(args.key))
+    except UpdateError as exc:
+        print(f"kiosk-provision: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {out}: version {header.version}, root {header.size / 2**20:.0f} MiB, sha256 {header.sha256[:16]}..., "
+          f"signed with {args.key}, in {time.monotonic() - t0:.0f} s")
+    return 0
+
+
 def cmd_token(args: argparse.Namespace) -> int:
     from hall.enrol import issue_token
 
@@ -154,6 +186,18 @@ def parser() -> argparse.ArgumentParser:
     tk.add_argument("--hall", required=True)
     tk.add_argument("--ttl-hours", type=float, default=168.0, help="valid for this long (default 168 = 7 days)")
     tk.set_defaults(func=cmd_token)
+
+    uk = sub.add_parser("update-key", help="make the fleet's update signing key pair (ed25519)")
+    uk.add_argument("dir", help="directory for update.key (0600, keep offline) and update.pub")
+    uk.set_defaults(func=cmd_update_key)
+
+    ub = sub.add_parser("bundle", help="a signed update bundle from a built image's root (A/B updates)")
+    ub.add_argument("image", help="an image from `image build` (its slot A is the update's root)")
+    ub.add_argument("--version", required=True, help="the release (letters, digits, . _ + ~ -); written to "
+                    "/etc/kiosk/release in the bundle's root")
+    ub.add_argument("--key", required=True, help="update.key (kiosk-provision update-key)")
+    ub.add_argument("--out", required=True, help="the bundle to write (kiosk-VERSION.kup)")
+    ub.set_defaults(func=cmd_bundle)
 
     fl = sub.add_parser("flash", help="write an image to a card with its block map and verify by reading back")
     fl.add_argument("image")

@@ -43,6 +43,7 @@ INITRD_MODULES = ["virtio_pci", "virtio_mmio", "virtio_blk", "virtio_net", "crc3
 ROOT_UUIDS = {"rootA": "6b696f73-6b00-4a00-8000-00000000000a", "rootB": "6b696f73-6b00-4b00-8000-00000000000b",
               "data": "6b696f73-6b00-4d00-8000-00000000000d"}
 # Sizes in MiB: a root holds Debian (~300 MiB) + the venv (~120 MiB) with room for updates.
+VENV = "/opt/kioskd/venv"  # systemd/kioskd.service's ExecStart runs VENV/bin/kioskd
 SIZES = {"boot": 128, "rootA": 900, "rootB": 900, "data": 256}
 
 INIT = """#!/bin/busybox sh

@@ -12,7 +12,7 @@ UNITS = Path(__file__).parent.parent / "systemd"
 
 def installed_copy(unit: Path, tmp_path: Path) -> Path:
     """The unit as installed: ExecStart pointing at this venv's console scripts."""
-    text = unit.read_text().replace("/opt/kiosk/venv/bin", str(Path(sys.executable).parent))
+    text = unit.read_text().replace("/opt/kioskd/venv/bin", str(Path(sys.executable).parent))
     copy = tmp_path / unit.name
     copy.write_text(text)
     return copy
@@ -59,3 +59,14 @@ def test_the_screen_unit_is_cage_running_chromium_kiosk_at_kioskd_s_page():
     chromium = argv[argv.index("--") + 1:]
     assert chromium[0] == "/usr/bin/chromium" and "--kiosk" in chromium and "--disable-pinch" in chromium
     assert chromium[-1] == f"http://{UiSection().listen}/", "the page kioskd serves by default"
+
+
+def test_the_units_run_kioskd_from_the_venv_the_image_installs():
+    """The image puts the project in /opt/kioskd/venv; a unit naming another venv starts nothing."""
+    from provisioning.image import VENV
+
+    for name in ("kioskd.service", "kiosk-ui.service"):
+        text = (UNITS / name).read_text()
+        assert "/opt/kiosk/" not in text, name
+    exec_start = re.search(r"^ExecStart=(\S+)", (UNITS / "kioskd.service").read_text(), re.M).group(1)
+    assert exec_start == f"{VENV}/bin/kioskd"

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from provisioning.disk import Part, assemble, partitions
-from provisioning.updates import (SlotRecord, UpdateError, install, keygen, load_public, make_bundle,
-                                  read_record, verify_header, write_record)
+from provisioning.updates import (BootFiles, SlotWriter, Trial, UpdateError, install, keygen, load_public,
+                                  make_bundle, read_header, verify_header)
 
 from .conftest import tool
 
@@ -86,13 +86,39 @@ def test_damaged_payload_is_caught(new_root: Path, tmp_path: Path) -> None:
         install(bundle, h, slot, 0, header.size - 1)
 
 
-def test_slot_record_round_trip(tmp_path: Path) -> None:
-    path = tmp_path / "slots.json"
-    rec = read_record(path)
-    assert (rec.committed, rec.try_slot, rec.other()) == ("A", None, "B")
-    rec.try_slot, rec.version = "B", {"A": "1.0", "B": "2.0"}
-    write_record(path, rec)
-    assert read_record(path) == rec
-    path.write_bytes(b'{"committed": "C"}')
-    with pytest.raises(UpdateError, match="unknown slots"):
-        read_record(path)
+def test_a_download_is_checked_as_it_streams(new_root: Path, tmp_path: Path) -> None:
+    """The kiosk has no room for a copy: header from the first bytes, payload chunk by chunk."""
+    key, pub = keygen(tmp_path / "k")
+    bundle = tmp_path / "b.kup"
+    make_bundle(new_root, bundle, "2.0", key)
+    data = bundle.read_bytes()
+    header = read_header(data[:4096], load_public(pub))
+    slot = tmp_path / "slot.img"
+    slot.write_bytes(b"\0" * header.size)
+    writer = SlotWriter(header, slot)
+    for i in range(header.offset, len(data), 65536):
+        writer.write(data[i:i + 65536])
+    writer.finish()
+    assert slot.read_bytes() == new_root.read_bytes()
+    cut = SlotWriter(header, slot)  # a download that stops early (link lost) is not a slot to try
+    cut.write(data[header.offset:header.offset + 4096])
+    with pytest.raises(UpdateError, match="ended after 4096 of"):
+        cut.finish()
+
+
+def test_boot_files_try_once_then_commit(tmp_path: Path) -> None:
+    boot = BootFiles(tmp_path)
+    assert boot.committed() == "A" and boot.tryboot() is None and boot.trying() is None
+    boot.set_tryboot(Trial("B", "2.0", 300))
+    assert boot.tryboot() == Trial("B", "2.0", 300)
+    (tmp_path / "tryboot.txt").rename(tmp_path / "trying.txt")  # what the initrd does as it boots B
+    boot.note("kioskd did not report healthy within 300 s")
+    assert boot.trying() == Trial("B", "2.0", 300, ("kioskd did not report healthy within 300 s",))
+    boot.commit("B")
+    assert boot.committed() == "B" and boot.trying() is None
+    (tmp_path / "slot.txt").write_text("C\n")
+    with pytest.raises(UpdateError, match="not A or B"):
+        boot.committed()
+    (tmp_path / "trying.txt").write_text("garbage\n")
+    with pytest.raises(UpdateError, match="SLOT VERSION TIMEOUT_S"):
+        boot.trying()
