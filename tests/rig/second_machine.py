@@ -56,3 +56,30 @@ class SecondMachine:
                 parts.append(f"has = {list(cctalk_has)!r}\n".replace("'", '"'))
         path.write_text("\n".join(parts))
         return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m tests.rig.second_machine RIG_TOML``: every emulator on loopback TCP, rig.toml
+    written for them; runs until Ctrl-C / SIGTERM (a second machine on one box, for trying the rig)."""
+    import argparse
+    import signal
+    import tempfile
+
+    parser = argparse.ArgumentParser(prog="python -m tests.rig.second_machine")
+    parser.add_argument("rig_toml", type=Path)
+    args = parser.parse_args(argv)
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    with SecondMachine(Path(tempfile.mkdtemp(prefix="second-machine-"))) as machine:
+        machine.rig_toml(args.rig_toml)
+        print(f"emulators serving; wrote {args.rig_toml}", flush=True)
+        try:
+            while not stop:
+                time.sleep(0.2)
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -97,8 +97,3 @@ def test_a_wrong_rig_toml_names_the_file_the_key_and_the_problem(tmp_path, text,
         load(path)
     assert str(exc.value).startswith(str(path))
 
-
-def test_without_rig_the_device_tests_make_their_own_emulators():
-    from tests.rig import lines
-
-    assert not lines.rig_mode()  # this very session: nothing in the suite may skip for the rig
