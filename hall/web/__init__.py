@@ -77,16 +77,17 @@ def render(request: web.Request, template: str, status: int = 200, **context: An
 
 def prepare(db: Any) -> None:
     """The console's tables and indexes, in a write transaction at halld's start."""
-    from .. import auth, cashcount, reports
+    from .. import auth, cashcount, refunds, reports
 
     auth.create_schema(db)
     cashcount.create_schema(db)
+    refunds.create_schema(db)
     reports.create_index(db)
 
 
 def install(app: web.Application, read: Any, write: Any, commands: Any = None) -> Auth:
     """Put the console and the login in front of `app` (before it starts)."""
-    from . import kioskpages, pages, reportpages, txnpages
+    from . import kioskpages, pages, refundpages, reportpages, txnpages
 
     auth = Auth(read, write)
     app.middlewares.append(auth.middleware)
@@ -96,5 +97,6 @@ def install(app: web.Application, read: Any, write: Any, commands: Any = None) -
     app.add_routes(reportpages.routes)
     app.add_routes(kioskpages.routes)
     app.add_routes(txnpages.routes)
+    app.add_routes(refundpages.routes)
     app.router.add_static("/static/", HERE / "static", append_version=False)
     return auth

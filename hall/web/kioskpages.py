@@ -51,6 +51,19 @@ def _said(row: dict[str, Any]) -> dict[str, Any]:
             "disabled_services": [str(s) for s in services] if isinstance(services, list) else []}
 
 
+async def send(request: web.Request, hall: str, kiosk: str, name: str, args: dict[str, Any]) -> tuple[dict, str]:
+    """A command through hall.commands (logged before and after); the reply and its error code ("" if ok)."""
+    commands = request.app[COMMANDS]
+    try:
+        if commands is None:
+            raise CommandError("unavailable", "commands are not enabled on this halld")
+        reply = await commands.send(hall, kiosk, name, args, timeout=TIMEOUT_S)
+        code = "" if reply.get("ok") else str((reply.get("error") or {}).get("code") or "refused")
+    except CommandError as exc:
+        reply, code = {"ok": False, "error": {"code": exc.code, "message": exc.message}}, exc.code
+    return reply, code
+
+
 @routes.get("/kiosks/{kiosk}")
 async def kiosk_page(request: web.Request) -> web.Response:
     row = await _kiosk(request)
@@ -80,14 +93,7 @@ async def kiosk_command(request: web.Request) -> web.StreamResponse:
         args = {"service": service}
     before = {"online": row.get("online"), **_said(row)}
     who, target = request[PRINCIPAL].name, f"{row['hall']}/{row['kiosk']}"
-    commands = request.app[COMMANDS]
-    try:
-        if commands is None:
-            raise CommandError("unavailable", "commands are not enabled on this halld")
-        reply = await commands.send(row["hall"], row["kiosk"], name, args, timeout=TIMEOUT_S)
-        code = "" if reply.get("ok") else str((reply.get("error") or {}).get("code") or "refused")
-    except CommandError as exc:
-        reply, code = {"ok": False, "error": {"code": exc.code, "message": exc.message}}, exc.code
+    reply, code = await send(request, row["hall"], row["kiosk"], name, args)
     await request.app[WRITE](auth.audit, who, f"kiosk.{name}", target, before, {"args": args, "reply": reply})
     raise _back(row["kiosk"], did=action, ok="1" if reply.get("ok") else "0", code=code)
 
