@@ -96,6 +96,7 @@ class Halld:
             log.info("worker name %s from the certificate (not %s)", self.worker, config.worker)
         self.commands = Commands(self.worker, self._publish_cmd, self._writer.call)
         self._api = None
+        self.desk: Any = None
         self.enrolment: Any = None
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -109,7 +110,12 @@ class Halld:
                 self.halls.append(hall)
         if self.config.http_port is not None:
             app = make_app(self._reader, self.commands, self.snapshot, Guard(self.config.http_names))
-            console.install(app, self._reader, self._writer.call, self.commands)  # login in front of all of it
+            desk = None
+            if self.config.boss_url:  # the back office's own BOSS calls (hall/bossdesk.py)
+                from .bossdesk import BossDesk
+
+                desk = self.desk = BossDesk(self.config.boss_url, self.config.boss_timeout_s)
+            console.install(app, self._reader, self._writer.call, self.commands, desk)  # login in front of all of it
             try:
                 self._api, self.http_port = await start_api(app, self.config.http_host, self.config.http_port)
             except OSError as exc:  # the hall link matters more than the staff API: carry on without it
@@ -136,6 +142,8 @@ class Halld:
             self._mqtt.cancel()
             await asyncio.wait({self._mqtt}, timeout=1)
         await self.gateway.aclose()
+        if self.desk is not None:
+            await self.desk.close()
         for task in list(self._tasks):
             task.cancel()
         if self._api is not None:

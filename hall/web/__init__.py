@@ -16,7 +16,7 @@ from aiohttp import web
 from ..auth import AUTH, PRINCIPAL, Auth
 
 _key = (lambda name: web.AppKey(name, object)) if hasattr(web, "AppKey") else (lambda name: name)
-READ, WRITE, COMMANDS = _key("read"), _key("write"), _key("commands")
+READ, WRITE, COMMANDS, BOSS = _key("read"), _key("write"), _key("commands"), _key("boss")
 
 HERE = Path(__file__).parent
 LANGS = ("zh", "en")
@@ -77,26 +77,30 @@ def render(request: web.Request, template: str, status: int = 200, **context: An
 
 def prepare(db: Any) -> None:
     """The console's tables and indexes, in a write transaction at halld's start."""
-    from .. import auth, cashcount, refunds, reports
+    from .. import auth, cashcount, reconcile, refunds, reports, reversals
 
     auth.create_schema(db)
     cashcount.create_schema(db)
     refunds.create_schema(db)
+    reversals.create_schema(db)
+    reconcile.create_schema(db)
     reports.create_index(db)
 
 
-def install(app: web.Application, read: Any, write: Any, commands: Any = None) -> Auth:
-    """Put the console and the login in front of `app` (before it starts)."""
-    from . import kioskpages, pages, refundpages, reportpages, txnpages
+def install(app: web.Application, read: Any, write: Any, commands: Any = None, boss: Any = None) -> Auth:
+    """Put the console and the login in front of `app` (before it starts). `boss`: hall.bossdesk.BossDesk
+    for the back office's own BOSS calls (reconciliation, reversal, commission), None without a BOSS."""
+    from . import backoffice, kioskpages, pages, refundpages, reportpages, txnpages
 
     auth = Auth(read, write)
     app.middlewares.append(auth.middleware)
     app[AUTH] = auth
-    app[READ], app[WRITE], app[COMMANDS] = read, write, commands
+    app[READ], app[WRITE], app[COMMANDS], app[BOSS] = read, write, commands, boss
     app.add_routes(pages.routes)
     app.add_routes(reportpages.routes)
     app.add_routes(kioskpages.routes)
     app.add_routes(txnpages.routes)
     app.add_routes(refundpages.routes)
+    app.add_routes(backoffice.routes)
     app.router.add_static("/static/", HERE / "static", append_version=False)
     return auth

@@ -94,3 +94,24 @@ def db_url(request, tmp_path):
     if request.param == "sqlite":
         return str(tmp_path / "hall.db")
     return request.getfixturevalue("postgres").new_database()
+
+
+@pytest.fixture
+async def bosssim(tmp_path):
+    """bosssim in this process on a free port (its HTTP face, as halld's back office calls it)."""
+    from bosssim.server import start
+
+    runner, sim, port = await start(str(tmp_path / "boss.db"))
+    sim.url = f"http://127.0.0.1:{port}"
+    yield sim
+    await runner.cleanup()
+
+
+@pytest.fixture
+async def boss_console(broker, tmp_path, bosssim):
+    """A console whose halld has a BOSS (bosssim), for the back office; BOSS calls time out after 1 s."""
+    async with running_halld(broker.port, str(tmp_path / "hall.db"), worker=f"web-{uuid.uuid4().hex[:6]}",
+                             boss_url=bosssim.url, boss_timeout_s=1.0) as halld:
+        console = Console(halld)
+        console.boss = bosssim
+        yield console
