@@ -77,13 +77,14 @@ def render(request: web.Request, template: str, status: int = 200, **context: An
 
 def prepare(db: Any) -> None:
     """The console's tables and indexes, in a write transaction at halld's start."""
-    from .. import auth, cashcount, reconcile, refunds, reports, reversals
+    from .. import auth, cashcount, commission, reconcile, refunds, reports, reversals
 
     auth.create_schema(db)
     cashcount.create_schema(db)
     refunds.create_schema(db)
     reversals.create_schema(db)
     reconcile.create_schema(db)
+    commission.create_schema(db)
     reports.create_index(db)
 
 

@@ -12,8 +12,9 @@ from typing import Any
 
 from aiohttp import web
 
-from .. import reconcile, reversals
+from .. import commission, reconcile, reversals
 from ..auth import PRINCIPAL, audited, requires
+from ..cashcount import parse_yuan
 from . import BOSS, READ, WRITE, render
 
 routes = web.RouteTableDef()
@@ -108,8 +109,6 @@ async def reversals_page(request: web.Request) -> web.Response:
 @requires("operate")
 @audited  # reversals.ask and reversals.answered audit the intent and the outcome
 async def reversal_ask(request: web.Request) -> web.StreamResponse:
-    from transactions.boss import BossRefused, BossTimeout, BossUnavailable, BossError
-
     form = await request.post()
     kiosk, txn = str(form.get("kiosk") or "")[:128], str(form.get("txn") or "")[:128]
     reason = str(form.get("reason") or "").strip()[:reversals.REASON_MAX]
@@ -125,18 +124,87 @@ async def reversal_ask(request: web.Request) -> web.StreamResponse:
         rec = await request.app[WRITE](reversals.ask, kiosk, txn, reason, who)  # the intent, committed first
     except reversals.NotReversible as exc:
         raise back(ok="0", code=str(exc)) from None
-    state, code, message, result = "done", "", "", {}
-    try:
-        result = await desk.call("reverse_credit", **rec["request"])
-    except BossTimeout as exc:
-        state, code, message = "unknown", exc.code, exc.message
-    except BossRefused as exc:
-        state, code, message = "refused", exc.code, exc.message
-    except BossUnavailable as exc:
-        state, code, message = "failed", exc.code, exc.message
-    except BossError as exc:  # an unreadable answer: as unknown as none
-        state, code, message = "unknown", exc.code, exc.message
+    state, code, message, result = await _outcome(desk.call("reverse_credit", **rec["request"]))
     await request.app[WRITE](reversals.answered, kiosk, txn, state, code, message, result, who)
     if state == "done":
         raise back(ok="1", fen=str(result.get("fen") if type(result.get("fen")) is int else rec["fen"]))
     raise back(ok="0", code=code or state)
+
+
+# -- 佣金转钱包 commission ----------------------------------------------------------------------
+
+async def _outcome(call: Any) -> tuple[str, str, str, dict[str, Any]]:
+    """(state, code, message, result) of one BOSS write: done | refused | unknown | failed."""
+    from transactions.boss import BossError, BossRefused, BossTimeout, BossUnavailable
+
+    try:
+        return "done", "", "", await call
+    except BossTimeout as exc:
+        return "unknown", exc.code, exc.message, {}
+    except BossRefused as exc:
+        return "refused", exc.code, exc.message, {}
+    except BossUnavailable as exc:
+        return "failed", exc.code, exc.message, {}
+    except BossError as exc:  # an unreadable answer: as unknown as none
+        return "unknown", exc.code, exc.message, {}
+
+
+def _month(value: str | None) -> str:
+    if not value:
+        return reconcile.boss_day(time.time()).isoformat()[:7]
+    try:
+        dt.date.fromisoformat(value + "-01")
+    except ValueError:
+        raise web.HTTPBadRequest(text="400: month is YYYY-MM") from None
+    return value
+
+
+@routes.get("/commission")
+async def commission_page(request: web.Request) -> web.Response:
+    import secrets
+
+    from transactions.boss import BossError
+
+    month, statement, error = _month(request.query.get("month")), None, ""
+    if request.app[BOSS] is None:
+        error = "no_boss"
+    else:
+        try:
+            statement = await request.app[BOSS].call("commission_statement", month=month)
+        except BossError as exc:
+            error = exc.code
+    return render(request, "commission.html", month=month, statement=statement, error=error,
+                  key=f"cm-{secrets.token_hex(8)}", transfers=await request.app[READ](commission.transfers, 50),
+                  result=_result(request, "fen"))
+
+
+@routes.post("/commission/transfer")
+@requires("admin")  # the hall's own money: a manager's decision
+@audited  # commission.ask and commission.answered audit the intent and the outcome
+async def commission_transfer(request: web.Request) -> web.StreamResponse:
+    form = await request.post()
+    key = str(form.get("key") or "")
+    month = _month(str(form.get("month") or "") or None)
+
+    def back(**result: str) -> web.HTTPSeeOther:
+        return web.HTTPSeeOther(f"/commission?month={month}&" + urllib.parse.urlencode({"did": "transfer", **result}))
+
+    desk = _desk(request)
+    if not commission.KEY_RE.fullmatch(key):
+        raise web.HTTPBadRequest(text="400: reload the page (the form's key is missing or malformed)")
+    try:
+        fen = parse_yuan(str(form.get("amount") or ""))
+    except ValueError:
+        raise back(ok="0", code="bad_amount") from None
+    if fen <= 0:
+        raise back(ok="0", code="bad_amount")
+    state, code, message, before = await _outcome(desk.call("commission_statement", month=month))
+    who = request[PRINCIPAL].name
+    try:
+        await request.app[WRITE](commission.ask, key, fen, {k: before.get(k) for k in
+                                                             ("available_fen", "transferred_fen", "wallet_fen")}, who)
+    except commission.NotAgain as exc:
+        raise back(ok="0", code=str(exc)) from None
+    state, code, message, result = await _outcome(desk.call("commission_transfer", fen=fen, key=key))
+    await request.app[WRITE](commission.answered, key, state, code, message, result, who)
+    raise back(ok="1", fen=str(fen)) if state == "done" else back(ok="0", code=code or state)

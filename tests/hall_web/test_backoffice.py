@@ -166,3 +166,58 @@ async def test_the_back_office_refuses_a_viewer_bad_input_and_works_without_a_bo
             assert r.status == 503
         async with staff.http.get(staff.url + "/reconcile?date=2026-01-01") as r:
             assert r.status == 200 and "disabled" in await r.text()
+
+
+async def test_commission_statement_and_a_transfer_to_the_wallet_moved_once(boss_console, chromium):  # noqa: F811
+    console = boss_console
+    admin, operator = await console.user("admin"), await console.user("operator")
+    await boss(console, "credit", phone="18612345678", fen=10000, key="c1:credit")  # 1.5 %: 150
+    await boss(console, "pay_bill", phone="13912345678", fen=8650, key="c2:pay")  # 0.5 %: 43
+    page, errors = await _login(chromium, console.url, admin)
+    page.on("dialog", lambda d: __import__("asyncio").ensure_future(d.accept()))
+    await page.click("nav a[href='/commission']")
+    await page.wait_for_selector("#statement")
+    assert await page.locator("#month-fen").inner_text() == "1.93"
+    assert await page.locator("#available").inner_text() == "1.93"
+    await page.fill("input[name=amount]", "1.50")
+    form = {"key": await page.locator("#transfer input[name=key]").get_attribute("value"), "amount": "1.50",
+            "month": await page.locator("#transfer input[name=month]").get_attribute("value"),
+            "csrf": await page.locator("#transfer input[name=csrf]").get_attribute("value")}
+    async with page.expect_navigation():
+        await page.click("#transfer button")
+    assert await page.locator("#moved").inner_text() == "1.50"
+    assert await page.locator("#available").inner_text() == "0.43"
+    assert await page.locator("#wallet-fen").inner_text() == "1.50 元"
+    # the same form sent again (a double click, the back button): moved once
+    again = await page.request.post(f"{console.url}/commission/transfer", form=form, max_redirects=0)
+    assert again.status == 303 and "already_done" in again.headers["location"]
+    await page.fill("input[name=amount]", "0.44")
+    async with page.expect_navigation():
+        await page.click("#transfer button")
+    assert await page.locator("#code").inner_text() == "exceeds_available"
+    assert await page.locator("#transfers tbody tr").count() == 2
+    assert not errors, errors
+    await page.close()
+    st = await boss(console, "commission_statement", month=form["month"])
+    assert (st["transferred_fen"], st["available_fen"]) == (150, 43)
+    audit = [a["action"] for a in await console.audit() if a["who"] == admin and a["action"].startswith("commission.")]
+    assert sorted(audit) == sorted(["commission.transfer.ask", "commission.transfer.done",
+                                    "commission.transfer.ask", "commission.transfer.refused"])
+    async with console.browser() as staff:  # an operator sees the statement, may not move the money
+        await staff.login(operator)
+        async with staff.http.get(f"{staff.url}/commission") as r:
+            assert r.status == 200 and "/commission/transfer" not in await r.text()
+        async with staff.http.post(f"{staff.url}/commission/transfer", allow_redirects=False,
+                                   data={**form, "key": "cm-0123456789abcdef", "csrf": staff.csrf}) as r:
+            assert r.status == 403
+    async with console.browser() as staff:
+        await staff.login(admin)
+        for bad in ({"amount": "-1"}, {"amount": "1e3"}, {"amount": "0"}):
+            async with staff.http.post(f"{staff.url}/commission/transfer", allow_redirects=False,
+                                       data={**form, **bad, "key": "cm-00000000000000aa", "csrf": staff.csrf}) as r:
+                assert "bad_amount" in r.headers["Location"], bad
+        async with staff.http.post(f"{staff.url}/commission/transfer", allow_redirects=False,
+                                   data={**form, "key": "x'; DROP TABLE commission_transfers", "csrf": staff.csrf}) as r:
+            assert r.status == 400
+        async with staff.http.get(f"{staff.url}/commission?month=2026-1") as r:
+            assert r.status == 400
