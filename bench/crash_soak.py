@@ -2,11 +2,17 @@
 
     python bench/crash_soak.py --kills 2000 [--seed 1] [--workers 2] [--boundary-rounds 1] [--workdir DIR]
     python bench/crash_soak.py --faults [--per-fault N] [--second-cuts N] [--workers 2] [--workdir DIR]
+    python bench/crash_soak.py --scenarios identity --kills 300   # the real-name flows (issue 11)
 
 Prints the kills done (boundary / random / during recovery), per-flow and per-step counts, the
 transactions by final state, the fen totals of every invariant term, kioskd start-up time, and
 the wall time. Stops at the first broken invariant with what broke (exit 1). The rig and the
 checks are tests/crash's (rig.py, invariants.py, soak.py); the CI test runs the same with ~210.
+
+``--scenarios``: which visits (tests/crash/customer.py): ``money`` (the default: the cash and BOSS
+flows), ``identity`` (新号入网, 补换SIM卡, 实名登记, 挂失 by ID card on a rig with the ID reader, a
+SIM dispenser, pcscd + vpcd and the virtual USIM), or scenario names separated by commas.
+tests/crash/test_crash_identity.py runs a sample of the identity boundaries in CI.
 
 ``--faults``: every device and BOSS fault of every flow (tests/crash/faults.py), each followed by a
 kill at every journalled boundary of its fault path, and each kill by a second cut at every
@@ -25,6 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.crash.faults import run_faults  # noqa: E402
+from tests.crash.customer import ALL_SCENARIOS, ID_SCENARIOS, SCENARIOS  # noqa: E402
 from tests.crash.rig import Rig  # noqa: E402
 from tests.crash.soak import InvariantBroken, Report, run_parallel  # noqa: E402
 
@@ -54,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quiet", action="store_true")
     parser.add_argument("--no-hall", dest="hall", action="store_false",
                         help="no mosquitto + halld per rig (the records then wait in the outbox; no hall check)")
+    parser.add_argument("--scenarios", default="money",
+                        help="money (default), identity, or scenario names separated by commas: "
+                             + ", ".join(ALL_SCENARIOS))
     parser.add_argument("--faults", action="store_true", help="fault x kill-point product instead of the kill soak")
     parser.add_argument("--per-fault", type=int, default=None, help="with --faults: kill points sampled per fault")
     parser.add_argument("--second-cuts", type=int, default=None,
@@ -61,15 +71,22 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.faults:
         return faults(args)
+    groups = {"money": tuple(SCENARIOS), "identity": tuple(ID_SCENARIOS)}
+    scenarios = groups.get(args.scenarios) or tuple(args.scenarios.split(","))
+    unknown = [name for name in scenarios if name not in ALL_SCENARIOS]
+    if unknown:
+        parser.error(f"--scenarios: unknown {unknown}; known: money, identity, {', '.join(ALL_SCENARIOS)}")
     work = args.workdir or Path(tempfile.mkdtemp(prefix="crash-soak-"))
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     t0 = time.monotonic()
     status = 0
-    print(f"crash soak: seed {args.seed}, kills {args.kills}, {args.workers} rigs, work dir {work}", flush=True)
+    print(f"crash soak: seed {args.seed}, kills {args.kills}, {args.workers} rigs, scenarios {', '.join(scenarios)}, "
+          f"work dir {work}", flush=True)
     try:
         report = run_parallel(work, args.kills, args.seed, args.workers, args.boundary_rounds, verbose=not args.quiet,
-                              timeout=48 * 3600, hall=args.hall)
+                              timeout=48 * 3600, hall=args.hall,
+                              scenarios=scenarios)
     except (InvariantBroken, RuntimeError) as exc:
         report, status = getattr(exc, "report", Report()), 1
         print(f"{'INVARIANT BROKEN' if isinstance(exc, InvariantBroken) else 'RIG FAILED'} after {report.kills} kills: {exc}")

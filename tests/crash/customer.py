@@ -6,9 +6,12 @@ kioskd is dead (a customer facing a dark screen walks away), and every call may 
 """
 from __future__ import annotations
 
+import sqlite3
 import time
 from dataclasses import dataclass, field
 from typing import Callable
+
+from hal.emulators.control import call_sync
 
 from .rig import CARD_PRICE, KioskdDied, Rig
 
@@ -26,6 +29,7 @@ class Scenario:
     take_card: bool = True
     cancel_after_cash: int = -1  # press cancel once this many pieces are in (-1: never)
     setup: Callable[[Rig, int], None] | None = field(default=None, compare=False)
+    id_card: dict | None = field(default=None, compare=False)  # laid on the ID reader (identity rigs)
 
 
 def _bill_due(rig: Rig, n: int) -> None:
@@ -57,6 +61,39 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
 )}
 
 
+# -- identity (issue 11): an identity rig (Rig(identity=True)) ----------------------------------------
+# Invented people; 张伟 is bosssim's registered owner of 13800138000 (ID 11010519491231002X, §3.6's sample).
+OWNER_CARD = dict(name="张伟", gender="1", nation="01", birth="19491231", address="北京市西城区复兴门内大街一号",
+                  id_number="11010519491231002X", authority="北京市公安局西城分局", valid_from="20200101",
+                  valid_to="20400101")
+BUYER_CARD = dict(OWNER_CARD, name="欧阳明月", id_number="110101199003070011", birth="19900307",
+                  address="上海市黄浦区南京东路一百号")
+OWNED = "13800138000"
+
+
+def _number_for_sale(rig: Rig, n: int) -> None:
+    """The operator keeps the pool stocked: one more number per sale (a sale takes one out)."""
+    conn = sqlite3.connect(rig.work / "boss.db", timeout=10)
+    try:
+        conn.execute("INSERT OR IGNORE INTO number_pool VALUES (?, NULL, NULL)", (f"19{n % 10**9:09d}",))
+        conn.commit()
+    finally:
+        conn.close()
+
+
+ID_SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
+    Scenario("new_number", "new_number", {"choose_number_suffix": "any", "choose_number": FIRST,
+                                          "confirm_new_number": "confirm"},
+             (("bill", 1000),), setup=_number_for_sale, id_card=BUYER_CARD),
+    Scenario("sim_replace", "sim_replace", {"enter_phone": OWNED, "confirm_sim_replace": "confirm"},
+             id_card=OWNER_CARD),
+    Scenario("real_name", "real_name", {"enter_phone": OWNED, "confirm_real_name": "confirm"}, id_card=OWNER_CARD),
+    Scenario("loss_report_id", "loss_report", {"enter_phone": OWNED, "choose_identify_method": "id_card",
+                                               "confirm_suspend": "confirm"}, id_card=OWNER_CARD),
+)}
+ALL_SCENARIOS = {**SCENARIOS, **ID_SCENARIOS}
+
+
 class Visit:
     """One scripted visit; ``run()`` returns the visit's result, or raises KioskdDied.
 
@@ -80,6 +117,8 @@ class Visit:
         rig, s = self.rig, self.s
         if s.setup is not None:
             s.setup(rig, self.n)
+        if s.id_card is not None:
+            self._identity_setup()
         visit = rig.api("begin", service=s.service)
         started = time.monotonic()
         while True:
@@ -129,6 +168,19 @@ class Visit:
             if rig.emu("crt571", "state")["position"] == "gate" and rig.alive():
                 rig.emu("crt571", "take_card")
                 self.took = True
+        if "take_sim" in keys and s.take_card and not self.took:
+            if rig.emu("crt571-sims", "state")["position"] == "gate" and rig.alive():
+                rig.emu("crt571-sims", "take_card")
+                self.took = True
+
+    def _identity_setup(self) -> None:
+        """The customer lays the card on the reader; staff keep blank SIMs coming and the bin empty;
+        the next blank SIM is the card at the contacts (the real machine moves one up per sale)."""
+        rig = self.rig
+        call_sync(str(rig.emu_sock("idcard")), "place_card", **self.s.id_card)  # "name" is a card field
+        if rig.emu("crt571-sims", "state")["bin_full"]:
+            rig.emu("crt571-sims", "empty_bin")
+        rig.emu("usim", "new_card")
 
     def _feed_next(self) -> None:
         """One piece of cash, when the acceptor takes it (a person waits for the bezel light)."""

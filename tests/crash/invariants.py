@@ -25,9 +25,13 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from .rig import CARD_PRICE, Rig
+from .rig import CARD_PRICE, NEW_NUMBER_FEN, Rig
 
 BOSS_MONEY_OPS = ("credit", "pay_bill")
+# the BOSS writes a journal step counts as applied (keyed by the transaction), by bosssim op
+APPLIED_KINDS = {"credit": "boss_credit", "pay_bill": "boss_pay_bill", "change_plan": "boss_change_plan",
+                 "suspend_number": "boss_suspend", "open_number": "boss_open_number",
+                 "replace_sim": "boss_replace_sim", "register_real_name": "boss_register"}
 
 
 @dataclass
@@ -75,6 +79,7 @@ def check(rig: Rig, final_expected: bool = True) -> Books:
     b.applied_cards = cards["taken"] * CARD_PRICE
     ops = [op for op in ledger["ops"] if op["key"].startswith("K-CRASH-")]
     b.applied_boss = sum(op["args"].get("fen", 0) for op in ops if op["op"] in BOSS_MONEY_OPS)
+    b.applied_boss += NEW_NUMBER_FEN * sum(op["op"] == "open_number" for op in ops)  # the price applies at opening
 
     with rig.journal() as j:
         money = {r["kind"]: r["fen"] for r in j.execute("SELECT kind, COALESCE(SUM(fen), 0) AS fen FROM money GROUP BY kind")}
@@ -128,11 +133,11 @@ def check(rig: Rig, final_expected: bool = True) -> Books:
     twice = [k for k, n in per_txn.items() if n > 1]
     if twice:
         b.problems.append(f"BOSS writes applied more than once for one transaction: {twice}")
-    kinds = {"credit": "boss_credit", "pay_bill": "boss_pay_bill", "change_plan": "boss_change_plan",
-             "suspend_number": "boss_suspend"}
     for op in ops:
         txn = op["key"].rsplit(":", 1)[0]
-        if (txn, kinds[op["op"]]) not in applied_steps and txn not in review_txns:
+        if op["op"] not in APPLIED_KINDS:  # holds and releases of numbers: identity_problems()
+            continue
+        if (txn, APPLIED_KINDS[op["op"]]) not in applied_steps and txn not in review_txns:
             b.problems.append(f"BOSS applied {op['key']} but the journal does not count it (and holds nothing)")
     doubled = [k for k, n in applied_steps.items() if n > 1]
     b.doubled = len(twice) + len(doubled)
@@ -147,6 +152,8 @@ def check(rig: Rig, final_expected: bool = True) -> Books:
     out = cards["dispensed"]
     if final_expected and out != cards["taken"] + cards["captured"]:
         b.problems.append(f"cards out of the stacker {out} != taken {cards['taken']} + captured {cards['captured']}")
+    if rig.identity:
+        b.problems += identity_problems(rig, ops, final_expected)
     return b
 
 
@@ -214,3 +221,45 @@ def hall_check(rig: Rig) -> HallBooks:
         h.problems.append(f"halld's records {rec[:3]}..{rec[-3:]} ({len(rec)}) are not the outbox's "
                           f"{out_seqs[:3]}..{out_seqs[-3:]} ({len(out_seqs)})")
     return h
+
+
+def identity_problems(rig: Rig, ops: list[dict], final_expected: bool) -> list[str]:
+    """SIMs, held numbers and personal data after recovery (issue 11's crash cases: paid but not
+    written, written but not dispensed, number reserved and customer gone)."""
+    import sqlite3
+    import subprocess
+    import time
+
+    from tests.crash.customer import ID_SCENARIOS
+
+    problems = []
+    sims = rig.emu("crt571-sims", "state")
+    if final_expected and sims["position"] in ("gate", "read"):
+        problems.append(f"a SIM is left at the {sims['position']} after recovery")
+    if final_expected and sims["dispensed"] != sims["taken"] + sims["captured"]:
+        problems.append(f"SIMs off the stack {sims['dispensed']} != taken {sims['taken']} + captured {sims['captured']}")
+    serviced = sum(op["op"] in ("open_number", "replace_sim") for op in ops)
+    if sims["taken"] > serviced:
+        problems.append(f"{sims['taken']} SIMs in customers' hands, but the BOSS opened or moved a number "
+                        f"onto only {serviced}")
+    conn = sqlite3.connect(f"file:{rig.work / 'boss.db'}?mode=ro", uri=True, timeout=10)
+    try:
+        held = conn.execute("SELECT phone, held_by FROM number_pool WHERE held_by LIKE 'K-CRASH-%'"
+                            " AND held_until > ?", (time.time(),)).fetchall()
+    finally:
+        conn.close()
+    if final_expected and held:
+        problems.append(f"numbers still held for customers who are gone: {held}")
+    cards = [s.id_card for s in ID_SCENARIOS.values() if s.id_card is not None]
+    for path in [*sorted((rig.work / "state").rglob("*")), rig.work / "kioskd.log", rig.work / "idcard.log"]:
+        if path.is_file():
+            # read by another process: closing a descriptor of journal.db or its -shm here would drop
+            # this process's SQLite locks on it (POSIX fcntl), and the rig's next reads go stale
+            data = subprocess.run(["cat", str(path)], capture_output=True, check=False).stdout
+            for card in cards:
+                for what, needle in (("ID number", card["id_number"]), ("name", card["name"]),
+                                     ("address", card["address"])):
+                    for form in {needle.encode(), needle.encode("utf-16-le"), needle.encode("unicode_escape")}:
+                        if form in data:
+                            problems.append(f"plaintext {what} of a customer in {path}")
+    return sorted(set(problems))

@@ -30,6 +30,10 @@ from hall.broker import free_port
 
 EMULATORS = ("cctalk", "escpos", "crt571")
 CARD_PRICE = 3000  # the one face on sale: [flows] card_prices = {"3000" = 3000}
+# identity rigs (issue 11) add: the ID reader, a second CRT-571 holding blank SIMs, a private pcscd
+# with vpcd and the virtual USIM as their own processes (a SIM at the contacts outlives kioskd too)
+ID_EMULATORS = {"idcard": "idcard", "crt571-sims": "crt571"}  # control label -> emulator
+NEW_NUMBER_FEN = 1000  # [flows] new_number_fen
 
 
 class KioskdDied(Exception):
@@ -115,11 +119,14 @@ class Forked:
 class Rig:
     """Emulators + bosssim started once; kioskd started, killed and restarted many times."""
 
-    def __init__(self, work: Path, fork: bool = True, hall: bool = False) -> None:
+    def __init__(self, work: Path, fork: bool = True, hall: bool = False, identity: bool = False) -> None:
         self.work = work
         self.fork = fork  # start kioskd by forking this process (fast) or as ``python -m controller``
         self.hall = hall  # a real mosquitto + halld: records drain while kioskd is killed mid-send
         self.broker: Any = None
+        self.identity = identity  # with the identity devices (ID_EMULATORS, pcscd, the USIM)
+        self.pcscd = None  # hal.simcard.pcscd.PrivatePcscd of an identity rig
+        self.hall_key = ""  # the hall's private PII key (what `halld pii open` would use)
         self.procs: dict[str, subprocess.Popen] = {}
         self.ports: dict[str, int] = {}
         self.kioskd: subprocess.Popen | Forked | None = None
@@ -146,13 +153,17 @@ class Rig:
             started.append(self._spawn(name, ["-m", "hal.emulators", name, "--tcp", f"127.0.0.1:{port}",
                                               "--control", str(self.emu_sock(name))]))
         boss, boss_log = self._spawn("bosssim", ["-m", "bosssim", "--port", "0", "--db", str(self.work / "boss.db")])
+        if self.identity:
+            started += self._start_identity()
         for proc, log in started:
-            _wait_line(proc, log, "serving tcp", 10)
+            _wait_line(proc, log, "serving tcp|card for vpcd", 10)
         self.boss_url = re.search(r"http://[\d.]+:\d+", _wait_line(boss, boss_log, "listening", 10)).group(0)
         if self.hall:
             self._start_hall()
         self.emu("cctalk", "hopper_fill", count=100000)  # payouts are counted, not starved (dry runs: tests/e2e)
         self.emu("crt571", "set_stock", count=100000)
+        if self.identity:
+            self.emu("crt571-sims", "set_stock", count=100000)
         self.config = self._write_config()
         return self
 
@@ -168,6 +179,21 @@ class Rig:
     def hall_db(self) -> Path:
         return self.work / "hall.db"
 
+    def _start_identity(self) -> list:
+        from hal.simcard.pcscd import PrivatePcscd
+        from transactions import pii
+
+        self.hall_key, self.hall_public = pii.new_key_pair()
+        started = []
+        for label, emulator in ID_EMULATORS.items():
+            port = self.ports[label] = free_port()
+            started.append(self._spawn(label, ["-m", "hal.emulators", emulator, "--tcp", f"127.0.0.1:{port}",
+                                               "--control", str(self.emu_sock(label))]))
+        self.pcscd = PrivatePcscd(self.work / "pcscd").start()
+        started.append(self._spawn("usim", ["-m", "hal.emulators", "usim", "--vpcd", f"127.0.0.1:{self.pcscd.port}",
+                                            "--control", str(self.emu_sock("usim"))]))
+        return started
+
     def stop(self) -> None:
         self.kill_kioskd()
         if self.broker is not None:
@@ -181,6 +207,8 @@ class Rig:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        if self.pcscd is not None:
+            self.pcscd.stop()
 
     def __enter__(self) -> "Rig":
         return self.start()
@@ -194,6 +222,11 @@ class Rig:
     def _write_config(self) -> Path:
         w, p = self.work, self.ports
         bus = 'echo = false\npoll_interval_ms = 20\nreply_timeout_ms = 60\ninhibit_check_ms = 200'
+        flows_extra = sales_extra = ""
+        if self.identity:
+            flows_extra = (f'hall_public_key = "{self.hall_public}"\nnew_number_fen = {NEW_NUMBER_FEN}\n'
+                           'id_timeout = 5.0\n')
+            sales_extra = 'sim_dispenser = "sims"\n'
         path = w / "kiosk.toml"
         path.write_text(f"""
 [kiosk]
@@ -218,12 +251,14 @@ stack_timeout = 2.0
 take_timeout = 0.5
 drain_time = 0.1
 card_prices = {{ "{CARD_PRICE}" = {CARD_PRICE} }}
+{flows_extra}
 
 [ui]
 listen = "127.0.0.1:0"  # rigs side by side: each screen on a port of its own
 
 [sales]
 card_dispensers = {{ "{CARD_PRICE}" = "cards" }}
+{sales_extra}
 
 [devices.coin]
 driver = "cctalk-coin"
@@ -251,8 +286,32 @@ driver = "crt571"
 port = "tcp://127.0.0.1:{p['crt571']}"
 poll_interval_s = 0.02
 response_timeout_s = 1.0
-""")
+""" + (self._identity_config() if self.identity else ""))
         return path
+
+    def _identity_config(self) -> str:
+        p = self.ports
+        return f"""
+[devices.sims]
+driver = "crt571"
+port = "tcp://127.0.0.1:{p['crt571-sims']}"
+poll_interval_s = 0.02
+response_timeout_s = 1.0
+
+[devices.idreader]
+driver = "sam-idcard"
+port = "tcp://127.0.0.1:{p['idcard']}"
+poll_interval_s = 0.3
+command_timeout_s = 0.5
+
+[devices.camera]
+driver = "camera"
+source = "test"
+
+[devices.sim]
+driver = "pcsc-sim"
+reader = "Kiosk vpcd 00 00"
+"""
 
     # -- kioskd -------------------------------------------------------------------------------
     @property
@@ -266,6 +325,8 @@ response_timeout_s = 1.0
                      note: str = "") -> None:
         """Start kioskd and wait until it serves (recovery has run by then: it precedes the API)."""
         env = {"KIOSKD_CRASH_AT": crash_at, "KIOSKD_CRASH_TRACE": str(trace) if trace else ""}
+        if self.pcscd is not None:  # kioskd's pyscard finds the rig's pcscd (set before it connects)
+            env["PCSCLITE_CSOCK_NAME"] = self.pcscd.socket_path
         log = self.work / "kioskd.log"
         with open(log, "a") as out:  # which start a log line belongs to
             out.write(f"--- kioskd start #{self.starts + 1} crash_at={crash_at or '-'} {note}\n")

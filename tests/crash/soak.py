@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import invariants
-from .customer import SCENARIOS, Visit
+from .customer import ALL_SCENARIOS, SCENARIOS, Scenario, Visit
 from .rig import KioskdDied, Rig
 
 
@@ -76,10 +76,10 @@ class Report:
         return out
 
 
-def trace(rig: Rig, work: Path) -> dict[str, list[str]]:
+def trace(rig: Rig, work: Path, scenarios: dict[str, Scenario] = SCENARIOS) -> dict[str, list[str]]:
     """The boundaries each scenario's visit passes, in order, as KIOSKD_CRASH_AT labels."""
     out = {}
-    for i, (name, scenario) in enumerate(SCENARIOS.items()):
+    for i, (name, scenario) in enumerate(scenarios.items()):
         path = work / f"trace-{name}.txt"
         path.unlink(missing_ok=True)
         rig.start_kioskd(trace=path, note=f"trace {name}")
@@ -91,8 +91,9 @@ def trace(rig: Rig, work: Path) -> dict[str, list[str]]:
 
 
 class Soak:
-    def __init__(self, rig: Rig, seed: int = 1, log=None) -> None:
+    def __init__(self, rig: Rig, seed: int = 1, log=None, scenarios: dict[str, Scenario] = SCENARIOS) -> None:
         self.rig = rig
+        self.scenarios = scenarios
         self.rng = random.Random(seed)
         self.report = Report()
         self.visit_n = 0
@@ -151,7 +152,7 @@ class Soak:
 
     def _staff(self, name: str, may_leave_full: bool) -> None:
         """The technician empties a full error-card bin before a card customer (mostly)."""
-        if SCENARIOS[name].service != "card_sale":
+        if self.scenarios[name].service != "card_sale":
             return
         if self.rig.emu("crt571", "state")["bin_full"]:
             if may_leave_full and self.rng.random() < 0.3:
@@ -167,7 +168,7 @@ class Soak:
         where = f"at boundary {crash_at}" if crash_at else f"at random {kill_at:.3f} s into it" if kill_at is not None else ""
         started = time.monotonic()
         try:
-            Visit(self.rig, SCENARIOS[name], self.visit_n).run(kill_at=kill_at)
+            Visit(self.rig, self.scenarios[name], self.visit_n).run(kill_at=kill_at)
         except KioskdDied:
             self.rig.wait_dead(5)
             self.rig.kill_kioskd()
@@ -196,7 +197,7 @@ class Soak:
         if self.visit(name, crash_at=label):
             self.report.kills += 1
             self.report.boundary_kills += 1
-            self.report.per_flow[SCENARIOS[name].service] += 1
+            self.report.per_flow[self.scenarios[name].service] += 1
             self.report.per_step[label.rsplit(":", 1)[0]] += 1
         else:
             self.rig.kill_kioskd()
@@ -213,7 +214,7 @@ class Soak:
         if self.visit(name, kill_at=kill_at):
             self.report.kills += 1
             self.report.random_kills += 1
-            self.report.per_flow[SCENARIOS[name].service] += 1
+            self.report.per_flow[self.scenarios[name].service] += 1
             self.report.per_step["random"] += 1
         else:
             self.rig.kill_kioskd()
@@ -228,17 +229,22 @@ class Soak:
         if states & {"dispensing", "at_gate"}:  # a card at the gate is captured, or counted as taken
             labels += ["recovery:capture_card:intent:1", "recovery:capture_card:resolved:1",
                        "recovery:card_taken:state:1"]
+        if self.rig.identity and states:  # a SIM in the channel is captured, a held number released
+            labels += ["recovery:capture_sim:intent:1", "recovery:capture_sim:resolved:1",
+                       "recovery:boss_release:intent:1", "recovery:boss_release:resolved:1"]
         return labels + ["recovery:voucher:commit:1"] if states else labels
 
     def run(self, kills: int, boundaries: dict[str, list[str]], rounds_of_boundaries: int = 1,
-            part: int = 0, parts: int = 1) -> Report:
-        """``kills`` kills: this ``part`` of ``parts``' share of the traced boundaries, then random instants."""
+            part: int = 0, parts: int = 1, only: tuple[str, ...] | None = None) -> Report:
+        """``kills`` kills: this ``part`` of ``parts``' share of the traced boundaries (those named in
+        ``only``, as ``flow:kind:moment``, if given), then random instants."""
         t0 = time.monotonic()
         self.report.boundaries = boundaries
         # a boundary belongs to one rig by its name, not its place in the list: two rigs' traces may
         # differ by a commit (cash batching is timing), which must not shift every later share
         jobs = [(name, label) for name, labels in boundaries.items() for label in labels
-                if zlib.crc32(f"{name}/{label}".encode()) % parts == part]
+                if zlib.crc32(f"{name}/{label}".encode()) % parts == part
+                and (only is None or label.rsplit(":", 1)[0] in only)]
         self.report.boundary_jobs = min(kills, len(jobs) * rounds_of_boundaries)
         for _ in range(rounds_of_boundaries):
             for name, label in jobs:
@@ -246,7 +252,7 @@ class Soak:
                     break
                 self.boundary_kill(name, label)
                 self.log(f"kills {self.report.kills}: {name} at {label}")
-        names = list(SCENARIOS)
+        names = list(self.scenarios)
         while self.report.kills < kills:
             name = self.rng.choice(names)
             self.random_kill(name)
@@ -270,7 +276,7 @@ class Soak:
 # the scenarios itself and kills at its share of the boundaries (by label), then at random.
 
 def _worker(conn, work: Path, kills: int, seed: int, part: int, parts: int, rounds: int, verbose: bool,
-            hall: bool) -> None:
+            hall: bool, names: tuple[str, ...], only: tuple[str, ...] | None) -> None:
     import signal
     import sys
 
@@ -278,10 +284,15 @@ def _worker(conn, work: Path, kills: int, seed: int, part: int, parts: int, roun
     soak = None
     try:
         log = (lambda m: print(f"[rig {part}] {m}", file=sys.stderr, flush=True)) if verbose else None
-        with Rig(work, hall=hall) as rig:
-            boundaries = trace(rig, work)
-            soak = Soak(rig, seed=seed + part, log=log)
-            report = soak.run(kills, boundaries, rounds, part, parts)
+        scenarios = {name: ALL_SCENARIOS[name] for name in names}
+        with Rig(work, hall=hall, identity=any(s.id_card is not None for s in scenarios.values())) as rig:
+            if only is None:
+                boundaries = trace(rig, work, scenarios)
+            else:  # a sample names its boundaries: no trace (a label no visit passes is reported missed)
+                boundaries = {name: [f"{label}:1" for label in only if label.split(":", 1)[0] == s.service]
+                              for name, s in scenarios.items()}
+            soak = Soak(rig, seed=seed + part, log=log, scenarios=scenarios)
+            report = soak.run(kills, boundaries, rounds, part, parts, only)
         conn.send(("ok", report, ""))
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises it there
         conn.send(("broken" if isinstance(exc, InvariantBroken) else "error",
@@ -291,20 +302,27 @@ def _worker(conn, work: Path, kills: int, seed: int, part: int, parts: int, roun
 
 
 def run_parallel(work: Path, kills: int, seed: int = 1, workers: int = 2, rounds: int = 1,
-                 verbose: bool = False, timeout: float = 3600.0, hall: bool = False) -> Report:
+                 verbose: bool = False, timeout: float = 3600.0, hall: bool = False,
+                 scenarios: tuple[str, ...] = tuple(SCENARIOS), only: tuple[str, ...] | None = None) -> Report:
     """``kills`` split over ``workers`` rigs (``work``/rig-N); raises InvariantBroken with the
     first broken rig's message (its work dir is kept), RuntimeError if a rig failed otherwise.
-    ``hall``: each rig has mosquitto + halld up throughout; at the end the hall's copy is checked."""
+    ``hall``: each rig has mosquitto + halld up throughout; at the end the hall's copy is checked.
+    ``scenarios`` names the visits (customer.ALL_SCENARIOS); any identity one makes identity rigs.
+    ``only`` restricts the boundary kills to these ``flow:kind:moment`` labels (a CI sample)."""
     import multiprocessing
 
-    ctx = multiprocessing.get_context("fork")  # the workers fork kioskd themselves (rig.Forked)
+    identity = any(ALL_SCENARIOS[name].id_card is not None for name in scenarios)
+    # the workers fork kioskd themselves (rig.Forked). An identity rig's worker starts as a fresh
+    # interpreter: libpcsclite caches its socket name on first use, and a process that already
+    # talked to another pcscd (a test session's) would hand that to every kioskd it forks.
+    ctx = multiprocessing.get_context("spawn" if identity else "fork")
     t0 = time.monotonic()
     procs = []
     for part in range(workers):
         share = kills // workers + (1 if part < kills % workers else 0)
         parent, child = ctx.Pipe(duplex=False)
         proc = ctx.Process(target=_worker, args=(child, work / f"rig-{part}", share, seed, part, workers, rounds,
-                                                 verbose, hall), name=f"crash-rig-{part}")
+                                                 verbose, hall, tuple(scenarios), only), name=f"crash-rig-{part}")
         proc.start()
         child.close()
         procs.append((proc, parent))

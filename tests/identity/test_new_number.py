@@ -136,8 +136,10 @@ async def test_an_expired_or_forged_card_ends_the_visit_before_any_money(kiosk, 
     assert all(h is None for h in pool(bosssim).values())
     txn = await kiosk.txn(result.txn)
     assert "pii" not in txn["data"]
-    logs = "\n".join(r.getMessage() for r in caplog.records).encode()
-    assert plaintext_in(logs, card) == []
+    logs = "\n".join(r.getMessage() for r in caplog.records)
+    reason = "expired" if key == "id_expired" else "bad_check_digit"
+    assert f"ID card not accepted: {reason}" in logs  # the log says why, the screen says it to the customer
+    assert plaintext_in(logs.encode(), card) == []
 
 
 async def test_a_card_pulled_away_mid_read_is_asked_for_again(kiosk):
@@ -184,7 +186,8 @@ async def test_a_sim_refusing_the_write_is_captured_the_number_released_and_the_
     assert any("SIM write failed" in r.getMessage() for r in caplog.records)
 
 
-async def test_pcscd_gone_is_a_clear_message_a_captured_card_and_the_money_back(kiosk, bosssim, pcscd):
+async def test_pcscd_gone_is_a_clear_message_a_captured_card_and_the_money_back(kiosk, bosssim, pcscd, caplog):
+    caplog.set_level(logging.DEBUG)
     kiosk.place(**CARD)
     customer = ScriptedCustomer(["8", NUMBER, "confirm"])
 
@@ -201,6 +204,8 @@ async def test_pcscd_gone_is_a_clear_message_a_captured_card_and_the_money_back(
     assert "sim_reader_fault" in customer.shown_keys or "sim_no_card" in customer.shown_keys, customer.shown_keys
     balanced(result)
     assert kiosk.emu("crt571-sims", "state")["captured"] == 1 and pool(bosssim)[NUMBER] is None
+    assert (await kiosk.journal.read(records.counters))["sim_reject"] == {"sims": 1}  # stock: the card in the bin
+    assert any("SIM write failed" in r.getMessage() for r in caplog.records)
 
 
 async def test_the_scan_finds_plaintext_where_there_is_some(kiosk, bosssim, tmp_path):
