@@ -77,7 +77,7 @@ def render(request: web.Request, template: str, status: int = 200, **context: An
 
 def prepare(db: Any) -> None:
     """The console's tables and indexes, in a write transaction at halld's start."""
-    from .. import auth, cashcount, commission, reconcile, refunds, reports, reversals, stock
+    from .. import auth, cashcount, commission, reconcile, refunds, reports, reversals, settings, stock
 
     auth.create_schema(db)
     cashcount.create_schema(db)
@@ -86,13 +86,14 @@ def prepare(db: Any) -> None:
     reconcile.create_schema(db)
     commission.create_schema(db)
     stock.create_schema(db)
+    settings.create_schema(db)
     reports.create_index(db)
 
 
 def install(app: web.Application, read: Any, write: Any, commands: Any = None, boss: Any = None) -> Auth:
     """Put the console and the login in front of `app` (before it starts). `boss`: hall.bossdesk.BossDesk
     for the back office's own BOSS calls (reconciliation, reversal, commission), None without a BOSS."""
-    from . import backoffice, kioskpages, pages, refundpages, reportpages, stockpages, txnpages
+    from . import backoffice, kioskpages, pages, refundpages, reportpages, settingspages, stockpages, txnpages
 
     auth = Auth(read, write)
     app.middlewares.append(auth.middleware)
@@ -105,5 +106,6 @@ def install(app: web.Application, read: Any, write: Any, commands: Any = None, b
     app.add_routes(refundpages.routes)
     app.add_routes(backoffice.routes)
     app.add_routes(stockpages.routes)
+    app.add_routes(settingspages.routes)
     app.router.add_static("/static/", HERE / "static", append_version=False)
     return auth
