@@ -65,15 +65,23 @@ def main(out: str) -> None:
 
         with d.transaction():  # inserted here, not by the writer: the rollups by the writer's own SQL
             rollups.rebuild(d, 8 * 3600)
-        cashcount.create_schema(d)
+        from hall import web
+
+        from . import screens_backoffice
+
+        web.prepare(d)  # the console's tables (cash counts, the back office's)
         _seed_kiosk(d)
+        bosssim = subprocess.Popen([sys.executable, "-m", "bosssim", "--port", "0", "--db", str(Path(tmp) / "boss.db")],
+                                   stdout=subprocess.PIPE, text=True)
+        boss_url = bosssim.stdout.readline().split()[-1]
+        screens_backoffice.seed(d, boss_url)
         d.close()
         subprocess.run([sys.executable, "-m", "hall.halld", "user", "add", "zhang.wei", "--role", "admin",
                         "--password-stdin", "--db", db], input="console demo 1\n", text=True, check=True)
         port = free_port()
         log = Path(tmp) / "halld.log"
         proc = subprocess.Popen([sys.executable, "-m", "hall.halld", "serve", "--db", db, "--mqtt-port", str(broker.port),
-                                 "--http", f"127.0.0.1:{port}"], stdout=open(log, "w"), stderr=subprocess.STDOUT,
+                                 "--http", f"127.0.0.1:{port}", "--boss", boss_url], stdout=open(log, "w"), stderr=subprocess.STDOUT,
                                 env={**os.environ, "TZ": "Asia/Shanghai"})
         try:
             while "listening" not in log.read_text():
@@ -83,7 +91,7 @@ def main(out: str) -> None:
             with sync_playwright() as p:
                 b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
                 page = b.new_page(viewport={"width": 1440, "height": 900})
-                for name, path, logged_in in PAGES:
+                for name, path, logged_in in PAGES + screens_backoffice.PAGES:
                     if logged_in and page.url.endswith("/login"):
                         page.fill("input[name=name]", "zhang.wei")
                         page.fill("input[name=password]", "console demo 1")
@@ -97,6 +105,8 @@ def main(out: str) -> None:
         finally:
             proc.terminate()
             proc.wait(10)
+            bosssim.terminate()
+            bosssim.wait(10)
             broker.stop()
 
 
