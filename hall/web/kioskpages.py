@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .. import auth, cashcount, queries, reports
+from .. import auth, cashcount, queries, settings
 from ..auth import PRINCIPAL, audited, requires
 from ..commands import CommandError
 from . import COMMANDS, READ, WRITE, render
@@ -28,7 +28,8 @@ ACTIONS = {
     "enable_service": ("enable_service", None),
     "restart": ("restart", {}),
 }
-SERVICES = list(reports.SERVICE_NAMES)
+SERVICE_NAMES = settings.services()  # the kiosks' own flow names (reports.SERVICE_NAMES are the reports' groups)
+SERVICES = list(SERVICE_NAMES)
 TIMEOUT_S = 15.0
 
 
@@ -72,7 +73,7 @@ async def kiosk_page(request: web.Request) -> web.Response:
                   events=await request.app[READ](queries.events, kiosk, 50),
                   commands=await request.app[READ](queries.commands, kiosk, 20),
                   counts=await request.app[READ](cashcount.counts, kiosk, 10),
-                  services=SERVICES, service_names=reports.SERVICE_NAMES,
+                  services=SERVICES, service_names=SERVICE_NAMES,
                   result={k: request.query.get(k, "")[:200] for k in ("did", "ok", "code", "diff")})
 
 

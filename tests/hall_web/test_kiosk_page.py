@@ -154,3 +154,12 @@ async def test_a_viewer_sees_no_buttons_and_is_refused_every_state_change(consol
         counts = await console.halld._reader(lambda db: db.one("SELECT COUNT(*) FROM cash_counts WHERE kiosk = ?",
                                                               (k.kiosk,))[0])
         assert counts == 0
+
+
+def test_the_service_buttons_name_services_the_kiosk_knows():
+    """The kiosk refuses a service it has no flow for (controller/commands.py): the page offered the
+    reports' groups (query, documents, replace_sim), which no kiosk could switch off."""
+    from hall.web import kioskpages
+    from transactions import FLOWS
+
+    assert set(kioskpages.SERVICES) == set(FLOWS)
