@@ -18,7 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .state import READS, WRITES, Books, Refused
+from .state import BACKOFFICE_READS, BACKOFFICE_WRITES, READS, WRITES, Books, Refused
 
 FAULT_MODES = {"timeout", "drop_reply", "refuse", "slow", "duplicate", "down"}
 
@@ -33,9 +33,9 @@ class Simulator:
         try:
             if op == "ping":
                 result = {"pong": True}
-            elif op in WRITES:
+            elif op in WRITES or op in BACKOFFICE_WRITES:
                 result = self.books.keyed(op, params)
-            elif op in READS:
+            elif op in READS or op in BACKOFFICE_READS:
                 result = getattr(self.books, op)(**params)
             else:
                 return {"ok": False, "code": "unknown_op", "message": op}

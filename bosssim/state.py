@@ -415,7 +415,9 @@ class Books:
 
 READS = {"check_number", "query_balance", "query_plans", "query_bill", "statement", "invoice",
          "verify_password", "send_sms_code", "verify_sms_code", "op_status",
-         "list_numbers", "owner_check", "sim_card_data", "day_statement", "commission_statement"}
+         "list_numbers", "owner_check", "sim_card_data"}
 WRITES = {"credit", "pay_bill", "change_plan", "suspend_number",
-          "reserve_number", "release_number", "open_number", "replace_sim", "register_real_name",
-          "reverse_credit", "commission_transfer"}
+          "reserve_number", "release_number", "open_number", "replace_sim", "register_real_name"}
+# the hall's back office (issue 14): halld calls these (hall/bossdesk.py), a kiosk never may
+BACKOFFICE_READS = {"day_statement", "commission_statement"}
+BACKOFFICE_WRITES = {"reverse_credit", "commission_transfer"}
