@@ -118,3 +118,20 @@ def detail(db: Any, kiosk: str, txn: str) -> dict[str, Any] | None:
     row["refunds"] = db.dicts("SELECT * FROM refunds WHERE kiosk = ? AND txn = ? ORDER BY created_at", (kiosk, txn))
     row["reviews"] = db.dicts("SELECT * FROM reviews WHERE kiosk = ? AND txn = ?", (kiosk, txn))
     return row
+
+
+EXPORT_MAX = 100_000  # rows in one CSV/XLSX export, newest first (a year of a big hall is narrowed by dates)
+EXPORT_COLUMNS = ["完成时间 finished", "营业厅 hall", "终端 kiosk", "交易号 txn", "业务 service", "手机号 phone",
+                  "金额(分) amount_fen", "状态 state"]
+
+
+def export(db: Any, s: Search, limit: int = EXPORT_MAX) -> dict[str, Any]:
+    """Every match (up to `limit`, newest first) as a report-shaped table for hall.reports.to_csv/to_xlsx,
+    which neutralise cells a spreadsheet would run as formulas."""
+    import time
+
+    where, params = s.where()
+    rows = db.query(f"SELECT finished_at, hall, kiosk, txn, service, phone, amount_fen, state FROM txns{where}"
+                    " ORDER BY finished_at DESC, kiosk, txn LIMIT ?", (*params, limit))
+    return {"columns": EXPORT_COLUMNS,
+            "rows": [[time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r[0])) if r[0] else "", *r[1:]] for r in rows]}

@@ -116,3 +116,32 @@ async def test_the_detail_page_shows_the_record_its_events_and_markup_as_text(co
     assert response.status == 404
     assert not errors, errors
     await page.close()
+
+
+async def test_the_search_exports_as_csv_and_xlsx_with_formulas_neutralised(console, seeded):
+    import csv
+    import io
+
+    from openpyxl import load_workbook
+
+    formula = '=HYPERLINK("http://evil","x")'
+    await console.halld._writer.call(lambda db: db.execute(INSERT, (
+        "H1", formula, "F-1", 1, 1, "topup", "13800138000", 777, "done", 1741000000.0, 1741000000.0, "{}")))
+    want = [r for r in seeded if r[8] == "done"] + [("H1", formula, "F-1", 0, 0, "topup", "", 777)]
+    async with console.browser() as staff:
+        await staff.login(await console.user("viewer"))
+        async with staff.http.get(f"{staff.url}/txns.csv?state=done") as r:
+            assert r.status == 200 and r.headers["X-Truncated"] == "0"
+            rows = list(csv.reader(io.StringIO((await r.read()).decode("utf-8-sig"))))
+        assert len(rows) == 1 + len(want)
+        assert sum(int(row[6]) for row in rows[1:]) == sum(w[7] for w in want)
+        assert [row[2] for row in rows if row[3] == "F-1"] == ["'" + formula]
+        async with staff.http.get(f"{staff.url}/txns.xlsx?state=done&kiosk=K1") as r:
+            ws = load_workbook(io.BytesIO(await r.read())).active
+        cells = list(ws.iter_rows(min_row=2, values_only=True))
+        k1 = [w for w in want if w[1] == "K1"]
+        assert len(cells) == len(k1) and sum(c[6] for c in cells) == sum(w[7] for w in k1)
+        async with staff.http.get(f"{staff.url}/txns.csv?min=-1") as r:
+            assert r.status == 400
+        async with staff.http.get(f"{staff.url}/txns.pdf") as r:
+            assert r.status == 404
