@@ -35,6 +35,11 @@ def rig_mode() -> bool:
     return ACTIVE is not None
 
 
+def real(name: str) -> bool:
+    """A real device on this rig: a test checks that it names itself, not that it is our emulator."""
+    return ACTIVE is not None and name in ACTIVE.devices and ACTIVE.devices[name].real
+
+
 def note_identity(device: str, **fields: Any) -> None:
     """What a device reported about itself (manufacturer, product, serial, firmware...) for the report."""
     IDENTITY.setdefault(device, {}).update({k: v for k, v in fields.items() if v not in (None, "", {})})

@@ -7,6 +7,8 @@ from hal.cash import CashFault, CoinAccepted, Rejected
 from hal.cctalk.coin import CcTalkCoinAcceptor, coin_value_fen
 from hal.device import Health
 
+from tests.rig import lines
+
 from .conftest import condition, until
 
 
@@ -23,8 +25,11 @@ async def test_identifies_reads_the_coin_table_and_credits_an_enabled_coin(emu):
     coin = emu.driver(CcTalkCoinAcceptor)
     await coin.start()
     try:
-        assert coin.identity["category"] == "Coin Acceptor" and coin.identity["serial"] == 12345678
-        assert coin.values == {1: 10, 2: 50, 3: 100}
+        assert coin.identity["category"] == "Coin Acceptor"
+        if lines.real("cctalk"):  # a real acceptor: its own serial and coin table, whatever they are
+            assert coin.identity["serial"] and coin.values
+            return
+        assert coin.identity["serial"] == 12345678 and coin.values == {1: 10, 2: 50, 3: 100}
         state = await emu("state")
         assert state["coin"]["accepting"] is False  # starts in the safe state
         await coin.set_inhibit(False)
@@ -171,6 +176,10 @@ async def test_self_test_names_the_device_and_its_coins(emu):
     coin = emu.driver(CcTalkCoinAcceptor)
     await coin.start()
     try:
-        assert await coin.self_test() == "CcTalkCoinAcceptor: KSK EMU-COIN #12345678 ok; values 1:10, 2:50, 3:100"
+        text = await coin.self_test()
+        ident = coin.identity
+        assert text.startswith(f"CcTalkCoinAcceptor: {ident['manufacturer']} {ident['product']} #{ident['serial']} ok; values ")
+        if not lines.real("cctalk"):
+            assert text == "CcTalkCoinAcceptor: KSK EMU-COIN #12345678 ok; values 1:10, 2:50, 3:100"
     finally:
         await coin.stop()

@@ -3,6 +3,7 @@ import pytest
 
 from hal.cash import PayoutResult
 from hal.cctalk.hopper import CcTalkHopper, HopperOutcomeUnknown, decode_test
+from tests.rig import lines
 
 from .conftest import condition
 
@@ -165,8 +166,10 @@ async def test_silence_mid_payout_is_an_unknown_outcome_then_last_payout_tells(e
 
 async def test_self_test_reads_the_registers(emu, hopper):
     text = await hopper.self_test()
-    assert "counter 0" in text and "payout_disabled" in text
-    assert "EMU-HOPPER #3345678, security serial" in text  # what a technician compares with the manual
+    counter = "counter 0" if not lines.real("cctalk") else "counter "  # a real unit's counter is where it is
+    assert counter in text and "payout_disabled" in text
+    product = "EMU-HOPPER #3345678" if not lines.real("cctalk") else f"{hopper.identity['product']} #{hopper.identity['serial']}"
+    assert f"{product}, security serial" in text  # what a technician compares with the manual
 
 
 async def test_a_hopper_below_its_low_level_sensor_is_reported(emu, hopper):
