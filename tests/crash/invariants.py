@@ -225,7 +225,8 @@ def hall_check(rig: Rig) -> HallBooks:
 
 def identity_problems(rig: Rig, ops: list[dict], final_expected: bool) -> list[str]:
     """SIMs, held numbers and personal data after recovery (issue 11's crash cases: paid but not
-    written, written but not dispensed, number reserved and customer gone)."""
+    written, written but not dispensed, number reserved and customer gone); with a hall, halld's
+    database holds the ID text only sealed too."""
     import sqlite3
     import subprocess
     import time
@@ -251,7 +252,8 @@ def identity_problems(rig: Rig, ops: list[dict], final_expected: bool) -> list[s
     if final_expected and held:
         problems.append(f"numbers still held for customers who are gone: {held}")
     cards = [s.id_card for s in ID_SCENARIOS.values() if s.id_card is not None]
-    for path in [*sorted((rig.work / "state").rglob("*")), rig.work / "kioskd.log", rig.work / "idcard.log"]:
+    hall = sorted(rig.work.glob("hall.db*")) if rig.hall else []  # halld keeps the records still sealed
+    for path in [*sorted((rig.work / "state").rglob("*")), rig.work / "kioskd.log", rig.work / "idcard.log", *hall]:
         if path.is_file():
             # read by another process: closing a descriptor of journal.db or its -shm here would drop
             # this process's SQLite locks on it (POSIX fcntl), and the rig's next reads go stale
