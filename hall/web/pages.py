@@ -86,7 +86,9 @@ async def fleet_page(request: web.Request) -> web.Response:
     hall = request.query.get("hall") or None
     rows = await request.app[READ](queries.fleet, hall)
     halls = await request.app[READ](queries.halls)
-    return render(request, "fleet.html", rows=rows, halls=halls, hall=hall, now=time.time())
+    from ..stock import LOW_CARDS
+
+    return render(request, "fleet.html", rows=rows, halls=halls, hall=hall, now=time.time(), low_cards=LOW_CARDS)
 
 
 # -- staff accounts ----------------------------------------------------------------------------

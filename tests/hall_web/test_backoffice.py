@@ -120,7 +120,10 @@ async def test_a_reversal_inside_the_window_is_done_once_outside_refused_and_a_l
             async with page.expect_navigation():
                 await row.locator("button").click()
 
-        await reverse(1, "充错号码 <i>wrong number</i>")
+        await page.goto(f"{console.url}/txn?kiosk={k.kiosk}&txn={t[1]}")  # from the transaction's own page
+        await page.fill("#reverse input[name=reason]", "充错号码 <i>wrong number</i>")
+        async with page.expect_navigation():
+            await page.click("#reverse button")
         assert await page.locator("#pay-fen").inner_text() == "50.00"
         await reverse(7, "late")  # applied at the BOSS more than 24 h ago
         assert await page.locator("#code").inner_text() == "window_closed"

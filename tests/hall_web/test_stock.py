@@ -83,6 +83,9 @@ async def test_the_stock_page_alerts_suggests_and_loads_cards_through_the_kiosk(
         task = asyncio.create_task(answer_commands(k, handled, loaded))
         try:
             page, errors = await _login(chromium, console.url, operator)
+            lows = page.locator("#fleet tr", has=page.locator("a[href='/stock']"))  # the fleet page says it too
+            names = await lows.locator("td:first-child").all_inner_texts()
+            assert sorted(names) == sorted(["H/A", "H/B", f"H/{k.kiosk}"])
             await page.click("nav a[href='/stock']")
             await page.wait_for_selector("#levels")
             low = await page.locator("#levels tbody tr.warn td:first-child").all_inner_texts()
