@@ -81,6 +81,10 @@ class Filter:
             params.append(self.kiosk)
         return sql, params
 
+    def table(self, kind: str) -> str:
+        """The rollup to read (hall/rollups.py): one kiosk's rows, or the halls' without kiosks."""
+        return f"{'txn' if self.kiosk else 'hall'}_{kind}"
+
     def query(self) -> dict[str, str]:
         return {"from": self.start.isoformat(), "to": self.end.isoformat(), "hall": self.hall or "",
                 "kiosk": self.kiosk or ""}
@@ -111,10 +115,10 @@ SUMS = "CAST(SUM(n) AS BIGINT), CAST(SUM(fen) AS BIGINT)"
 def daily(db: Any, f: Filter, page: int = 1, page_rows: int = PAGE_ROWS) -> dict[str, Any]:
     """`page_rows`: the table's page (an export asks for every row at once)."""
     where, params = f.where()
-    rows = db.query(f"SELECT day, kiosk, service, {SUMS} FROM txn_days WHERE {where}"
-                    " GROUP BY 1, 2, 3 ORDER BY 1, 2, 3 LIMIT ? OFFSET ?",
-                    [*params, page_rows + 1, (page - 1) * page_rows])
-    per_day = db.query(f"SELECT day, service, {SUMS} FROM txn_days WHERE {where} GROUP BY 1, 2 ORDER BY 1", params)
+    rows = db.query(f"SELECT day, kiosk, service, n, fen FROM txn_days WHERE {where}"  # the key's order: no sort
+                    " ORDER BY day, hall, kiosk, service LIMIT ? OFFSET ?", [*params, page_rows + 1, (page - 1) * page_rows])
+    per_day = db.query(f"SELECT day, service, {SUMS} FROM {f.table('days')} WHERE {where} GROUP BY 1, 2 ORDER BY 1",
+                       params)
     days = sorted({d for d, *_ in per_day})
     services = sorted({s for _, s, *_ in per_day})
     amount = {(d, s): a for d, s, _, a in per_day}
@@ -130,9 +134,9 @@ def daily(db: Any, f: Filter, page: int = 1, page_rows: int = PAGE_ROWS) -> dict
 
 def profile(db: Any, f: Filter) -> dict[str, Any]:
     where, params = f.where()
-    hours = {h: (n, a) for h, n, a in db.query(f"SELECT hour, {SUMS} FROM txn_hours WHERE {where} GROUP BY 1", params)}
+    hours = {h: (n, a) for h, n, a in db.query(f"SELECT hour, {SUMS} FROM {f.table('hours')} WHERE {where} GROUP BY 1", params)}
     by_dom: dict[int, list[int]] = {d: [0, 0] for d in range(1, 32)}
-    for d, n, a in db.query(f"SELECT day, {SUMS} FROM txn_days WHERE {where} GROUP BY 1", params):
+    for d, n, a in db.query(f"SELECT day, {SUMS} FROM {f.table('days')} WHERE {where} GROUP BY 1", params):
         dom = (EPOCH + dt.timedelta(days=int(d))).day  # one row per day, at most MAX_DAYS
         by_dom[dom][0] += n
         by_dom[dom][1] += a
@@ -180,7 +184,7 @@ def monthly(db: Any, f: Filter) -> dict[str, Any]:
 
 def prepaid(db: Any, f: Filter) -> dict[str, Any]:
     where, params = f.where()
-    per_day = db.query(f"SELECT day, service, {SUMS} FROM txn_days WHERE {where} AND service IN (?, ?)"
+    per_day = db.query(f"SELECT day, service, {SUMS} FROM {f.table('days')} WHERE {where} AND service IN (?, ?)"
                        " GROUP BY 1, 2 ORDER BY 1", [*params, PREPAID, ARREARS])
     split = {s: [0, 0] for s in (PREPAID, ARREARS)}
     for _, s, n, a in per_day:  # one row per day and service
@@ -200,7 +204,8 @@ def prepaid(db: Any, f: Filter) -> dict[str, Any]:
 
 def services(db: Any, f: Filter) -> dict[str, Any]:
     where, params = f.where()
-    rows = db.query(f"SELECT service, {SUMS} FROM txn_days WHERE {where} GROUP BY service ORDER BY 3 DESC, 1", params)
+    rows = db.query(f"SELECT service, {SUMS} FROM {f.table('days')} WHERE {where} GROUP BY service ORDER BY 3 DESC, 1",
+                    params)
     count, fen = sum(r[1] for r in rows), sum(r[2] for r in rows)
     return {
         "columns": ["service", "count", "amount_fen", "share_pct"],
@@ -212,7 +217,7 @@ def services(db: Any, f: Filter) -> dict[str, Any]:
 def brackets(db: Any, f: Filter) -> dict[str, Any]:
     """Payments only (top-ups and bills, amount > 0), counted by amount bracket."""
     where, params = f.where()
-    found = {b: (n, a) for b, n, a in db.query(f"SELECT bracket, {SUMS} FROM txn_brackets WHERE {where} GROUP BY 1",
+    found = {b: (n, a) for b, n, a in db.query(f"SELECT bracket, {SUMS} FROM {f.table('brackets')} WHERE {where} GROUP BY 1",
                                                params)}
     rows = [[bracket_label(i), *found.get(i, (0, 0))] for i in range(len(BRACKETS))]
     return {"columns": ["bracket_yuan", "count", "amount_fen"], "rows": rows,
