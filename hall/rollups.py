@@ -20,8 +20,8 @@ kiosks; a report of one kiosk, and the per-kiosk tables of `daily` and `monthly`
 
 One SQL statement per table does the work, for the writer and for a rebuild alike: it groups the
 chosen `txns` rows and adds the sums to what is there (`ON CONFLICT ... DO UPDATE SET n = n + ...`).
-The writer gives it the rows its INSERT returned (only those stored now, never a duplicate);
-`rebuild` gives it the whole `txns` table.
+The writer gives it the rows its INSERT stored (never one skipped as a duplicate), staged in a
+temporary table (`insert_txns`); `rebuild` gives it the whole `txns` table.
 """
 from __future__ import annotations
 
@@ -75,10 +75,9 @@ _KEYS = {  # kind: the key's expression, an extra condition
 
 
 def _statements(db: Any, source: str) -> list[str]:
-    """The rollup statements over the `done` rows of `source`, a table or a CTE `t` with txns'
-    columns hall, kiosk, service, amount_fen, state, finished_at. Rows go in key order (ORDER BY):
-    two PostgreSQL workers adding to the same hall_* rows then lock them in the same order, and
-    wait for each other instead of deadlocking."""
+    """The rollup statements over the `done` rows of `source`: `txns` or `rollup_new` (the rows a
+    batch stored). Rows go in key order (ORDER BY): two PostgreSQL workers adding to the same
+    hall_* rows then lock them in the same order, and wait for each other instead of deadlocking."""
     ex = _exprs(db)
     out = []
     for scope, kiosk in (("txn", ", kiosk"), ("hall", "")):
@@ -87,27 +86,41 @@ def _statements(db: Any, source: str) -> list[str]:
             table, cols = f"{scope}_{kind}", f"day, hall{kiosk}, {key}"
             grouped = ", ".join(str(i) for i in range(1, cols.count(",") + 2))
             out.append(
-                f"{source}INSERT INTO {table} ({cols}, n, fen)"
+                f"INSERT INTO {table} ({cols}, n, fen)"
                 f" SELECT {ex['day']}, COALESCE(t.hall, ''){kiosk and ', t.kiosk'}, {key_expr.format(**ex)}, COUNT(*),"
-                f" SUM(COALESCE(t.amount_fen, 0)) FROM {'txns' if not source else 'new'} t CROSS JOIN rollup_tz z"
+                f" SUM(COALESCE(t.amount_fen, 0)) FROM {source} t CROSS JOIN rollup_tz z"
                 f" WHERE t.state = 'done' AND t.finished_at IS NOT NULL{cond} GROUP BY {grouped} ORDER BY {grouped}"
                 f" ON CONFLICT ({cols}) DO UPDATE SET n = {table}.n + excluded.n, fen = {table}.fen + excluded.fen")
     return out
 
 
-RETURNING = "RETURNING hall, kiosk, service, amount_fen, state, finished_at"  # what add() takes
+COLUMNS = "hall, kiosk, service, amount_fen, state, finished_at"  # what the statements read of a txns row
 
 
-def add(db: Any, new: Sequence[tuple]) -> None:
-    """Count the `txns` rows just inserted (as their INSERT ... RETURNING gave them), inside the
-    writer's transaction."""
-    new = [r for r in new if r[4] == "done"]
-    if not new:
+def insert_txns(db: Any, head: str, types: Sequence[str], rows: Sequence[Sequence[Any]], tail: str) -> None:
+    """`db.insert(head, types, rows, tail)` of `txns` rows, and the rollups of the rows it stored
+    (not those ON CONFLICT skipped), inside the writer's transaction. The stored rows are staged in
+    the connection's temporary table `rollup_new`, which the rollup statements read: on
+    PostgreSQL by the INSERT itself (a data-modifying CTE: no rows back to the client), on SQLite
+    from the INSERT's RETURNING rows."""
+    if not rows:
         return
-    for rows, params in db.rows(("TEXT", "TEXT", "TEXT", "BIGINT", "TEXT", "DOUBLE PRECISION"), new):
-        source = f"WITH new (hall, kiosk, service, amount_fen, state, finished_at) AS ({rows}) "
-        for sql in _statements(db, source):
-            db.execute(sql, params)
+    if db.postgres:
+        db.execute(f"CREATE TEMP TABLE IF NOT EXISTS rollup_new ({_NEW}) ON COMMIT DELETE ROWS")
+        for source, params in db.rows(types, rows):
+            db.execute(f"WITH ins AS ({head} {source} {tail} RETURNING {COLUMNS})"
+                       f" INSERT INTO rollup_new SELECT {COLUMNS} FROM ins WHERE state = 'done'", params)
+    else:
+        db.execute(f"CREATE TEMP TABLE IF NOT EXISTS rollup_new ({_NEW})")
+        db.execute("DELETE FROM rollup_new")
+        stored = db.insert(head, types, rows, f"{tail} RETURNING {COLUMNS}").fetch()
+        db.executemany(f"INSERT INTO rollup_new ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+                       [r for r in stored if r[4] == "done"])
+    for sql in _statements(db, "rollup_new"):
+        db.execute(sql)
+
+
+_NEW = "hall TEXT, kiosk TEXT, service TEXT, amount_fen BIGINT, state TEXT, finished_at DOUBLE PRECISION"
 
 
 def rebuild(db: Any, tz_offset_s: int) -> None:
@@ -119,7 +132,7 @@ def rebuild(db: Any, tz_offset_s: int) -> None:
         db.execute(f"DELETE FROM {table}")
     db.execute("DELETE FROM rollup_tz")
     db.execute("INSERT INTO rollup_tz (one, tz_offset_s) VALUES (1, ?)", (tz_offset_s,))
-    for sql in _statements(db, ""):
+    for sql in _statements(db, "txns"):
         db.execute(sql)
 
 

@@ -308,9 +308,9 @@ class Store:
             "INSERT INTO records (hall, kiosk, msg_seq, received_at, kind)", (T, T, I, F, T),
             [(*p, "quarantined") for p in places],
             "ON CONFLICT (kiosk, msg_seq) DO NOTHING")
-        new = db.insert("INSERT INTO txns (hall, kiosk, txn, seq, msg_seq, service, phone, amount_fen, state,"
-                        " finished_at, received_at, payload)", (T, T, T, I, I, T, T, I, T, F, F, T), txns,
-                        "ON CONFLICT (kiosk, txn) DO NOTHING " + rollups.RETURNING)
+        rollups.insert_txns(  # and the reports' sums of exactly the rows stored now
+            db, "INSERT INTO txns (hall, kiosk, txn, seq, msg_seq, service, phone, amount_fen, state, finished_at,"
+            " received_at, payload)", (T, T, T, I, I, T, T, I, T, F, F, T), txns, "ON CONFLICT (kiosk, txn) DO NOTHING")
         db.insert("INSERT INTO events (hall, kiosk, msg_seq, kind, device, code, detail, txn, at, received_at,"
                   " payload)", (T, T, I, T, T, T, T, T, F, F, T), events, "ON CONFLICT (kiosk, msg_seq) DO NOTHING")
         for k in sequenced:  # what a record means beyond its own row, in msg_seq order of arrival
@@ -319,7 +319,6 @@ class Store:
         db.executemany("UPDATE fleet SET last_seen = ? WHERE hall = ? AND kiosk = ?",
                        [(k.now, k.hall, k.kiosk) for k in sequenced])
         beyond = self._beyond(db, [(k.kiosk, k.high) for k in sequenced])
-        rollups.add(db, new.fetch())  # the reports' sums, for exactly the txns rows stored now
         acks = [self._advance(db, k.hall, k.kiosk, k.high, k.now, beyond.get(k.kiosk, [])) for k in sequenced]
         db.executemany("UPDATE highwater SET msg_seq = ?, updated_at = ? WHERE kiosk = ?",
                        [(a.msg_seq, k.now, k.kiosk) for a, k in zip(acks, sequenced) if a.msg_seq != k.high])
