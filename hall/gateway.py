@@ -47,6 +47,15 @@ def envelope_error(code: str, message: str = "") -> dict[str, Any]:
     return {"schema": 1, "ok": False, "code": code, "message": message}
 
 
+def reply_bytes(reply: dict[str, Any]) -> bytes:
+    """The reply as UTF-8 JSON; a refusal may quote what a kiosk sent, lone surrogates included,
+    which UTF-8 cannot carry: then ASCII JSON, whose \\u escapes can."""
+    try:
+        return json.dumps(reply, ensure_ascii=False, separators=(",", ":")).encode()
+    except UnicodeEncodeError:
+        return json.dumps(reply, separators=(",", ":")).encode()
+
+
 class Gateway:
     def __init__(self, transport: BossTransport | None, publish: Publish, stats: Counter) -> None:
         self.transport = transport
@@ -89,7 +98,7 @@ class Gateway:
             log.info("BOSS reply for %s/%s came after the kiosk's deadline: not sent", hall, kiosk)
             return
         self.stats["boss_ok" if reply["ok"] else f"boss_{reply['code']}"] += 1
-        body = json.dumps(reply, ensure_ascii=False, separators=(",", ":")).encode()
+        body = reply_bytes(reply)
         try:
             await self.publish(topic, body, correlation, max(1, int(left + 0.999)) if expiry is not None else None)
         except Exception as exc:  # the link dropped: the kiosk times out and asks op_status

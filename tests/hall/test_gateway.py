@@ -109,3 +109,12 @@ async def test_an_answer_is_never_sent_into_another_kiosks_subtree(broker, bosss
         assert reply["ok"] and not [m for m in k2.inbox if "/resp/" in str(m.topic)]
         assert halld.snapshot()["malformed"] == 1
         assert bosssim.requests == ["query_balance"]  # the refused request never reached the BOSS
+
+
+async def test_a_refusal_quoting_a_lone_surrogate_is_still_answered(broker, tmp_path):
+    """A parameter name UTF-8 cannot carry ("\\udfff", legal as a JSON escape) is quoted in the
+    refusal: the reply must still go out (it raised UnicodeEncodeError and the kiosk waited)."""
+    h = hall()
+    async with running_halld(broker.port, str(tmp_path / "h.db"), worker=f"{h}-w"), FakeKiosk(broker.port, h) as k:
+        reply = await ask(k, "credit", {"phone": "13800138000", "fen": 500, "key": "k", "\udfff": 1}, b"s")
+        assert reply["ok"] is False and "\udfff" in reply["message"]
