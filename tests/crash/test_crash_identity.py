@@ -17,6 +17,8 @@ from __future__ import annotations
 import json
 import urllib.request
 
+import pytest
+
 from tests.crash.customer import ID_SCENARIOS, OWNER_CARD
 from tests.crash.invariants import check
 from tests.crash.rig import Rig
@@ -31,6 +33,7 @@ RIGS = 2
 KILLS = 24  # 12 per rig: the sample splits 4 / 9 between the rigs by label; the rest are random instants
 
 
+@pytest.mark.timeout(1000)  # above run_parallel's own 900 s: pyproject's 300 s cut it at load ~10
 def test_kill_in_the_identity_flows_at_the_named_crash_cases_and_the_books_hold(tmp_path):
     # each rig kills at its share of the sample (split by label), then at random instants
     report = run_parallel(tmp_path, KILLS, seed=20261204, workers=RIGS, timeout=900,
