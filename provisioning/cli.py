@@ -55,7 +55,8 @@ def cmd_build(args: argparse.Namespace) -> int:
                 t.update(1)
             t.set_postfix_str(name)
 
-        built = build(out, work, simulate=args.simulate, epoch=args.epoch, progress=step)
+        built = build(out, work, simulate=args.simulate, epoch=args.epoch, progress=step, release=args.release,
+                      update_key=Path(args.update_key) if args.update_key else None)
         t.update(t.total - t.n)
     size = out.stat().st_size
     used = sum(r.length(size) for r in bmaps.loads(built.bmap.read_text()).ranges)
@@ -164,6 +165,9 @@ def parser() -> argparse.ArgumentParser:
     bu.add_argument("--simulate", action="store_true", help="kioskd runs every device on its emulator (tests, demo)")
     bu.add_argument("--epoch", type=int, default=1_700_000_000, help="time recorded in the file systems "
                     "(SOURCE_DATE_EPOCH; same inputs and epoch -> same image where the tools allow)")
+    bu.add_argument("--release", default="", help="the root's version, /etc/kiosk/release (default kioskd's)")
+    bu.add_argument("--update-key", help="update.pub: the key the kiosk checks updates with (without it, no "
+                    "updates: a new image is the only way)")
     bu.set_defaults(func=cmd_build)
     bm = img.add_parser("bmap", help="write IMAGE.bmap (bmaptool format) beside the image")
     bm.add_argument("image")

@@ -30,6 +30,8 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from controller import __version__
+
 from .disk import DiskError, Part, assemble, run
 
 REPO = Path(__file__).resolve().parent.parent
@@ -39,7 +41,7 @@ PACKAGES = ["systemd", "systemd-sysv", "udev", "dbus", "python3", "python3-pysca
             "ca-certificates", "iproute2", "busybox-static", "kmod", "netbase"]
 # Modules the initrd loads to reach the root file system (qemu virt; the Pi's SD host).
 INITRD_MODULES = ["virtio_pci", "virtio_mmio", "virtio_blk", "virtio_net", "crc32c_generic", "ext4", "vfat",
-                  "nls_cp437", "nls_ascii", "sdhci_iproc", "sdhci_brcmstb", "mmc_block"]
+                  "nls_cp437", "nls_ascii", "nls_utf8", "sdhci_iproc", "sdhci_brcmstb", "mmc_block"]
 ROOT_UUIDS = {"rootA": "6b696f73-6b00-4a00-8000-00000000000a", "rootB": "6b696f73-6b00-4b00-8000-00000000000b",
               "data": "6b696f73-6b00-4d00-8000-00000000000d"}
 # Sizes in MiB: a root holds Debian (~300 MiB) + the venv (~120 MiB) with room for updates.
@@ -47,18 +49,36 @@ VENV = "/opt/kioskd/venv"  # systemd/kioskd.service's ExecStart runs VENV/bin/ki
 SIZES = {"boot": 128, "rootA": 900, "rootB": 900, "data": 256}
 
 INIT = """#!/bin/busybox sh
-# kiosk initrd: load the modules that reach the root, mount it read-only, hand over to systemd.
+# kiosk initrd: load the modules that reach the root, pick the root slot, mount it read-only, hand
+# over to systemd. The slot (docs/provisioning.md "Updates"): partition 2 is slot A, 3 is slot B;
+# the boot partition's slot.txt names the committed one; tryboot.txt names one to boot ONCE: it is
+# renamed to trying.txt before that slot is mounted, so any later boot is the committed slot again.
 /bin/busybox --install -s /bin
 mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
 for m in $(cat /modules.order); do insmod "/lib/modules/$m" 2>/dev/null; done
-root=LABEL=rootA
-for a in $(cat /proc/cmdline); do case "$a" in root=*) root="${a#root=}";; esac; done
-# try-boot: a slot named once in the data partition's try file boots once (provisioning/updates.py)
-i=0
-while [ $i -lt 100 ]; do dev=$(findfs "$root" 2>/dev/null) && break; i=$((i+1)); sleep 0.1; done
-[ -n "$dev" ] || { echo "initrd: root $root not found"; exec sh; }
+find_dev() { i=0; while [ $i -lt 100 ]; do findfs "$1" 2>/dev/null && return 0; i=$((i+1)); sleep 0.1; done; return 1; }
+slot=A; try=
+boot=$(find_dev LABEL=BOOT)
+if [ -n "$boot" ] && mkdir -p /boot && mount -t vfat "$boot" /boot; then
+    [ -f /boot/slot.txt ] && read slot rest < /boot/slot.txt
+    if [ -f /boot/tryboot.txt ]; then
+        read try rest < /boot/tryboot.txt
+        mv -f /boot/tryboot.txt /boot/trying.txt
+    fi
+    umount /boot
+fi
 mkdir -p /newroot
-mount -o ro "$dev" /newroot || { echo "initrd: cannot mount $dev"; exec sh; }
+dev=
+for s in $try $slot; do
+    case "$s" in A) d="${boot%1}2";; B) d="${boot%1}3";; *) continue;; esac
+    if [ -n "$boot" ] && mount -o ro "$d" /newroot; then dev=$d; echo "initrd: root slot $s ($d)"; break; fi
+    echo "initrd: slot $s ($d) does not mount"
+done
+if [ -z "$dev" ]; then  # no boot partition to follow: root= from the command line
+    root=LABEL=rootA
+    for a in $(cat /proc/cmdline); do case "$a" in root=*) root="${a#root=}";; esac; done
+    dev=$(find_dev "$root") && mount -o ro "$dev" /newroot || { echo "initrd: no root ($root)"; exec sh; }
+fi
 umount /proc /sys
 mount --move /dev /newroot/dev 2>/dev/null || umount /dev
 exec switch_root /newroot /sbin/init
@@ -84,6 +104,42 @@ state_dir = "/var/lib/kiosk"
 port = 8883
 """
 
+# --simulate images: the money path of controller/simulated.toml on its emulators (the identity
+# devices need a pcscd/vpcd the image does not carry), so a harness can serve a customer end to end.
+SIMULATED_DEVICES = """
+[devices.printer]
+driver = "escpos"
+port = "sim:escpos"
+paper_width_chars = 32
+
+[devices.cards]
+driver = "crt571"
+port = "sim:crt571"
+
+[devices.modem]
+driver = "gsm-modem"
+port = "sim:modem"
+
+[devices.coin]
+driver = "cctalk-coin"
+port = "sim:cctalk"
+echo = false
+
+[devices.bill]
+driver = "cctalk-bill"
+port = "sim:cctalk"
+echo = false
+
+[devices.hopper]
+driver = "cctalk-hopper"
+port = "sim:cctalk"
+echo = false
+coin_fen = 100
+
+[sales]
+card_dispensers = {{ "3000" = "cards", "5000" = "cards", "10000" = "cards" }}
+"""
+
 DROPIN = """# kiosk image: the venv under /opt/kioskd, identity from the card, state on the data partition
 [Unit]
 RequiresMountsFor=/var/lib/kiosk /boot/firmware
@@ -93,6 +149,53 @@ ExecStart=
 ExecStart=/opt/kioskd/venv/bin/kioskd --config /etc/kiosk/kiosk.toml --identity /boot/firmware/kiosk-identity.toml
 # The card's token is removed after enrolment: the boot partition must be writable for kioskd.
 ReadWritePaths=/boot/firmware
+# A/B updates (controller/updater.py): kioskd writes the other root slot (udev gives the kiosk
+# group partitions 2 and 3) and exits 76 to reboot into it once; only that exit fails the unit.
+DeviceAllow=block-virtblk rw
+DeviceAllow=block-mmc rw
+DeviceAllow=block-blkext rw
+RestartPreventExitStatus=76
+
+[Unit]
+StartLimitIntervalSec=0
+FailureAction=reboot
+"""
+
+SLOT_UDEV = """# A/B updates: kioskd (group kiosk) writes the root slot it is not running from (controller/updater.py)
+SUBSYSTEM=="block", KERNEL=="vda[23]|mmcblk[0-9]p[23]", GROUP="kiosk", MODE="0660"
+"""
+
+TRIAL_UNIT = """[Unit]
+Description=Fall back to the committed root slot when a trial boot does not commit in time
+ConditionPathExists=/boot/firmware/trying.txt
+RequiresMountsFor=/boot/firmware
+
+[Service]
+Type=exec
+ExecStart=/opt/kioskd/venv/bin/python3 -m controller.updater guard /boot/firmware
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+# --simulate images only (tests, demo): kioskd's local API (kioskctl's socket) on TCP port 7001, so a
+# harness outside the VM can play the customer. Never in a real kiosk's image.
+API_SOCKET = """[Unit]
+Description=kioskd's local API on TCP (simulated kiosks only)
+
+[Socket]
+ListenStream=7001
+
+[Install]
+WantedBy=sockets.target
+"""
+API_PROXY = """[Unit]
+Description=kioskd's local API on TCP (simulated kiosks only)
+Requires=kiosk-api.socket
+After=kiosk-api.socket kioskd.service
+
+[Service]
+ExecStart=/lib/systemd/systemd-socket-proxyd /run/kiosk/kioskd.sock
 """
 
 
@@ -266,14 +369,15 @@ def _enable(root: Path, unit_path: str, target: str) -> None:
     os.symlink(unit_path, link)
 
 
-def configure(root: Path, simulate: bool) -> None:
-    """Units, user, fstab, read-only root."""
+def configure(root: Path, simulate: bool, release: str = "", update_key: Path | None = None) -> None:
+    """Units, user, fstab, read-only root, A/B updates."""
     etc = root / "etc"
     (etc / "fstab").write_text(FSTAB)
     (etc / "hostname").write_text("kiosk\n")
     (etc / "machine-id").write_text("")  # systemd makes one per boot on a read-only root
     (etc / "kiosk").mkdir(exist_ok=True)
-    (etc / "kiosk" / "kiosk.toml").write_text(KIOSK_TOML.format(simulate=str(simulate).lower()))
+    (etc / "kiosk" / "kiosk.toml").write_text(KIOSK_TOML.format(simulate=str(simulate).lower())
+                                              + (SIMULATED_DEVICES.format() if simulate else ""))
     for d in ("var/lib/kiosk", "boot/firmware"):
         (root / d).mkdir(parents=True, exist_ok=True)
     (etc / "systemd/network").mkdir(parents=True, exist_ok=True)
@@ -293,6 +397,18 @@ def configure(root: Path, simulate: bool) -> None:
     (dropin / "image.conf").write_text(DROPIN)
     if simulate:
         (dropin / "emulation.conf").write_text(EMULATION_DROPIN)
+        (etc / "systemd/system/kiosk-api.socket").write_text(API_SOCKET)
+        (etc / "systemd/system/kiosk-api.service").write_text(API_PROXY)
+        _enable(root, "/etc/systemd/system/kiosk-api.socket", "sockets.target")
+    # A/B updates: the slot's version, the fleet's update key, the trial guard, the slots' device nodes
+    (etc / "kiosk/release").write_text((release or __version__) + "\n")
+    (etc / "kiosk/update.pub").unlink(missing_ok=True)
+    if update_key is not None:
+        shutil.copy(update_key, etc / "kiosk/update.pub")
+    (etc / "udev/rules.d").mkdir(parents=True, exist_ok=True)
+    (etc / "udev/rules.d/60-kiosk-slots.rules").write_text(SLOT_UDEV)
+    (etc / "systemd/system/kiosk-trial.service").write_text(TRIAL_UNIT)
+    _enable(root, "/etc/systemd/system/kiosk-trial.service", "multi-user.target")
     # the kiosk user and the groups its unit names (no useradd under emulation: plain file edits)
     groups = (etc / "group").read_text()
     for name, gid in (("kiosk", 990), ("gpio", 991), ("i2c", 992)):
@@ -314,13 +430,14 @@ def boot_files(boot: Path, vmlinuz: Path, initrd: Path) -> None:
     boot.mkdir(parents=True, exist_ok=True)
     shutil.copy(vmlinuz, boot / "vmlinuz")
     shutil.copy(initrd, boot / "initrd.img")
+    (boot / "slot.txt").write_text("A\n")  # the committed root slot (A/B updates: provisioning/updates.py)
     (boot / "cmdline.txt").write_text("console=serial0,115200 console=tty1 root=LABEL=rootA ro rootwait net.ifnames=0 quiet\n")
     (boot / "config.txt").write_text("# Raspberry Pi 4/5 (docs/provisioning.md)\narm_64bit=1\nkernel=vmlinuz\n"
                                      "initramfs initrd.img followkernel\nenable_uart=1\n")
 
 
 def build(out: Path, work: Path, simulate: bool = False, epoch: int = 1_700_000_000, progress=None,
-          reuse_root: bool = False) -> Built:
+          reuse_root: bool = False, release: str = "", update_key: Path | None = None) -> Built:
     """The whole build; `progress(step)` is called as each step starts. `reuse_root`: keep a root
     that an earlier build in `work` bootstrapped (iterating on the later steps)."""
     step = progress or (lambda s: None)
@@ -340,7 +457,7 @@ def build(out: Path, work: Path, simulate: bool = False, epoch: int = 1_700_000_
         step("project venv")
         install_project(root, work, log)
         step("configure")
-        configure(root, simulate)
+        configure(root, simulate, release, update_key)
         shutil.rmtree(boot, ignore_errors=True)
         boot_files(boot, vmlinuz, initrd)
         shutil.rmtree(data, ignore_errors=True)
