@@ -107,6 +107,7 @@ def insert_txns(db: Any, head: str, types: Sequence[str], rows: Sequence[Sequenc
         return
     if db.postgres:
         db.execute(f"CREATE TEMP TABLE IF NOT EXISTS rollup_new ({_NEW}) ON COMMIT DELETE ROWS")
+        db.execute("DELETE FROM rollup_new")  # a second batch in one transaction counts its own rows only
         for source, params in db.rows(types, rows):
             db.execute(f"WITH ins AS ({head} {source} {tail} RETURNING {COLUMNS})"
                        f" INSERT INTO rollup_new SELECT {COLUMNS} FROM ins WHERE state = 'done'", params)

@@ -266,3 +266,14 @@ def test_the_writer_keeps_the_report_rollups_equal_to_a_rebuild_from_txns(db):
     with db.transaction():
         rollups.rebuild(db, rollups.offset(db))
     assert _rollups(db) == kept
+
+
+def test_two_batches_in_one_transaction_count_each_row_once(db):
+    """The writer's staging table of a batch's new rows (rollups.insert_txns) is emptied per batch,
+    not only at commit."""
+    store = Store()
+    with db.transaction():
+        store.apply(db, [txn(1, finished_at=1_740_787_200)])
+        store.apply(db, [txn(2, finished_at=1_740_787_200)])
+    assert db.one("SELECT SUM(n), SUM(fen) FROM txn_days") == (2, 10000)
+    assert db.one("SELECT SUM(n), SUM(fen) FROM hall_days") == (2, 10000)
