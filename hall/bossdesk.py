@@ -9,12 +9,10 @@ the same key), `BossUnavailable` (nothing applied), `BossRefused` (the BOSS said
 """
 from __future__ import annotations
 
-import asyncio
 import re
-import urllib.parse
 from typing import Any
 
-from transactions.boss import FEN, KEY, BossError, BossRefused, BossTimeout, BossUnavailable, Param
+from transactions.boss import FEN, KEY, BossRefused, HttpTransport, Param
 
 DATE = Param(lambda v: isinstance(v, str) and re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", v) is not None,
              "a date YYYY-MM-DD")
@@ -42,40 +40,15 @@ def check(op: str, params: dict[str, Any]) -> None:
 
 
 class BossDesk:
-    """``await desk.call(op, **params)`` -> the BOSS's result dict, or a BossError."""
+    """``await desk.call(op, **params)`` -> the BOSS's result dict, or a BossError: the kiosks' HTTP
+    transport with the back office's allow-list."""
 
     def __init__(self, base_url: str, timeout: float = 5.0) -> None:
-        self.base_url = base_url.rstrip("/")
+        self.transport = HttpTransport(base_url, allowed=check)
         self.timeout = timeout
-        self._session: Any = None
 
     async def call(self, op: str, **params: Any) -> dict[str, Any]:
-        import aiohttp
-
-        check(op, params)
-        if self._session is None:
-            self._session = aiohttp.ClientSession()
-        try:
-            async with asyncio.timeout(self.timeout):
-                async with self._session.post(f"{self.base_url}/boss/v1/{urllib.parse.quote(op, safe='')}",
-                                              json=params) as resp:
-                    body = await resp.json(content_type=None)
-        except TimeoutError:
-            raise BossTimeout("timeout", f"{op}: no answer in {self.timeout:g} s") from None
-        except aiohttp.ClientConnectionError as exc:
-            raise BossUnavailable("unreachable", f"{op}: {exc}") from None
-        except (aiohttp.ClientError, ValueError) as exc:
-            raise BossError("bad_reply", f"{op}: {exc}") from None
-        if not isinstance(body, dict) or "ok" not in body:
-            raise BossError("bad_reply", f"{op}: {body!r:.200}")
-        if not body["ok"]:
-            code = str(body.get("code", "refused"))
-            if code == "timeout":
-                raise BossTimeout(code, str(body.get("message", "")))
-            raise BossRefused(code, str(body.get("message", "")))
-        return body.get("result") or {}
+        return await self.transport.call(op, params, self.timeout)
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self.transport.close()

@@ -337,14 +337,15 @@ class HttpTransport:
     """POST ``{base}/boss/v1/{op}`` (``op`` from OPS only) with a JSON body; reply ``{"ok": true, "result": {...}}`` or
     ``{"ok": false, "code": ..., "message": ...}``. aiohttp is imported on first use (start-up cost)."""
 
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, base_url: str, allowed: Callable[[str, dict[str, Any]], None] | None = None) -> None:
         self.base_url = base_url.rstrip("/")
+        self.allowed = allowed or check_request  # raises BossRefused for what may not leave
         self._session: Any = None
 
     async def call(self, op: str, params: dict[str, Any], timeout: float) -> dict[str, Any]:
         import aiohttp
 
-        check_request(op, params)  # nothing outside the allow-list leaves, whoever asks
+        self.allowed(op, params)  # nothing outside the allow-list leaves, whoever asks
         if self._session is None:
             self._session = aiohttp.ClientSession()
         try:
