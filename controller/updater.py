@@ -12,7 +12,7 @@ what was interrupted.
     2 write  the bundle streams from the hall into the other slot: signature checked on its first
              bytes (a bad one is refused before a byte is written), payload hashed as it goes
     3 try    tryboot.txt names the slot; kioskd exits UPDATE_EXIT and the image's unit reboots
-             (FailureAction=reboot); the initrd boots the slot once (renaming tryboot.txt to trying.txt)
+             (ExecStopPost reboots on exit 76); the initrd boots the slot once (renaming tryboot.txt to trying.txt)
     4 commit on the new slot, once kioskd is up and the hall has acknowledged its `healthy` report:
              slot.txt = the new slot. Not in time: `python -m controller.updater guard` (root,
              kiosk-trial.service) notes why and reboots; the initrd boots the committed slot, whose
@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("kioskd.updater")
 
-UPDATE_EXIT = 76  # "reboot into the other slot": the image's kioskd unit has RestartPreventExitStatus + FailureAction
+UPDATE_EXIT = 76  # "reboot into the other slot": the image's kioskd unit has RestartPreventExitStatus + an ExecStopPost reboot
 HEALTH_TIMEOUT_S = (60, 3600)
 DOWNLOAD_TIMEOUT_S = 3600.0
 IDLE_POLL_S = 1.0

@@ -150,15 +150,17 @@ ExecStart=/opt/kioskd/venv/bin/kioskd --config /etc/kiosk/kiosk.toml --identity 
 # The card's token is removed after enrolment: the boot partition must be writable for kioskd.
 ReadWritePaths=/boot/firmware
 # A/B updates (controller/updater.py): kioskd writes the other root slot (udev gives the kiosk
-# group partitions 2 and 3) and exits 76 to reboot into it once; only that exit fails the unit.
+# group partitions 2 and 3) and exits 76 to reboot into it once: only that exit reboots (as root, after
+# kioskd has stopped). Not FailureAction=reboot: systemd 252 fires it on every failure between
+# auto-restarts, so a broken release rebooted before the trial guard could say why.
 DeviceAllow=block-virtblk rw
 DeviceAllow=block-mmc rw
 DeviceAllow=block-blkext rw
 RestartPreventExitStatus=76
+ExecStopPost=+/bin/sh -c 'if [ "$$EXIT_STATUS" = 76 ]; then exec systemctl --no-block reboot; fi'
 
 [Unit]
 StartLimitIntervalSec=0
-FailureAction=reboot
 """
 
 SLOT_UDEV = """# A/B updates: kioskd (group kiosk) writes the root slot it is not running from (controller/updater.py)

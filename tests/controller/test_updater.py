@@ -133,7 +133,7 @@ async def test_a_forged_bundle_is_refused_and_a_good_one_waits_for_the_customer(
             installing = await update_event(hall, "installing", after=waiting["msg_seq"])
             installed = await update_event(hall, "installed", after=waiting["msg_seq"], timeout=30)
             assert waiting["msg_seq"] < visit.body["msg_seq"] < installing["msg_seq"] < installed["msg_seq"]
-            assert await asyncio.to_thread(proc.wait, 30) == UPDATE_EXIT  # the unit reboots (FailureAction)
+            assert await asyncio.to_thread(proc.wait, 30) == UPDATE_EXIT  # the unit reboots (ExecStopPost on 76)
         payload = bundles["payload"]
         assert d["B"].read_bytes()[:len(payload)] == payload
         assert d["A"].read_bytes() == b"\0" * SLOT_BYTES  # the running slot is never touched

@@ -265,7 +265,10 @@ def test_an_update_that_fails_its_health_check_rolls_back_to_the_old_slot(kiosk_
         steps = events(hall.db, "KQ2", "update")
         assert [c for c, _ in steps] == ["accepted", "waiting", "installing", "installed", "rolled_back"], steps
         why = steps[-1][1]
-        assert "from 1.1 in slot B to 1.0 in slot A" in why and "within 60 s of boot" in why, why
+        said = [line for line in guest.tail_all().splitlines()
+                if any(w in line for w in ("initrd:", "reboot", "Reboot", "kioskd.service", "kiosk-trial", "guard"))]
+        assert "from 1.1 in slot B to 1.0 in slot A" in why and "within 60 s of boot" in why, \
+            why + "\nconsole:\n" + "\n".join(said[-80:])
         guest.wait(guest.online, 300, "KQ2 online again")
         said = [line.strip() for line in guest.tail_all().splitlines() if line.startswith("initrd: root slot")]
         assert said == ["initrd: root slot A (/dev/vda2)", "initrd: root slot B (/dev/vda3)",
