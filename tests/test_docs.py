@@ -27,9 +27,7 @@ def anchors(page: Path) -> set[str]:
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_every_link_resolves_inside_the_repository(page):
     text = page.read_text()
-    # docs/security.md is being rewritten under issue 16 (its design.md / test-environment.md
-    # mentions go with it); its links are still checked below.
-    for outside in ("shared/", "design.md", "test-environment.md", "style.md", "/work/") if page.name != "security.md" else ():
+    for outside in ("shared/", "design.md", "test-environment.md", "style.md", "/work/"):
         assert outside not in text, f"{page.name} refers to {outside!r}, which a user of the repository does not have"
     for target in LINK.findall(text):
         if target.startswith(("http://", "https://", "mailto:", "file://")):
