@@ -15,7 +15,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import select
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -53,6 +55,31 @@ def _wait_line(proc: subprocess.Popen, log: Path, pattern: str, timeout: float) 
     raise RuntimeError(f"{proc.args}: no {pattern!r} within {timeout} s (see {log})")
 
 
+# What kioskd imports on first use, after it is ready (controller/kiosk.py, transactions/boss.py): in
+# a forked child each cost every start again. aiohttp alone took 110-200 ms of the event loop at the
+# first BOSS ping, so "ready" came that much later (tests/crash's profile, docs/reliability.md).
+LAZY_IMPORTS = ("aiohttp", "aiomqtt", "controller.commands", "controller.desk", "controller.hall_status",
+                "controller.ui.server", "controller.updater", "transactions.service")
+_preloaded: set[Path] = set()
+
+
+def preload(config: Path) -> None:
+    """Import before the fork what kioskd imports lazily: its drivers by the config, the BOSS client,
+    the hall link, the desk and the screen. The child then starts as a fresh one would, minus imports."""
+    import importlib
+
+    from controller.config import load
+    from hal.registry import load_driver
+
+    if config in _preloaded:
+        return
+    for name in LAZY_IMPORTS:
+        importlib.import_module(name)
+    for device in load(config).devices.values():
+        load_driver(device.driver)
+    _preloaded.add(config)
+
+
 class Forked:
     """kioskd forked from this process (its modules already imported), with Popen's few methods.
 
@@ -63,10 +90,10 @@ class Forked:
     """
 
     def __init__(self, config: Path, log: Path, env: dict[str, str]) -> None:
-        from controller import daemon  # noqa: F401 - imported before the fork, not after
-        from controller import kiosk  # noqa: F401
+        from controller import daemon
         from transactions import journal
 
+        preload(config)
         log_fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         sys.stdout.flush()
         sys.stderr.flush()
@@ -130,6 +157,7 @@ class Rig:
         self.procs: dict[str, subprocess.Popen] = {}
         self.ports: dict[str, int] = {}
         self.kioskd: subprocess.Popen | Forked | None = None
+        self.notify: socket.socket | None = None
         self.boss_url = ""
         self.starts = 0
         self.start_time = 0.0  # total seconds from spawn to ready
@@ -147,6 +175,9 @@ class Rig:
     def start(self) -> "Rig":
         self.work.mkdir(parents=True, exist_ok=True)
         (self.work / "run").mkdir(exist_ok=True)
+        self.notify_path.unlink(missing_ok=True)
+        self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+        self.notify.bind(str(self.notify_path))  # kioskd's NOTIFY_SOCKET: its READY=1 ends a start
         started = []
         for name in EMULATORS:
             port = self.ports[name] = free_port()
@@ -209,6 +240,8 @@ class Rig:
                 proc.wait()
         if self.pcscd is not None:
             self.pcscd.stop()
+        if self.notify is not None:
+            self.notify.close()
 
     def __enter__(self) -> "Rig":
         return self.start()
@@ -315,6 +348,10 @@ reader = "Kiosk vpcd 00 00"
 
     # -- kioskd -------------------------------------------------------------------------------
     @property
+    def notify_path(self) -> Path:
+        return self.work / "run" / "notify.sock"
+
+    @property
     def sock(self) -> str:
         return str(self.work / "run" / "kioskd.sock")
 
@@ -330,6 +367,8 @@ reader = "Kiosk vpcd 00 00"
         log = self.work / "kioskd.log"
         with open(log, "a") as out:  # which start a log line belongs to
             out.write(f"--- kioskd start #{self.starts + 1} crash_at={crash_at or '-'} {note}\n")
+        self._drain_notify()  # what a killed kioskd said before it died is not this one's READY
+        env["NOTIFY_SOCKET"] = str(self.notify_path)
         spawned = time.monotonic()
         if self.fork:
             self.kioskd = Forked(self.config, log, env)
@@ -338,20 +377,39 @@ reader = "Kiosk vpcd 00 00"
                 self.kioskd = subprocess.Popen([sys.executable, "-m", "controller", "--config", str(self.config)],
                                                stdout=out, stderr=subprocess.STDOUT,
                                                env={**os.environ, "PYTHONUNBUFFERED": "1", **env})
-        deadline = spawned + timeout
-        while True:
-            if self.kioskd.poll() is not None:
-                raise KioskdDied(f"kioskd exited with {self.kioskd.returncode} while starting (see {log})")
-            try:
-                if call_sync(self.sock, "status")["state"] in ("ready", "degraded"):
-                    break
-            except (OSError, ValueError):
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"kioskd not ready within {timeout} s (see {log})")
-            time.sleep(0.01)
+        self._wait_ready(spawned + timeout, timeout, log)
         self.starts += 1
         self.start_time += time.monotonic() - spawned
+
+    def _drain_notify(self) -> None:
+        while True:
+            try:
+                self.notify.recv(4096, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                return
+
+    def _wait_ready(self, deadline: float, timeout: float, log: Path) -> None:
+        """Wait for kioskd's READY=1 (sd_notify, as systemd waits for it: sent once recovery has run
+        and the API serves) or its death, whichever comes first; no polling."""
+        assert self.kioskd is not None
+        pidfd = os.pidfd_open(self.kioskd.pid)
+        try:
+            while True:
+                ready, _, _ = select.select([self.notify, pidfd], [], [], max(0.0, deadline - time.monotonic()))
+                if self.notify in ready:
+                    lines = self.notify.recv(4096).decode(errors="replace").splitlines()
+                    if "READY=1" in lines and f"MAINPID={self.kioskd.pid}" in lines:
+                        status = next((ln[7:] for ln in lines if ln.startswith("STATUS=")), "")
+                        if status.split(";")[0] in ("ready", "degraded"):
+                            return
+                        raise RuntimeError(f"kioskd ready but {status!r} (see {log})")
+                elif pidfd in ready:
+                    self.kioskd.wait()
+                    raise KioskdDied(f"kioskd exited with {self.kioskd.returncode} while starting (see {log})")
+                elif not ready:
+                    raise RuntimeError(f"kioskd not ready within {timeout} s (see {log})")
+        finally:
+            os.close(pidfd)
 
     def alive(self) -> bool:
         return self.kioskd is not None and self.kioskd.poll() is None
