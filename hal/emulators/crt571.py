@@ -38,6 +38,7 @@ class CardPath:
         self.dispensed = 0  # cards that left the stack
         self.taken = 0  # cards the customer pulled from the gate (or that were ejected)
         self.jammed = False
+        self.jam_at: str | None = None  # the next card to move to this position jams on its way
         # called when a fresh card leaves the stack: a SIM dispenser's virtual USIM plugs it into the reader
         self.on_new_card: Any = None
 
@@ -59,6 +60,9 @@ class CardPath:
         Returns None on success or the fault: "jam", "empty".
         """
         if self.jammed:
+            return "jam"
+        if self.jam_at == where and self.in_channel:
+            self.jam_at, self.jammed = None, True
             return "jam"
         if not self.in_channel:
             if self.stock <= 0:
@@ -111,16 +115,25 @@ class CardPath:
             if "near_empty" in args:
                 self.near_empty = int(args["near_empty"])
             return self.snapshot()
-        if cmd == "jam":
-            self.jammed = True
+        if cmd == "jam":  # optional "at": the card in the channel jams on its way there (e.g. "gate")
+            if args.get("at") in ("read", "gate"):
+                self.jam_at = str(args["at"])
+            else:
+                self.jammed = True
             return None
         if cmd == "clear_jam":
-            self.jammed = False
+            self.jammed, self.jam_at = False, None
             return None
         if cmd == "take_card":
             if self.position != "gate":
                 raise ControlError(f"take_card: no card at the gate (card position: {self.position})")
             self.take()
+            return None
+        if cmd == "pull_card":  # a technician pulls a card stuck in the channel out, into the bin's bag
+            if not self.in_channel:
+                raise ControlError(f"pull_card: no card in the channel (card position: {self.position})")
+            self.position = "bin"
+            self.captured += 1
             return None
         if cmd == "empty_bin":
             self.in_bin = 0

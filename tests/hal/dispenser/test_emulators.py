@@ -82,3 +82,19 @@ def test_k720_nak_on_bad_bcc_and_near_empty_and_jam_flags():
 def test_take_card_needs_a_card_at_the_gate():
     with pytest.raises(ControlError, match="no card at the gate"):
         create_model("k720").control("take_card", {})
+
+
+def test_a_card_jams_on_its_way_to_the_gate_and_a_technician_pulls_it_out():
+    """jam at=gate (the fault matrix's SIM stuck between the contacts and the gate): the move to
+    the read position still works, the next move to the gate jams; pull_card empties the channel."""
+    model = create_model("crt571")
+    model.control("jam", {"at": "gate"})
+    assert model.cards.move_to("read") is None
+    assert model.cards.move_to("gate") == "jam" and model.snapshot()["position"] == "read"
+    assert model.snapshot()["jammed"] and model.cards.capture() == "jam"
+    model.control("clear_jam", {})
+    model.control("pull_card", {})
+    state = model.snapshot()
+    assert state["position"] == "bin" and state["dispensed"] == state["taken"] + state["captured"] == 1
+    with pytest.raises(ControlError):
+        model.control("pull_card", {})
