@@ -79,6 +79,7 @@ def sim_transitions(boss_state: str, boss_effect: str, after_capture: str, after
         T("at_gate", "taken", "delivered"),
         T("at_gate", "not_taken", "keeping", "capture_sim"),
         T("keeping", "kept", "delivered"),
+        T("delivered", "left", "review"),  # the SIM could not be captured: a person must find it
         T("capturing", "unknown", "review"),
         T("capturing", after_capture, after_capture_dst, after_capture_effect),
     )
@@ -197,8 +198,10 @@ async def sim_capture(r: Run, event: str) -> bool:
         return False
 
 
-async def sim_hand_out(r: Run, event: str) -> bool:
-    """The written SIM to the gate and into the customer's hand; False if it had to be kept."""
+async def sim_hand_out(r: Run, event: str) -> bool | None:
+    """The written SIM to the gate and into the customer's hand; False if it had to be kept, None
+    if it could not even be captured: the card (the number live on it) may sit at the gate for
+    whoever comes next, so the flow ends in review (sim_left) once change and receipt are done."""
     d = r.services.hw.sim_dispenser
 
     def settle(result: Any) -> Settled:
@@ -209,9 +212,9 @@ async def sim_hand_out(r: Run, event: str) -> bool:
     try:
         await r.effect(event, {"device": d.name}, d.dispense_to_gate, settle)
     except Exception:  # noqa: BLE001 - a jam: the card stays inside, kept for the counter
-        await sim_capture(r, "not_out")
+        captured = await sim_capture(r, "not_out")
         await r.go("kept")
-        return False
+        return False if captured else None
     await r.go("at_gate")
     r.say("take_sim")
     try:
@@ -221,9 +224,15 @@ async def sim_hand_out(r: Run, event: str) -> bool:
     if taken:
         await r.go("taken")
         return True
-    await sim_capture(r, "not_taken")
+    captured = await sim_capture(r, "not_taken")
     await r.go("kept")
-    return False
+    return False if captured else None
+
+
+async def sim_left(r: Run) -> str:
+    """Finish for review: the SIM was not taken and not captured (sim_hand_out gave None)."""
+    log.error("%s: the SIM could not be captured: it may be at the gate", r.txn)
+    return await r.review("left", "SIM not taken and not captured: it may be at the gate or in the channel")
 
 
 async def boss_step(r: Run, event: str, args: dict, call: Any, applied_fen: int = 0) -> Any:
@@ -324,5 +333,5 @@ async def recover_identity(s: Services, txn_id: str, rule: str) -> list[str]:
 
 
 __all__ = ["IdentityFailed", "identify", "read_id", "take_photo", "sim_move", "sim_write", "sim_capture",
-           "sim_hand_out", "boss_step", "recover_identity", "RESOLVERS", "BOSS_KINDS", "SIM_RULE",
+           "sim_hand_out", "sim_left", "boss_step", "recover_identity", "RESOLVERS", "BOSS_KINDS", "SIM_RULE",
            "sim_states", "sim_transitions", "until_cancel", "BossRefused"]

@@ -21,8 +21,8 @@ from ..flow import FlowSpec, Run, Settled, State, T
 from ..intake import CashStopped, take_cash
 from ..messages import both, money, yuan
 from .common import CASH_STATES, FINALS, boss_problem_key, cash_transitions, refund_after, selfs
-from .identity import (IdentityFailed, boss_step, identify, sim_capture, sim_hand_out, sim_move, sim_states,
-                       sim_transitions, sim_write)
+from .identity import (IdentityFailed, boss_step, identify, sim_capture, sim_hand_out, sim_left, sim_move,
+                       sim_states, sim_transitions, sim_write)
 
 log = logging.getLogger("kioskd.flows")
 
@@ -203,4 +203,6 @@ async def run(r: Run) -> str:
                (both("label_change"), money(change))],
         footer=both("receipt_new_number_footer", hotline=cfg.hotline)))
     r.say("new_number_done", phone=phone)
+    if handed is None:
+        return await sim_left(r)
     return await r.finish("finish")

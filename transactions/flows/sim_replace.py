@@ -19,7 +19,8 @@ from ..effects import print_receipt
 from ..flow import FlowSpec, Run, State, T
 from ..messages import both
 from .common import FINALS, ask_phone, boss_problem_key, mask_phone, selfs
-from .identity import IdentityFailed, boss_step, identify, sim_capture, sim_hand_out, sim_move, sim_states, sim_transitions, sim_write
+from .identity import (IdentityFailed, boss_step, identify, sim_capture, sim_hand_out, sim_left, sim_move, sim_states,
+                       sim_transitions, sim_write)
 
 log = logging.getLogger("kioskd.flows")
 
@@ -106,7 +107,8 @@ async def run(r: Run) -> str:
         await sim_capture(r, "unknown")
         r.say("boss_unknown_review", hotline=cfg.hotline)
         return await r.review("unknown", f"replace_sim {key}: {exc}")
-    if not await sim_hand_out(r, "applied"):
+    handed = await sim_hand_out(r, "applied")
+    if not handed:
         r.say("sim_kept", txn=r.txn, hotline=cfg.hotline)
     shown = (await r.journal.read(records.get_txn, r.txn))["data"]
     r.say("sim_replaced", phone=mask_phone(phone))
@@ -117,4 +119,6 @@ async def run(r: Run) -> str:
                (both("label_iccid"), iccid), (both("label_old_sim"), both("status_invalidated")),
                (both("label_boss_ref"), result.boss_ref)],
         footer=both("receipt_footer", hotline=cfg.hotline)))
+    if handed is None:
+        return await sim_left(r)
     return await r.finish("finish")
