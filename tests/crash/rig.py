@@ -42,11 +42,15 @@ class KioskdDied(Exception):
     """kioskd is gone (killed): the visit stops where it is."""
 
 
-def _wait_line(proc: subprocess.Popen, log: Path, pattern: str, timeout: float) -> str:
-    """Wait until ``proc`` has written a line matching ``pattern`` to its log file."""
+def _wait_line(proc: subprocess.Popen, log: Path, pattern: str, timeout: float, offset: int = 0) -> str:
+    """Wait until ``proc`` has written a line matching ``pattern`` to its log file (past ``offset``
+    bytes: a log appended to by an earlier run of the same program holds that run's lines too)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        for line in log.read_text(errors="replace").splitlines():
+        with open(log, "rb") as f:
+            f.seek(offset)
+            text = f.read().decode(errors="replace")
+        for line in text.splitlines():
             if re.search(pattern, line):
                 return line
         if proc.poll() is not None:
