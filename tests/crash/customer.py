@@ -100,7 +100,8 @@ class Visit:
     ``on(moment, rig)``, if given, is called at moments a fault may strike (tests/crash/faults.py):
     "bill" right after a bill went into escrow (the screen asks about it next), "accepted" right after
     the customer said 收下 (accept) to it, "paid" right after the last piece of cash went in,
-    "take_card" when the screen first asks to take the card.
+    "take_card" when the screen first asks to take the card (or the SIM), and "ask:PROMPT" when
+    a question is on the screen, before it is answered (the kiosk waits for the answer meanwhile).
     """
 
     def __init__(self, rig: Rig, scenario: Scenario, n: int, on: Callable[[str, Rig], None] | None = None) -> None:
@@ -111,6 +112,8 @@ class Visit:
         self.took = False
         self.on = on or (lambda moment, rig: None)
         self.asked_to_take = False
+        self.asked: set[int] = set()  # questions (by n) whose "ask:" moment was given
+        self.replaced_id = False
 
     def run(self, timeout: float = 30.0, kill_at: float | None = None) -> dict:
         """Drive the visit; ``kill_at`` (seconds after begin) SIGKILLs kioskd at that instant."""
@@ -139,6 +142,9 @@ class Visit:
         q = screen.get("question")
         answers = {"accept_note": "accept", **s.answers}
         if q and q["prompt"] in answers:
+            if q["n"] not in self.asked:
+                self.asked.add(q["n"])
+                self.on(f"ask:{q['prompt']}", rig)
             value = answers[q["prompt"]]
             if value == FIRST:
                 value = q["options"][0]
@@ -152,6 +158,11 @@ class Visit:
                 self.on("accepted", rig)
             return
         keys = {shown["key"] for shown in screen.get("shown", [])}
+        if "id_read_again" in keys and s.id_card is not None and not self.replaced_id:
+            # the card slipped off mid-read: the customer lays it on the reader again
+            if not rig.emu("idcard", "state")["card_present"]:
+                call_sync(str(rig.emu_sock("idcard")), "place_card", **s.id_card)
+            self.replaced_id = True
         if "insert_cash" in keys or "paid_so_far" in keys:
             if self.fed == s.cancel_after_cash and not self.cancelled:
                 if rig.emu("cctalk", "state")["bill"]["escrow_fen"]:
@@ -161,7 +172,7 @@ class Visit:
                 return
             if self.fed < len(s.cash) and not self.cancelled:
                 self._feed_next()
-        if "take_card" in keys and not self.asked_to_take:
+        if ("take_card" in keys or "take_sim" in keys) and not self.asked_to_take:
             self.asked_to_take = True
             self.on("take_card", rig)
         if "take_card" in keys and s.take_card and not self.took:
