@@ -1,12 +1,17 @@
 """A real ``kioskd --simulate`` for the screen's tests: its own config, ports and dirs, restartable.
 
 The customer's hands are the emulators' control sockets (``{runtime_dir}/emu-NAME.sock``): coins
-and notes go in there, cards are pulled out there, receipts are read back there.
+and notes go in there, cards are pulled out there, receipts are read back there. The hall's hands
+are its commands over MQTT (what halld's console sends) and bosssim's /control/ faults.
 """
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import json
 import signal
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +50,8 @@ class SimKiosk:
         self.tmp = tmp
         self.boss_url = boss_url
         self.ui_port = free_port()
+        self.mqtt_port = mqtt_port
+        self.kiosk_id = config.get("kiosk_id", "UI-TEST-1")
         self.config = write_config(tmp, mqtt_port=mqtt_port, ui_port=self.ui_port, **config)
         self.proc = None
         self.notify: NotifySocket | None = None
@@ -66,6 +73,28 @@ class SimKiosk:
 
     def api(self, cmd: str, **args: Any) -> Any:
         return call_sync(self.sock, cmd, **args)
+
+    def hall_command(self, name: str, timeout: float = 10.0, **args: Any) -> Any:
+        """The hall's command ``name`` over MQTT, as halld sends it (cmd/NAME, a reply on cmdresp/);
+        the reply's body. In a thread of its own: Playwright's sync API keeps a loop in this one."""
+        from tests.controller.linkkit import hall_client
+
+        hall = tomlkit.parse(self.config.read_text())["kiosk"]["hall"]
+        self.wait("kioskd's hall link up", lambda: self.api("status")["hall_link"])
+
+        async def send() -> Any:
+            async with hall_client(self.mqtt_port, hall, self.kiosk_id) as h:
+                return await h.command(name, {"schema": 1, "args": args}, timeout=timeout)
+
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            return pool.submit(asyncio.run, send()).result()
+
+    def boss(self, path: str, body: dict[str, Any] | None = None) -> Any:
+        """bosssim's /control/ face: ``boss("fault", {"op": "*", "mode": "down", ...})``, ``boss("clear")``."""
+        req = urllib.request.Request(f"{self.boss_url}/control/{path}", data=json.dumps(body or {}).encode(),
+                                     method="POST", headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return json.loads(resp.read())
 
     def start(self, timeout: float = 30.0) -> "SimKiosk":
         self.starts += 1

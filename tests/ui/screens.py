@@ -126,6 +126,15 @@ def walk(kiosk, page, lang: str = "zh") -> Iterator[str]:
     yield "attract"
     page.locator("main").click()
     on(page, "home")
+    kiosk.hall_command("inhibit_cash", inhibit=True)  # the hall stops cash: those services grey out
+    page.wait_for_selector('.tile.off[data-value="topup"]')
+    yield "home_unavailable"
+    kiosk.boss("fault", {"op": "*", "mode": "down", "times": 100000})  # and the BOSS is unreachable: nothing left
+    page.wait_for_selector('main[data-screen="out_of_service"]', timeout=30000)  # the BOSS is asked every 10 s
+    yield "out_of_service"
+    kiosk.boss("clear")
+    kiosk.hall_command("inhibit_cash", inhibit=False)
+    page.wait_for_selector('.tile[data-value="topup"]:not(.off)', timeout=30000)
     kiosk.api("sim_gpio", pin=17, high=True)  # the panel door opens
     on(page, "maintenance")
     yield "maintenance"

@@ -1,11 +1,17 @@
 """Each main screen fits the panel: nothing overflows the window or is clipped inside a button or a
 heading, and every button is at least 15 mm on the 10.1" 1280x800 panel (88 px) — in Chinese at
 1280x800 and in English at 1920x1080. The walk is the one docs/ui/'s screenshots come from."""
+import re
+from pathlib import Path
+
 import pytest
 
 from tests.ui.screens import MIN_TARGET_PX, run
 
 pytestmark = pytest.mark.timeout(300)
+DOCS = Path(__file__).parents[2] / "docs"
+SCREENS = {"home", "phone", "readback", "amount", "note", "cash", "done", "card", "take_card", "apology_voucher",
+           "password", "balance", "plan", "attract", "home_unavailable", "out_of_service", "maintenance", "please_wait"}
 
 CHECK = """() => {
   const out = {overflow: null, small: [], clipped: []};
@@ -42,8 +48,13 @@ def test_every_main_screen_fits_with_big_touch_targets(tmp_path, size, lang):
         page.evaluate("ui.large = false; render()")
 
     run(tmp_path, *size, lang, each=check)
-    assert {"home", "phone", "readback", "amount", "note", "cash", "done", "card", "take_card", "apology_voucher",
-            "password", "balance", "plan", "attract", "maintenance", "please_wait"} <= set(seen)
+    assert SCREENS <= set(seen)
     import json
 
     assert not problems, json.dumps(problems, ensure_ascii=False, indent=1)
+
+
+def test_docs_show_a_screenshot_of_each_main_screen():
+    linked = set(re.findall(r"\]\(ui/([a-z_]+)\.png\)", (DOCS / "ui.md").read_text()))
+    assert SCREENS <= linked, SCREENS - linked
+    assert all((DOCS / "ui" / f"{name}.png").is_file() for name in linked), [n for n in linked if not (DOCS / "ui" / f"{n}.png").is_file()]

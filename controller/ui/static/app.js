@@ -143,6 +143,10 @@ function lastMessage(v, skipQuiet) {
   }
   return null;
 }
+function bothLangs(key) {
+  const other = ui.lang === "zh" ? "en" : "zh";
+  return `<h1>${esc(t(key))}</h1><h2 class="also" lang="${other === "zh" ? "zh-CN" : "en"}">${esc(t(key, null, other))}</h2>`;
+}
 function serviceTitle(v) { return v && v.service ? t("service_" + v.service) : ""; }
 
 function cancelButton() {
@@ -180,10 +184,10 @@ function body(name) {
     case "attract":
       return `<main class="attract" data-screen="attract" data-action="wake"><h1>${esc(t("ui_touch_to_start"))}</h1>
         ${notices(s, false)}</main>`;
-    case "maintenance":
-      return `<main class="closed" data-screen="maintenance"><h1>${esc(t("ui_maintenance"))}</h1>${notices(s, false)}</main>`;
+    case "maintenance":  // nothing to tap: the other language alongside, for whoever stands there
+      return `<main class="closed" data-screen="maintenance">${bothLangs("ui_maintenance")}${notices(s, false)}</main>`;
     case "out_of_service":
-      return `<main class="closed" data-screen="out_of_service"><h1>${esc(t("out_of_service"))}</h1>${notices(s, false)}</main>`;
+      return `<main class="closed" data-screen="out_of_service">${bothLangs("out_of_service")}${notices(s, false)}</main>`;
     case "choose": {
       const q = v.question, m = lastMessage(v, true);
       const note = m && m.key !== q.prompt ? `<p class="note">${esc(t(m.key, m.fmt))}</p>` : "";
