@@ -13,8 +13,9 @@
     transactions API) drained by the real kioskd (its window in flight) vs one record at a time
     (publish, wait for halld's ack, journal it, next; ``--serial-rows`` of the same backlog).
 (c) 1 vs 2 halld workers on PostgreSQL with the shared subscription, the ingest of (a).
-    The cluster comes from tests/support/postgres.py (fsync off: this measures halld, not a
-    disk) or ``--pg-url``; skipped with a message when neither is there.
+    The cluster comes from tests/support/postgres.py, durable as SQLite is in (a) (fsync,
+    synchronous_commit and full_page_writes on: a COMMIT returns once its WAL is on disk), or
+    ``--pg-url``; skipped with a message when neither is there.
 
 Everything is real processes on loopback: mosquitto, halld, kioskd. Prints numbers and ratios;
 never fails on them.
@@ -365,7 +366,7 @@ def postgres(url: str | None):
     except ImportError:
         return None, "no tests/support/postgres.py and no --pg-url"
     try:
-        pg = start_postgres()
+        pg = start_postgres(durable=True)
     except RuntimeError as exc:
         return None, str(exc)
     return pg, pg.stop
@@ -457,13 +458,14 @@ async def bench_postgres(args: argparse.Namespace, tmp: Path, broker: Broker, tp
                 cpu = (sum(cpu_s(h.proc.pid) for h in hallds), cluster_cpu_s(server))
                 rates[workers], rewinds = await ingest(broker, args.kiosks, args.rows, args.window, tpl, f"P{workers}")
                 cpu = (sum(cpu_s(h.proc.pid) for h in hallds) - cpu[0], cluster_cpu_s(server) - cpu[1])
+                commits = sum(h.stats().get("batches", 0) for h in hallds)
             finally:
                 for h in hallds:
                     h.stop()
             n = args.kiosks * args.rows
             print(f"  {workers} worker{'s' if workers > 1 else ' '}  : {rates[workers]:9.0f} rows/s"
                   f"   ({hall_rows(url)} rows stored, {rewinds} rewinds; CPU per row: halld {cpu[0] / n * 1e6:.0f} us,"
-                  f" PostgreSQL {cpu[1] / n * 1e6:.0f} us)")
+                  f" PostgreSQL {cpu[1] / n * 1e6:.0f} us; {commits} commits, {n / max(1, commits):.0f} rows per commit)")
         print(f"  ratio 2 / 1 : {rates[2] / rates[1]:9.2f}   (2 cores run mosquitto, halld workers and the"
               " simulated kiosks together)")
     finally:

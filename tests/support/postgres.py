@@ -4,7 +4,9 @@ Why this way: the Debian package's own cluster needs systemd (not PID 1 here) an
 state; a private cluster starts in about a second and vanishes with the test session. PostgreSQL
 refuses to run as root, so as root the binaries run as the `postgres` user the package created
 (`runuser -u postgres --`) in a directory it owns. fsync and synchronous commit are off: this
-cluster's durability is irrelevant and the tests stay fast.
+cluster's durability is irrelevant and the tests stay fast. A benchmark that compares with SQLite
+at synchronous=FULL asks for `durable=True`: PostgreSQL's defaults, a COMMIT returns after its WAL
+is flushed to disk.
 """
 from __future__ import annotations
 
@@ -69,7 +71,7 @@ class Postgres:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def start_postgres() -> Postgres:
+def start_postgres(durable: bool = False) -> Postgres:
     base = Path(tempfile.mkdtemp(prefix="halld-pg-"))
     data = base / "data"
     if os.geteuid() == 0:
@@ -81,7 +83,8 @@ def start_postgres() -> Postgres:
     log = open(base / "postgres.log", "ab")
     proc = subprocess.Popen(
         _as_owner([pg_bin("postgres"), "-D", str(data), "-p", str(port), "-h", "127.0.0.1", "-k", str(base),
-                   "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+                   *([] if durable else ["-c", "fsync=off", "-c", "synchronous_commit=off",
+                                         "-c", "full_page_writes=off"]),
                    "-c", "max_connections=50"]),
         stdout=log, stderr=log, cwd=base)
     log.close()
