@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+import sys
 import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -79,6 +80,7 @@ class Database:
         self.url = url
         self.lock = threading.Lock()
         self.postgres = url.startswith(("postgresql://", "postgres://"))
+        self._pipeline: contextlib.ExitStack | None = None  # a batch's, on PostgreSQL
         if self.postgres:
             import psycopg  # imported only when PostgreSQL is asked for
 
@@ -135,14 +137,45 @@ class Database:
         with one batch spread over many kiosks those were most of the writer's time."""
         return Pending([self.execute(f"{head} {source} {tail}", params) for source, params in self.rows(types, rows)])
 
+    def stage(self, table: str, columns: Sequence[tuple[str, str]], rows: Sequence[Sequence[Any]]) -> None:
+        """PostgreSQL: ``rows`` into this connection's temporary table ``table`` (``columns``: name
+        and SQL type; made on first use, emptied first) for the transaction's next statements to
+        read, by COPY in binary: for the client a quarter of the CPU of the same rows as unnest
+        arrays, and one load of the rows for several statements. libpq has no COPY in a pipeline,
+        so a `batch` leaves its pipeline for the COPY and enters a new one (a wait more)."""
+        assert self.postgres, "SQLite, in-process, takes rows straight in (`rows`)"
+        cols = ", ".join(f"{name} {kind}" for name, kind in columns)
+        self.execute(f"CREATE TEMP TABLE IF NOT EXISTS {table} ({cols}) ON COMMIT DELETE ROWS")
+        self.execute(f"DELETE FROM {table}")  # a second stage in one transaction holds its own rows only
+        piped = self._pipeline is not None
+        if piped:
+            self._leave_pipeline()
+        with self._conn.cursor().copy(f"COPY {table} FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types([kind.lower() for _, kind in columns])
+            for row in rows:
+                copy.write_row(row)
+        if piped:
+            self._enter_pipeline()
+
+    def _enter_pipeline(self) -> None:
+        self._pipeline = contextlib.ExitStack()
+        self._pipeline.enter_context(self._conn.pipeline())
+
+    def _leave_pipeline(self, *exc: Any) -> None:
+        """Out of pipeline mode once every statement sent has been answered (a statement's error
+        is raised here, unless ``exc`` is already on its way)."""
+        pipeline, self._pipeline = self._pipeline, None
+        if pipeline is not None:
+            pipeline.__exit__(*(exc or (None, None, None)))
+
     @contextlib.contextmanager
     def batch(self) -> Iterator["Database"]:
         """A write transaction (`transaction`), on PostgreSQL in libpq's pipeline mode: statements
         go out without waiting for each reply, and the client waits only where it reads a result
-        (a fetch) and at the end, for the COMMIT; it returns once the COMMIT is done. A statement
-        that failed is reported at the next wait, maybe after COMMIT was queued (and skipped):
-        whatever the failure, the transaction is rolled back before the error goes on. On SQLite,
-        in-process, it is just `transaction`."""
+        (a fetch), for a `stage`, and at the end, for the COMMIT; it returns once the COMMIT is
+        done. A statement that failed is reported at the next wait, maybe after COMMIT was queued
+        (and skipped): whatever the failure, the transaction is rolled back before the error goes
+        on. On SQLite, in-process, it is just `transaction`."""
         if not self.postgres:
             with self.transaction():
                 yield self
@@ -150,8 +183,14 @@ class Database:
         from psycopg.pq import TransactionStatus
 
         try:
-            with self._conn.pipeline(), self.transaction():
-                yield self
+            self._enter_pipeline()
+            try:
+                with self.transaction():
+                    yield self
+            except BaseException:
+                self._leave_pipeline(*sys.exc_info())
+                raise
+            self._leave_pipeline()
         except BaseException:
             if self._conn.info.transaction_status != TransactionStatus.IDLE:
                 self._conn.execute("ROLLBACK")

@@ -18,10 +18,10 @@ Each has a twin without the kiosk, `hall_days`, `hall_hours`, `hall_brackets` (d
 a report of a whole hall (or of all halls) reads those, 200 times fewer rows on a hall of 200
 kiosks; a report of one kiosk, and the per-kiosk tables of `daily` and `monthly`, read the `txn_*`.
 
-One SQL statement per table does the work, for the writer and for a rebuild alike: it groups the
-chosen `txns` rows and adds the sums to what is there (`ON CONFLICT ... DO UPDATE SET n = n + ...`).
-The writer gives it the rows its INSERT stored (never one skipped as a duplicate), staged in a
-temporary table (`insert_txns`); `rebuild` gives it the whole `txns` table.
+The same SQL does the work for the writer and for a rebuild alike (`_add`): it sums the chosen
+`txns` rows once per every key of every table (`_grain`), then adds those sums to each table
+(`ON CONFLICT ... DO UPDATE SET n = n + ...`). The writer gives it the rows its INSERT stored
+(never one skipped as a duplicate: `insert_txns`); `rebuild` gives it the whole `txns` table.
 """
 from __future__ import annotations
 
@@ -67,58 +67,74 @@ def _exprs(db: Any) -> dict[str, str]:
 
 
 _BRACKET = "CASE " + " ".join(f"WHEN t.amount_fen >= {lo} THEN {i}" for i, lo in reversed(list(enumerate(BRACKETS)))) + " END"
-_KEYS = {  # kind: the key's expression, an extra condition
-    "days": ("COALESCE(t.service, '')", ""),
-    "hours": ("{hour}", ""),
-    "brackets": (_BRACKET, f" AND t.service IN ('{PREPAID}', '{ARREARS}') AND t.amount_fen > 0"),
-}
+_GRAIN = "day, hall, kiosk, service, hour, bracket"  # every key of every rollup
 
 
-def _statements(db: Any, source: str) -> list[str]:
-    """The rollup statements over the `done` rows of `source`: `txns` or `rollup_new` (the rows a
-    batch stored). Rows go in key order (ORDER BY): two PostgreSQL workers adding to the same
-    hall_* rows then lock them in the same order, and wait for each other instead of deadlocking."""
+def _grain(db: Any, source: str) -> str:
+    """The `done` rows of `source` (`txns`, or the rows a batch stored) summed per every key of every
+    rollup: each row's local day, hour and bracket computed once, where the six statements each
+    computed them again (on PostgreSQL as much CPU as storing the rows). A row's bracket is NULL
+    unless it is a top-up or bill payment over 0 fen."""
     ex = _exprs(db)
+    return (f"SELECT {ex['day']}, COALESCE(t.hall, ''), t.kiosk, COALESCE(t.service, ''), {ex['hour']},"
+            f" CASE WHEN t.service IN ('{PREPAID}', '{ARREARS}') AND t.amount_fen > 0 THEN {_BRACKET} END,"
+            f" COUNT(*), SUM(COALESCE(t.amount_fen, 0)) FROM {source} t CROSS JOIN rollup_tz z"
+            " WHERE t.state = 'done' AND t.finished_at IS NOT NULL GROUP BY 1, 2, 3, 4, 5, 6")
+
+
+def _adds(grain: str) -> list[str]:
+    """The six statements adding `grain`'s sums (a relation of `_GRAIN`, n, fen) to the rollups.
+    Rows go in key order (ORDER BY): two PostgreSQL workers adding to the same hall_* rows then
+    lock them in the same order, and wait for each other instead of deadlocking."""
     out = []
     for scope, kiosk in (("txn", ", kiosk"), ("hall", "")):
         for kind, (key, _) in KINDS.items():
-            key_expr, cond = _KEYS[kind]
             table, cols = f"{scope}_{kind}", f"day, hall{kiosk}, {key}"
-            grouped = ", ".join(str(i) for i in range(1, cols.count(",") + 2))
+            where = "bracket IS NOT NULL" if key == "bracket" else "true"  # true: SQLite's upsert needs a WHERE
             out.append(
-                f"INSERT INTO {table} ({cols}, n, fen)"
-                f" SELECT {ex['day']}, COALESCE(t.hall, ''){kiosk and ', t.kiosk'}, {key_expr.format(**ex)}, COUNT(*),"
-                f" SUM(COALESCE(t.amount_fen, 0)) FROM {source} t CROSS JOIN rollup_tz z"
-                f" WHERE t.state = 'done' AND t.finished_at IS NOT NULL{cond} GROUP BY {grouped} ORDER BY {grouped}"
+                f"INSERT INTO {table} ({cols}, n, fen) SELECT {cols}, CAST(SUM(n) AS BIGINT), CAST(SUM(fen) AS BIGINT)"
+                f" FROM {grain} WHERE {where} GROUP BY {cols} ORDER BY {cols}"
                 f" ON CONFLICT ({cols}) DO UPDATE SET n = {table}.n + excluded.n, fen = {table}.fen + excluded.fen")
     return out
+
+
+def _add(db: Any, source: str, new: str = "", params: Sequence[Any] = ()) -> None:
+    """Add the `done` rows of `source` to the rollups. On PostgreSQL one statement, `new` (``new AS
+    (INSERT ... RETURNING ...)``, the batch's INSERT, with its ``params``) first among its CTEs, the grain, then the
+    six INSERTs as data-modifying CTEs. On SQLite (no such CTEs) the grain goes into the
+    connection's temporary table `rollup_grain` first."""
+    if db.postgres:
+        *first, last = _adds("g")
+        ctes = [new] if new else []
+        ctes += [f"g ({_GRAIN}, n, fen) AS ({_grain(db, source)})", *(f"r{i} AS ({sql})" for i, sql in enumerate(first))]
+        db.execute(f"WITH {', '.join(ctes)} {last}", params)
+        return
+    db.execute(f"CREATE TEMP TABLE IF NOT EXISTS rollup_grain ({_GRAIN}, n, fen)")
+    db.execute("DELETE FROM rollup_grain")
+    db.execute(f"INSERT INTO rollup_grain {_grain(db, source)}")
+    for sql in _adds("rollup_grain"):
+        db.execute(sql)
 
 
 COLUMNS = "hall, kiosk, service, amount_fen, state, finished_at"  # what the statements read of a txns row
 
 
-def insert_txns(db: Any, head: str, types: Sequence[str], rows: Sequence[Sequence[Any]], tail: str) -> None:
-    """`db.insert(head, types, rows, tail)` of `txns` rows, and the rollups of the rows it stored
-    (not those ON CONFLICT skipped), inside the writer's transaction. The stored rows are staged in
-    the connection's temporary table `rollup_new`, which the rollup statements read: on
-    PostgreSQL by the INSERT itself (a data-modifying CTE: no rows back to the client), on SQLite
-    from the INSERT's RETURNING rows."""
-    if not rows:
-        return
+def insert_txns(db: Any, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
+    """``statements``: ``INSERT INTO txns ... ON CONFLICT DO NOTHING`` and their parameters; run
+    them and add to the rollups the rows they stored (not those ON CONFLICT skipped), inside the
+    writer's transaction. On PostgreSQL one statement a batch: the INSERT is the CTE `new` whose
+    RETURNING rows the rollups read (no rows back to the client). On SQLite the stored rows go into
+    the connection's temporary table `rollup_new` from the INSERTs' RETURNING rows."""
     if db.postgres:
-        db.execute(f"CREATE TEMP TABLE IF NOT EXISTS rollup_new ({_NEW}) ON COMMIT DELETE ROWS")
-        db.execute("DELETE FROM rollup_new")  # a second batch in one transaction counts its own rows only
-        for source, params in db.rows(types, rows):
-            db.execute(f"WITH ins AS ({head} {source} {tail} RETURNING {COLUMNS})"
-                       f" INSERT INTO rollup_new SELECT {COLUMNS} FROM ins WHERE state = 'done'", params)
-    else:
-        db.execute(f"CREATE TEMP TABLE IF NOT EXISTS rollup_new ({_NEW})")
-        db.execute("DELETE FROM rollup_new")
-        stored = db.insert(head, types, rows, f"{tail} RETURNING {COLUMNS}").fetch()
+        for insert, params in statements:
+            _add(db, "new", f"new AS ({insert} RETURNING {COLUMNS})", params)
+        return
+    db.execute(f"CREATE TEMP TABLE IF NOT EXISTS rollup_new ({_NEW})")
+    db.execute("DELETE FROM rollup_new")  # a second batch in one transaction counts its own rows only
+    for insert, params in statements:
         db.executemany(f"INSERT INTO rollup_new ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
-                       [r for r in stored if r[4] == "done"])
-    for sql in _statements(db, "rollup_new"):
-        db.execute(sql)
+                       [r for r in db.query(f"{insert} RETURNING {COLUMNS}", params) if r[4] == "done"])
+    _add(db, "rollup_new")
 
 
 _NEW = "hall TEXT, kiosk TEXT, service TEXT, amount_fen BIGINT, state TEXT, finished_at DOUBLE PRECISION"
@@ -133,8 +149,7 @@ def rebuild(db: Any, tz_offset_s: int) -> None:
         db.execute(f"DELETE FROM {table}")
     db.execute("DELETE FROM rollup_tz")
     db.execute("INSERT INTO rollup_tz (one, tz_offset_s) VALUES (1, ?)", (tz_offset_s,))
-    for sql in _statements(db, "txns"):
-        db.execute(sql)
+    _add(db, "txns")
 
 
 def create_schema(db: Any, tz_offset_s: int | None = None) -> None:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import operator
 import re
 import time
 from collections import Counter, defaultdict
@@ -141,14 +142,63 @@ def _num(value: Any) -> float | int | None:
     return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
+# The batch's new records, staged once (Database.stage) for the records, txns and events INSERTs:
+# the columns of a records row, then a txn's, then an event's (NULL in the other kind's rows).
+INBOUND = (("hall", T), ("kiosk", T), ("msg_seq", I), ("leaf", T), ("txn", T), ("received_at", F), ("payload", T),
+           ("seq", I), ("service", T), ("phone", T), ("amount_fen", I), ("state", T), ("finished_at", F),
+           ("kind", T), ("device", T), ("code", T), ("detail", T), ("at", F))
+_NAMES = [name for name, _ in INBOUND]
+_BY_SEQ = operator.itemgetter(1, 2)  # kiosk, msg_seq
+_COLUMNS = {"records": "hall, kiosk, msg_seq, kind, txn, received_at, payload",
+            "txns": "hall, kiosk, txn, seq, msg_seq, service, phone, amount_fen, state, finished_at, received_at, payload",
+            "events": "hall, kiosk, msg_seq, kind, device, code, detail, txn, at, received_at, payload"}
+_FROM = {table: [("leaf" if table == "records" and c == "kind" else c) for c in cols.split(", ")]
+         for table, cols in _COLUMNS.items()}  # each table's columns in INBOUND
+_CONFLICT = {"records": "(kiosk, msg_seq)", "txns": "(kiosk, txn)", "events": "(kiosk, msg_seq)"}
+_NO_EVENT = (None,) * 5
+_NO_TXN = (None,) * 6
+
+
 def _txn_row(hall: str, kiosk: str, b: dict, now: float, text: str) -> tuple:
-    return (hall, kiosk, b["txn"], _int(b.get("seq")), b["msg_seq"], _str(b.get("service")), _str(b.get("phone")),
-            _int(b.get("amount_fen")), _str(b.get("state")), _num(b.get("finished_at")), now, text)
+    return (hall, kiosk, b["msg_seq"], "txn", b["txn"], now, text, _int(b.get("seq")), _str(b.get("service")),
+            _str(b.get("phone")), _int(b.get("amount_fen")), _str(b.get("state")), _num(b.get("finished_at")),
+            *_NO_EVENT)
 
 
 def _event_row(hall: str, kiosk: str, b: dict, now: float, text: str) -> tuple:
-    return (hall, kiosk, b["msg_seq"], b["kind"], _str(b.get("device")), _str(b.get("code")), _str(b.get("detail")),
-            _str(b.get("txn")), _num(b.get("at")), now, text)
+    return (hall, kiosk, b["msg_seq"], "event", _str(b.get("txn")), now, text, *_NO_TXN, b["kind"],
+            _str(b.get("device")), _str(b.get("code")), _str(b.get("detail")), _num(b.get("at")))
+
+
+def _insert(db: Database, inbound: list[tuple]) -> None:
+    """A batch's new records (INBOUND rows in (kiosk, msg_seq) order: of two records of one txn id
+    the first is kept) into records, txns with the rollups of what it stored, and events.
+    PostgreSQL: one COPY of them all into the temporary table `inbound`, then an INSERT ... SELECT
+    a table (each value crosses the wire once, in binary); SQLite, in-process: VALUES lists
+    straight into each table (staging them there was only a copy more)."""
+    if not inbound:
+        return
+    kinds = {r[3] for r in inbound}
+    if db.postgres:
+        db.stage("inbound", INBOUND, inbound)
+    for table, leaf in (("records", None), ("txns", "txn"), ("events", "event")):
+        if leaf is not None and leaf not in kinds:
+            continue
+        head, tail = f"INSERT INTO {table} ({_COLUMNS[table]})", f"ON CONFLICT {_CONFLICT[table]} DO NOTHING"
+        if db.postgres:
+            where = f"leaf = '{leaf}'" if leaf else "true"
+            statements = [(f"{head} SELECT {', '.join(_FROM[table])} FROM inbound WHERE {where}"
+                           f" ORDER BY kiosk, msg_seq {tail}", ())]
+        else:
+            pick = operator.itemgetter(*[_NAMES.index(c) for c in _FROM[table]])
+            rows = [pick(r) for r in inbound if leaf is None or r[3] == leaf]
+            statements = [(f"{head} {source} {tail}", params)
+                          for source, params in db.rows([INBOUND[_NAMES.index(c)][1] for c in _FROM[table]], rows)]
+        if table == "txns":
+            rollups.insert_txns(db, statements)  # and the reports' sums of exactly the rows stored now
+        else:
+            for sql, params in statements:
+                db.execute(sql, params)
 
 
 def _seq_in(payload: bytes) -> int | None:
@@ -232,6 +282,8 @@ class _Kiosk:
         self.now = max(m.received_at for m, _, _ in items)
         self.high = 0
         self.fresh: dict[int, tuple[Inbound, dict, str]] = {}  # msg_seq -> the first copy in this batch
+        self.places: dict[int, float] = {}  # msg_seq of a quarantined record new here -> received at
+        self.beyond: list[int] = []  # msg_seq in records above `high` once the batch is stored
 
 
 class Store:
@@ -272,7 +324,7 @@ class Store:
                 by_kiosk[(m.kiosk, m.hall)].append((m, None, exc))
         kiosks = [_Kiosk(hall, kiosk, items) for (kiosk, hall), items in sorted(by_kiosk.items())]
         sequenced = [k for k in kiosks if k.records or k.held]
-        highs = self._lock(db, sequenced)
+        highs, stored = self._lock(db, sequenced)
         for k in kiosks:  # births, wills, gauges and quarantine: few, one kiosk at a time
             for m, body in k.good:
                 if m.leaf == "status":
@@ -286,64 +338,66 @@ class Store:
                     " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     [(k.hall, k.kiosk, m.leaf, exc.msg_seq, str(exc)[:500], len(m.payload), m.received_at,
                       _quarantined_text(m.payload)) for m, exc in k.bad])
-        records, places, txns, events = [], [], [], []
+        inbound, places = [], []
         for k in sequenced:
-            k.high = highs[k.kiosk]
-            for m, b in k.records:
-                if b["msg_seq"] > k.high and b["msg_seq"] not in k.fresh:
+            k.high, before = highs[k.kiosk], set(stored.get(k.kiosk, ()))
+            for m, b in k.records:  # not at or below the high water, nor stored beyond it already
+                if b["msg_seq"] > k.high and b["msg_seq"] not in k.fresh and b["msg_seq"] not in before:
                     k.fresh[b["msg_seq"]] = (m, b, _text(m, b))
             self.stats["duplicates"] += len(k.records) - len(k.fresh)
             self.stats["records"] += len(k.fresh)
-            for m, b, text in k.fresh.values():
-                records.append((k.hall, k.kiosk, b["msg_seq"], m.leaf, _str(b.get("txn")), m.received_at, text))
-                if m.leaf == "txn":
-                    txns.append(_txn_row(k.hall, k.kiosk, b, m.received_at, text))
-                else:
-                    events.append(_event_row(k.hall, k.kiosk, b, m.received_at, text))
-            places += [(k.hall, k.kiosk, seq, m.received_at) for m, seq in k.held if seq > k.high and seq not in k.fresh]
-        db.insert("INSERT INTO records (hall, kiosk, msg_seq, kind, txn, received_at, payload)",
-                  (T, T, I, T, T, F, T), records,
-                  "ON CONFLICT (kiosk, msg_seq) DO NOTHING")
+            inbound += [(_txn_row if m.leaf == "txn" else _event_row)(k.hall, k.kiosk, b, m.received_at, text)
+                        for m, b, text in k.fresh.values()]
+            k.places = {seq: m.received_at for m, seq in k.held if seq > k.high and seq not in k.fresh
+                        and seq not in before}
+            places += [(k.hall, k.kiosk, seq, at) for seq, at in k.places.items()]
+            k.beyond = sorted(before.union(k.fresh, k.places))  # what records holds above k.high at commit
+        _insert(db, sorted(inbound, key=_BY_SEQ))
         db.insert(  # a quarantined record's place in the sequence (its payload is in quarantine)
             "INSERT INTO records (hall, kiosk, msg_seq, received_at, kind)", (T, T, I, F, T),
             [(*p, "quarantined") for p in places],
             "ON CONFLICT (kiosk, msg_seq) DO NOTHING")
-        rollups.insert_txns(  # and the reports' sums of exactly the rows stored now
-            db, "INSERT INTO txns (hall, kiosk, txn, seq, msg_seq, service, phone, amount_fen, state, finished_at,"
-            " received_at, payload)", (T, T, T, I, I, T, T, I, T, F, F, T), txns, "ON CONFLICT (kiosk, txn) DO NOTHING")
-        db.insert("INSERT INTO events (hall, kiosk, msg_seq, kind, device, code, detail, txn, at, received_at,"
-                  " payload)", (T, T, I, T, T, T, T, T, F, F, T), events, "ON CONFLICT (kiosk, msg_seq) DO NOTHING")
         for k in sequenced:  # what a record means beyond its own row, in msg_seq order of arrival
             for m, body, _ in k.fresh.values():
                 (self._txn if m.leaf == "txn" else self._event)(db, k.hall, k.kiosk, body, m.received_at)
-        db.executemany("UPDATE fleet SET last_seen = ? WHERE hall = ? AND kiosk = ?",
-                       [(k.now, k.hall, k.kiosk) for k in sequenced])
-        beyond = self._beyond(db, [(k.kiosk, k.high) for k in sequenced])
-        acks = [self._advance(db, k.hall, k.kiosk, k.high, k.now, beyond.get(k.kiosk, [])) for k in sequenced]
-        db.executemany("UPDATE highwater SET msg_seq = ?, updated_at = ? WHERE kiosk = ?",
-                       [(a.msg_seq, k.now, k.kiosk) for a, k in zip(acks, sequenced) if a.msg_seq != k.high])
+        acks = [self._advance(db, k.hall, k.kiosk, k.high, k.now, k.beyond) for k in sequenced]
+        # one statement a table for all the batch's kiosks (their highwater rows are locked: no
+        # sibling waits on these fleet rows in another order)
+        for rows, params in db.rows((T, T, F), [(k.hall, k.kiosk, k.now) for k in sequenced]):
+            db.execute(f"WITH v (hall, kiosk, at) AS ({rows}) UPDATE fleet SET last_seen = v.at FROM v"
+                       " WHERE fleet.hall = v.hall AND fleet.kiosk = v.kiosk", params)
+        for rows, params in db.rows((T, I, F), [(k.kiosk, a.msg_seq, k.now) for a, k in zip(acks, sequenced)
+                                                if a.msg_seq != k.high]):
+            db.execute(f"WITH v (kiosk, high, at) AS ({rows}) UPDATE highwater SET msg_seq = v.high,"
+                       " updated_at = v.at FROM v WHERE highwater.kiosk = v.kiosk", params)
         return acks
 
     @staticmethod
-    def _lock(db: Database, kiosks: list["_Kiosk"]) -> dict[str, int]:
-        """Each kiosk's high water, its row locked (FOR UPDATE, in kiosk order) until commit."""
+    def _lock(db: Database, kiosks: list["_Kiosk"]) -> tuple[dict[str, int], dict[str, list[int]]]:
+        """Each kiosk's high water, its row locked (FOR UPDATE, in kiosk order) until commit, and
+        the rows already stored beyond it (past a hole: rarely any), read in the same round trip.
+        Every writer of a kiosk's records holds this lock, so what the batch adds to them is known
+        here without reading them back (that read cost PostgreSQL as much as storing the records)."""
         if not kiosks:
-            return {}
+            return {}, {}
         db.insert("INSERT INTO highwater (kiosk, hall, msg_seq, updated_at)", (T, T, I, F),
                   [(k.kiosk, k.hall, 0, k.now) for k in kiosks],
                   "ON CONFLICT (kiosk) DO NOTHING")
+        names = [k.kiosk for k in kiosks]
         marks = ", ".join(["?"] * len(kiosks))
-        return dict(db.query(f"SELECT kiosk, msg_seq FROM highwater WHERE kiosk IN ({marks}) ORDER BY kiosk"
-                             + db.for_update, [k.kiosk for k in kiosks]))
+        highs = Pending([db.execute(f"SELECT kiosk, msg_seq FROM highwater WHERE kiosk IN ({marks}) ORDER BY kiosk"
+                                    + db.for_update, names)])
+        beyond = Store._beyond(db, names)  # a statement after the lock: it sees what a sibling committed
+        return dict(highs.fetch()), beyond
 
     @staticmethod
-    def _beyond(db: Database, highs: list[tuple[str, int]]) -> dict[str, list[int]]:
-        """Per kiosk, the msg_seq stored above its high water, in order."""
+    def _beyond(db: Database, kiosks: list[str]) -> dict[str, list[int]]:
+        """Per kiosk (its high water locked), the msg_seq stored above its high water, in order."""
         out: dict[str, list[int]] = defaultdict(list)
-        found = Pending([db.execute(f"WITH h (kiosk, high) AS ({rows}) SELECT r.kiosk, r.msg_seq FROM records r"
-                                    " JOIN h ON r.kiosk = h.kiosk AND r.msg_seq > h.high ORDER BY r.kiosk, r.msg_seq",
-                                    params) for rows, params in db.rows((T, I), highs)])
-        for kiosk, seq in found.fetch():
+        one = ("SELECT kiosk, msg_seq FROM records WHERE kiosk = ?"  # an index range per kiosk (a join of
+               " AND msg_seq > (SELECT msg_seq FROM highwater WHERE kiosk = ?)")  # the two was a scan of records)
+        sql = " UNION ALL ".join([one] * len(kiosks)) + " ORDER BY 1, 2"
+        for kiosk, seq in db.query(sql, [k for k in kiosks for _ in range(2)]):
             out[kiosk].append(seq)
         return out
 
@@ -386,7 +440,7 @@ class Store:
                 continue
             hall = hole[0]
             high = db.one("SELECT msg_seq FROM highwater WHERE kiosk = ?" + db.for_update, (kiosk,))[0]
-            ack = self._advance(db, hall, kiosk, high, now, self._beyond(db, [(kiosk, high)]).get(kiosk, []))
+            ack = self._advance(db, hall, kiosk, high, now, self._beyond(db, [kiosk]).get(kiosk, []))
             if ack.msg_seq != high:
                 db.execute("UPDATE highwater SET msg_seq = ?, updated_at = ? WHERE kiosk = ?", (ack.msg_seq, now, kiosk))
             if ack.resend_from is not None or ack.msg_seq != high:
