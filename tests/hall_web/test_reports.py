@@ -3,18 +3,24 @@ PostgreSQL; CSV and XLSX exports read back (openpyxl) with formula injection neu
 from __future__ import annotations
 
 import collections
+import contextlib
 import csv
 import datetime as dt
 import io
 import json
+import os
 import random
+import time
+import uuid
 
 import pytest
 from openpyxl import load_workbook
 
+from hall import db as hall_db
 from hall import reports, rollups
 from hall.db import connect
 from hall.reports import Filter
+from tests.hall.kiosk_client import running_halld
 
 TZ = 8 * 3600  # the hall's local time: China
 START = dt.date(2025, 3, 1)
@@ -38,24 +44,28 @@ def _rows(n: int = 3000, seed: int = 14) -> list[tuple]:
     return rows
 
 
+def _insert_rows(d) -> None:
+    d.executemany("INSERT INTO txns (hall, kiosk, txn, seq, msg_seq, service, phone, amount_fen, state, finished_at,"
+                  " received_at, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", _rows())
+
+
 @pytest.fixture
 def db(db_url):
     d = connect(db_url)
-    d.executemany("INSERT INTO txns (hall, kiosk, txn, seq, msg_seq, service, phone, amount_fen, state, finished_at,"
-                  " received_at, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", _rows())
+    _insert_rows(d)
     with d.transaction():  # inserted here, not by the writer: the rollups by the writer's own SQL
         rollups.rebuild(d, TZ)
     yield d
     d.close()
 
 
-def _local(ts: float) -> dt.datetime:
-    return dt.datetime(1970, 1, 1) + dt.timedelta(seconds=ts + TZ)
+def _local(ts: float, tz: int = TZ) -> dt.datetime:
+    return dt.datetime(1970, 1, 1) + dt.timedelta(seconds=ts + tz)
 
 
-def _done(f: Filter) -> list[tuple]:
+def _done(f: Filter, tz: int = TZ) -> list[tuple]:
     """The reference: the generated rows, filtered in Python."""
-    return [r for r in _rows() if r[8] == "done" and f.start <= _local(r[9]).date() <= f.end
+    return [r for r in _rows() if r[8] == "done" and f.start <= _local(r[9], tz).date() <= f.end
             and (f.hall is None or r[0] == f.hall) and (f.kiosk is None or r[1] == f.kiosk)]
 
 
@@ -66,12 +76,19 @@ FILTERS = [Filter(START + dt.timedelta(days=10), START + dt.timedelta(days=49)),
 
 @pytest.mark.parametrize("f", FILTERS, ids=["range", "hall", "kiosk"])
 def test_every_family_s_totals_equal_sums_written_independently(db, f):
-    ref = _done(f)
+    _assert_families(db, f)
+
+
+def _assert_families(db, f: Filter, tz: int = TZ) -> None:
+    """Every family of `f` against the generated rows summed in Python and in the engine's own SQL
+    over `txns`, in local time `tz` (seconds east of UTC: 28800 or 0)."""
+    ref = _done(f, tz)
     assert len(ref) > 50
     count, fen = len(ref), sum(r[7] or 0 for r in ref)
     # one independent SQL too, with the engine's own calendar functions
-    sql_day = ("to_char(to_timestamp(finished_at) AT TIME ZONE 'Asia/Shanghai', 'YYYY-MM-DD')" if db.postgres
-               else "date(finished_at + 28800, 'unixepoch')")
+    zone = {TZ: "Asia/Shanghai", 0: "UTC"}[tz]
+    sql_day = (f"to_char(to_timestamp(finished_at) AT TIME ZONE '{zone}', 'YYYY-MM-DD')" if db.postgres
+               else f"date(finished_at + {tz}, 'unixepoch')")
     where = "state = 'done' AND " + sql_day + " BETWEEN ? AND ?" + (" AND hall = ?" if f.hall else "") + \
         (" AND kiosk = ?" if f.kiosk else "")
     args = [f.start.isoformat(), f.end.isoformat(), *([f.hall] if f.hall else []), *([f.kiosk] if f.kiosk else [])]
@@ -90,9 +107,9 @@ def test_every_family_s_totals_equal_sums_written_independently(db, f):
     assert sum(sum(v) for v in daily["charts"]["series"].values()) == fen
 
     profile = reports.profile(db, f)
-    hours = collections.Counter(_local(r[9]).hour for r in ref)
+    hours = collections.Counter(_local(r[9], tz).hour for r in ref)
     assert [(h, n) for h, n, _ in profile["rows"]] == [(h, hours[h]) for h in range(24)]
-    doms = collections.Counter(_local(r[9]).day for r in ref)
+    doms = collections.Counter(_local(r[9], tz).day for r in ref)
     assert [(d, n) for d, n, _ in profile["rows2"]] == [(d, doms[d]) for d in range(1, 32)]
     assert sum(a for *_, a in profile["rows"]) == sum(a for *_, a in profile["rows2"]) == fen
 
@@ -121,12 +138,83 @@ def test_every_family_s_totals_equal_sums_written_independently(db, f):
     this = collections.Counter()
     last = collections.Counter()
     for r in month_ref:
-        m = _local(r[9]).strftime("%Y-%m")
+        m = _local(r[9], tz).strftime("%Y-%m")
         (this if m == this_m else last if m == last_m else collections.Counter())[r[1]] += r[7] or 0
     assert {k: (a, la) for _, k, _, a, _, la, _ in monthly["rows"]} == \
         {k: (this[k], last[k]) for k in set(this) | set(last)}
     assert [row[3] for row in monthly["rows"]] == sorted([row[3] for row in monthly["rows"]], reverse=True)
     assert [row[0] for row in monthly["rows"]] == list(range(1, len(monthly["rows"]) + 1))
+
+
+@contextlib.contextmanager
+def _local_time(zone: str):
+    """This process's local time zone: `halld serve` keeps the rollups in it (rollups.prepare)."""
+    before = os.environ.get("TZ")
+    os.environ["TZ"] = zone
+    time.tzset()
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["TZ"]
+        else:
+            os.environ["TZ"] = before
+        time.tzset()
+
+
+async def _start_and_stop_halld(broker, db_url: str, zone: str) -> None:
+    with _local_time(zone):
+        async with running_halld(broker.port, db_url, worker=f"tz-{uuid.uuid4().hex[:6]}"):
+            pass
+
+
+async def test_halld_rebuilds_the_rollups_when_the_hall_s_time_zone_changes(db, db_url, broker):
+    """The rollups kept in China's time; halld started in UTC rebuilds them in UTC (every family
+    then equals the sums over txns by UTC days and hours, which it did not before), started in
+    China's time again it rebuilds them back, and a start in the same zone rebuilds nothing."""
+    f = FILTERS[0]
+    assert rollups.offset(db) == TZ
+    with pytest.raises(AssertionError):
+        _assert_families(db, f, tz=0)
+    await _start_and_stop_halld(broker, db_url, "UTC")
+    assert rollups.offset(db) == 0
+    _assert_families(db, f, tz=0)
+    await _start_and_stop_halld(broker, db_url, "Asia/Shanghai")
+    assert rollups.offset(db) == TZ
+    for each in FILTERS:
+        _assert_families(db, each)
+    with db.transaction():
+        assert rollups.prepare(db, TZ) is False
+
+
+async def test_a_hall_database_from_before_the_rollups_is_upgraded_when_halld_starts(db_url, broker):
+    """A database with the tables halld kept before the rollups (no rollup tables, no rollup_tz)
+    and its transactions: halld's start builds the rollups from txns, and every family equals the
+    sums written independently."""
+    old = connect(db_url, schema=False)
+    serial = "BIGSERIAL PRIMARY KEY" if old.postgres else "INTEGER PRIMARY KEY"
+    with old.transaction():
+        for statement in hall_db.SCHEMA.format(serial=serial).split(";"):
+            if statement.strip():
+                old.execute(statement)
+        _insert_rows(old)
+    assert not {"rollup_tz", *rollups.TABLES} & set(_tables(old))
+    old.close()
+    await _start_and_stop_halld(broker, db_url, "Asia/Shanghai")
+    d = connect(db_url)
+    try:
+        assert rollups.offset(d) == TZ
+        for f in FILTERS:
+            _assert_families(d, f)
+    finally:
+        d.close()
+
+
+def _tables(d) -> list[str]:
+    if d.postgres:
+        return [r[0] for r in d.query("SELECT table_name FROM information_schema.tables"
+                                      " WHERE table_schema = current_schema()")]
+    return [r[0] for r in d.query("SELECT name FROM sqlite_master WHERE type = 'table'")]
 
 
 def test_filters_are_parameters_never_sql(db):
