@@ -34,6 +34,9 @@ class Kiosk:
         self.config = config
         self.notifier = notifier or Notifier()
         self.admission = Admission()
+        from transactions.cashlock import CashLock
+
+        self.cash_lock = CashLock()  # door open, mains lost: the flows' intake sees it too
         self.state = "starting"
         self.started_at = time.time()
         self.stop_requested = asyncio.Event()
@@ -216,16 +219,24 @@ class Kiosk:
             asyncio.get_running_loop().create_task(acceptor.set_inhibit(True), name=f"inhibit-{acceptor.name}")
 
     def _lock_down(self, reason: str) -> None:
+        self.cash_lock.engage(reason)  # first: an intake about to enable its acceptors must see it
         self._inhibit_acceptors()
         self.admission.close(reason)
         self._set_state("safe")
         log.warning("locked down", extra=fields(reason=reason))
 
     def _unlock(self, reason: str) -> None:
-        if self.admission.closed_because == reason and not self.stop_requested.is_set():
-            self.admission.open()
-            self._set_state("ready" if self.devices and self.devices.healthy() else "degraded")
-            log.info("unlocked", extra=fields(reason=reason))
+        """One reason for the lock-down is gone; serve again only if it was the last one."""
+        self.cash_lock.release(reason)
+        if self.admission.closed_because != reason or self.stop_requested.is_set():
+            return  # closed for something else (starting, stopping) or already for another reason
+        if self.cash_lock.reasons:  # e.g. the mains back with the door still open
+            self.admission.close(self.cash_lock.reasons[-1])
+            log.warning("still locked down", extra=fields(released=reason, reasons=self.cash_lock.reasons))
+            return
+        self.admission.open()
+        self._set_state("ready" if self.devices and self.devices.healthy() else "degraded")
+        log.info("unlocked", extra=fields(reason=reason))
 
     # -- commands of the local API -----------------------------------------------------------
     def _register_commands(self, api: LocalApi) -> None:
@@ -385,7 +396,7 @@ class Kiosk:
 
             assert self.link is not None
             boss = Boss(HallBossTransport(self.link), timeout=cfg.timeout_s)
-        return Services(journal=journal, hw=hw, boss=boss, config=self.config.flows)
+        return Services(journal=journal, hw=hw, boss=boss, config=self.config.flows, cash_lock=self.cash_lock)
 
     async def _link_before_recovery(self, stack: contextlib.AsyncExitStack, journal: Any) -> bool:
         """With the BOSS over the hall, recovery asks the BOSS by key through the link: start the

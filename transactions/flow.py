@@ -21,6 +21,7 @@ from typing import Any, Awaitable, Callable, TypeVar
 
 from . import records
 from .boss import Boss
+from .cashlock import CashLock
 from .customer import Customer
 from .journal import Journal, boundary
 from .ledger import Ledger, LedgerUnbalanced
@@ -173,6 +174,7 @@ class Services:
     boss: Boss | None = None
     config: FlowConfig = field(default_factory=FlowConfig)
     clock: Callable[[], float] = time.time
+    cash_lock: CashLock = field(default_factory=CashLock)  # kioskd's lock-down: the intake stops
 
 
 @dataclass

@@ -26,6 +26,7 @@ from typing import Any
 from hal.cash import CashFault, CoinAccepted, Escrow, Rejected, Returned, Stacked
 
 from . import records
+from .cashlock import CashLock
 from .customer import CustomerCancelled, CustomerIdle
 from .flow import Run, Settled
 from .messages import yuan
@@ -45,6 +46,11 @@ class CashStopped(Exception):
         self.code = code
 
 
+class CashLocked(CashStopped):
+    """The kiosk locked down (panel door open, mains lost) while cash was to go in: the flow pays
+    back what is in (transactions/cashlock.py says why the intake, not only kioskd, must look)."""
+
+
 class _StackUnknown(Exception):
     pass
 
@@ -61,13 +67,16 @@ class _Events:
         async for event in acceptor.events():
             self.queue.put_nowait((acceptor, event))
 
-    async def next(self, timeout: float, cancelled: asyncio.Event | None = None) -> tuple[Any, Any]:
+    async def next(self, timeout: float, cancelled: asyncio.Event | None = None,
+                   lock: CashLock | None = None) -> tuple[Any, Any]:
         if self.put_back:
             return self.put_back.pop(0)
         getter = asyncio.ensure_future(self.queue.get())
         waiters = {getter}
         if cancelled is not None:
             waiters.add(asyncio.ensure_future(cancelled.wait()))
+        if lock is not None:
+            waiters.add(asyncio.ensure_future(lock.engaged.wait()))
         try:
             done, _ = await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -78,6 +87,8 @@ class _Events:
             return getter.result()
         if not done:
             raise TimeoutError
+        if lock is not None and lock.reasons:
+            raise CashLocked(lock.reason or "locked")
         raise CustomerCancelled("cancel pressed while inserting cash")
 
     async def stale(self) -> list[tuple[Any, Any]]:
@@ -150,6 +161,8 @@ async def _customer_keeps(run: Run, acceptor: Any, fen: int, events: _Events) ->
         if not question.done():
             question.cancel()
     answer = "gone" if gone else question.result()
+    if answer == "accept" and run.services.cash_lock.reasons:
+        answer = "locked"  # the kiosk locked down while the customer decided: no stacking now
     if answer != "accept":
         await run.go("give_back", data={"note": {**note, "answer": answer}})
         if not gone:
@@ -244,6 +257,7 @@ async def take_cash(run: Run, due_fen: int, allow_over_fen: int = 0) -> int:
     acceptors = run.services.hw.acceptors
     if not acceptors:
         raise CashStopped("no_acceptor")
+    lock = run.services.cash_lock
     paid = (await run.ledger()).cash_in
     events = _Events(acceptors)
     try:
@@ -258,15 +272,22 @@ async def take_cash(run: Run, due_fen: int, allow_over_fen: int = 0) -> int:
                     await acceptor.return_bill()
                 except Exception:
                     pass
+        if lock.reasons:  # locked down after this customer was admitted: never enable
+            raise CashLocked(lock.reason or "locked")
         await _enable(acceptors, [d for d in run.config.denominations if d <= due_fen - paid + allow_over_fen])
+        if lock.reasons:  # locked down while enabling: its inhibit may have gone out before ours
+            raise CashLocked(lock.reason or "locked")
         run.say("insert_cash", due=yuan(due_fen), paid=yuan(paid))
         while paid < due_fen:
             try:
-                acceptor, event = await events.next(run.config.idle_timeout, run.customer.cancelled)
+                acceptor, event = await events.next(run.config.idle_timeout, run.customer.cancelled, lock)
             except TimeoutError:
                 raise CustomerIdle("no cash for the idle timeout") from None
             if await _late_result(run, acceptor, event):
                 continue
+            if isinstance(event, Escrow) and lock.reasons:  # a note in escrow as the door opened: back
+                await acceptor.return_bill()
+                raise CashLocked(lock.reason or "locked")
             if isinstance(event, Escrow):
                 if paid + event.fen <= due_fen + allow_over_fen and run.config.note_question_s > 0:
                     keep, coins = await _customer_keeps(run, acceptor, event.fen, events)

@@ -2,8 +2,9 @@
 (tests/controller/test_power_fail.py, bench/powerfail.py).
 
 Its devices are the cash bus emulator (coin, bill, hopper), the card dispenser emulator and the
-INA219 register model the driver polls (``ups(kiosk)``); the hall link points at a port nobody
-listens on and just retries.
+INA219 register model the driver polls (``ups(kiosk)``), and with ``panel=True`` the GPIO panel on
+gpiozero's MockFactory (``door(kiosk, open)`` drives its door switch from a thread, as a real edge
+arrives); the hall link points at a port nobody listens on and just retries.
 """
 from __future__ import annotations
 
@@ -56,6 +57,16 @@ poll_interval_s = 0.02
 """
 
 
+PANEL = """
+[devices.panel]
+driver = "gpio-panel"
+pin_factory = "mock"
+door_pin = 17
+settle_ms = 5
+"""
+DOOR_PIN = 17
+
+
 async def until(what, timeout: float = 15.0):
     async with asyncio.timeout(timeout):
         while not (value := what()):
@@ -63,9 +74,10 @@ async def until(what, timeout: float = 15.0):
     return value
 
 
-async def start(tmp: Path, poll_s: float = 0.02) -> tuple[Kiosk, asyncio.Task]:
+async def start(tmp: Path, poll_s: float = 0.02, panel: bool = False) -> tuple[Kiosk, asyncio.Task]:
     """kioskd's ``run()`` as a task, once it serves."""
-    path = write_config(tmp, 9, DEVICES.replace("{poll}", str(poll_s)), kiosk_extra="simulate = true")
+    devices = DEVICES.replace("{poll}", str(poll_s)) + (PANEL if panel else "")
+    path = write_config(tmp, 9, devices, kiosk_extra="simulate = true")
     k = Kiosk(load(path, simulate=True))
     run = asyncio.get_running_loop().create_task(k.run())
     await until(lambda: k.state in ("ready", "degraded") or run.done())
@@ -77,6 +89,12 @@ async def start(tmp: Path, poll_s: float = 0.02) -> tuple[Kiosk, asyncio.Task]:
 def ups(k: Kiosk):
     """The INA219 model the driver reads: set ``bus_mv`` to play the UPS rail."""
     return k.devices.ctx.shared[SIM_BUS_KEY].chip(0x40)
+
+
+async def door(k: Kiosk, open_: bool) -> None:
+    """The technician opens (or shuts) the panel door: the switch's pin driven from a worker thread."""
+    pin = k.devices.ctx.shared["gpio-mock"].pin(DOOR_PIN)
+    await asyncio.to_thread(pin.drive_high if open_ else pin.drive_low)  # a switch to ground: open = high
 
 
 def emu(k: Kiosk, name: str, cmd: str, **args):

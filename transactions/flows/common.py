@@ -10,7 +10,7 @@ from ..boss import BossError, BossRefused, BossTimeout, BossUnavailable
 from ..customer import CustomerCancelled, CustomerIdle
 from ..effects import settle_and_finish
 from ..flow import Run, Settled, State, T, Transition
-from ..intake import CashStopped
+from ..intake import CashLocked, CashStopped
 
 FINALS = (
     State("done", "finished: service delivered, ledger balanced", recover="final"),
@@ -84,6 +84,9 @@ async def refund_after(run: Run, exc: BaseException) -> str:
     elif isinstance(exc, CustomerCancelled):
         run.say("cancel_refund")
         reason = "customer cancelled"
+    elif isinstance(exc, CashLocked):
+        run.say("locked_refund")
+        reason = f"kiosk locked down: {exc.code}"
     elif isinstance(exc, CashStopped):
         run.say("cash_fault_refund")
         reason = f"cash device: {exc.code}"

@@ -1,0 +1,125 @@
+"""The panel door opening on a customer in flight, and the mains coming back while it is open.
+
+kioskd runs in this test's loop (``Kiosk.run()``) on its simulated devices: the cash bus emulator
+(coin, bill, hopper) and the card dispenser emulator on ptys, the INA219 register model, and the
+GPIO panel on gpiozero's MockFactory, its door switch driven from a worker thread as a real edge
+arrives. What must hold (docs/reliability.md "Panel door and power"): with the door open no
+acceptor takes cash — not even when a flow admitted before the door opened reaches its intake —,
+the visit in flight ends with its money paid back and its ledger balanced, and the kiosk serves
+again only once the door is shut, whatever the mains did meanwhile.
+"""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from controller.kiosk import Kiosk
+from hal.emulators.model import ControlError
+from tests.support.ups_kiosk import accepting, door, emu, start, until, ups
+
+
+@pytest.fixture
+async def kiosk(tmp_path):
+    k, run = await start(tmp_path, poll_s=0.02, panel=True)
+    k.run_task = run
+    yield k
+    if not run.done():
+        k.stop_requested.set()
+        await asyncio.wait_for(run, 30)
+
+
+def shown(k: Kiosk) -> set[str]:
+    return {s["key"] for s in k.desk.screen().get("shown", [])}
+
+
+def question(k: Kiosk) -> str | None:
+    return (k.desk.screen()["question"] or {}).get("prompt")
+
+
+def any_accepting(k: Kiosk) -> bool:
+    return accepting(k, "coin") or accepting(k, "bill")
+
+
+async def last_txn(k: Kiosk) -> dict:
+    return await k.journal.read(lambda c: dict(c.execute(
+        "SELECT state, note, (SELECT COALESCE(SUM(CASE kind WHEN 'cash_in' THEN fen ELSE -fen END), 0) FROM money m"
+        " WHERE m.txn = t.id) AS balance, (SELECT COALESCE(SUM(fen), 0) FROM money m WHERE m.txn = t.id"
+        " AND kind = 'cash_in') AS cash_in, (SELECT COALESCE(SUM(fen), 0) FROM money m WHERE m.txn = t.id"
+        " AND kind = 'refunded') AS refunded FROM transactions t ORDER BY opened_at DESC LIMIT 1").fetchone()))
+
+
+async def test_door_opening_between_admission_and_intake_never_lets_the_flow_enable_the_acceptors(kiosk):
+    k = kiosk
+    await k.begin("card_sale")  # admitted with the door shut
+    await until(lambda: question(k) == "choose_card")
+    await door(k, True)  # the technician opens the door while the customer chooses
+    await until(lambda: k.state == "safe" and not any_accepting(k))
+    k.desk.answer("3000")  # the flow goes on to its intake with the door open
+
+    # before: the intake enabled both acceptors with the cabinet open
+    await until(lambda: not k.desk.screen()["busy"] or any_accepting(k))
+    assert not any_accepting(k)
+    assert emu(k, "cctalk", "insert_coin", value=100) != "accepted"
+    last = k.desk.screen()["last"]
+    assert last["state"] == "cancelled", last
+    assert "locked_refund" in {s["key"] for s in k.desk.customer.shown}  # 本机暂停服务进行维护 ...
+    assert await last_txn(k) == {"state": "cancelled", "note": "kiosk locked down: door_open", "balance": 0,
+                                 "cash_in": 0, "refunded": 0}
+    with pytest.raises(ControlError, match="door_open"):
+        await k.begin("card_sale")
+
+    await door(k, False)
+    await until(lambda: k.admission.closed_because is None and k.state in ("ready", "degraded"))
+
+
+async def test_door_opening_during_intake_stops_it_and_pays_back_what_is_in(kiosk):
+    k = kiosk
+    emu(k, "cctalk", "hopper_fill", count=50)
+    await k.begin("card_sale")
+    await until(lambda: question(k) == "choose_card")
+    k.desk.answer("3000")
+    await until(lambda: "insert_cash" in shown(k) and accepting(k))
+    assert emu(k, "cctalk", "insert_coin", value=100) == "accepted"
+    await until(lambda: "paid_so_far" in shown(k))
+
+    await door(k, True)
+    await until(lambda: not any_accepting(k))
+    # before: the intake waited out the customer's idle timeout (30 s here) with the acceptors shut
+    await until(lambda: not k.desk.screen()["busy"], timeout=20)
+    last = k.desk.screen()["last"]
+    assert last["state"] == "refunded", last
+    assert emu(k, "cctalk", "state")["hopper_paid_fen"] == 100  # the coin came back
+    assert await last_txn(k) == {"state": "refunded", "note": "kiosk locked down: door_open", "balance": 0,
+                                 "cash_in": 100, "refunded": 100}
+    assert not any_accepting(k) and k.admission.closed_because == "door_open"
+
+
+async def test_mains_back_with_the_door_open_stays_locked_down_until_the_door_shuts(kiosk):
+    k = kiosk
+    rail = ups(k)
+    await door(k, True)
+    await until(lambda: k.admission.closed_because == "door_open")
+    rail.bus_mv = 10_900  # on battery
+    await until(lambda: k.power.on_battery and k.power.synced.is_set())
+    rail.bus_mv = 12_100  # the mains is back; the door is still open
+    await until(lambda: not k.power.on_battery)
+
+    # before: power_restored opened the kiosk again with its door open
+    assert k.admission.closed_because == "door_open" and k.state == "safe"
+    assert k.cash_lock.reasons == ["door_open"]
+    with pytest.raises(ControlError, match="door_open"):
+        await k.begin("card_sale")
+    assert not any_accepting(k)
+    assert emu(k, "cctalk", "insert_coin", value=100) != "accepted"
+
+    await door(k, False)  # the door shuts: now it serves, and a customer's intake takes cash again
+    await until(lambda: k.admission.closed_because is None and k.state in ("ready", "degraded"))
+    assert k.cash_lock.reasons == []
+    await k.begin("card_sale")
+    await until(lambda: question(k) == "choose_card")
+    k.desk.answer("3000")
+    await until(lambda: "insert_cash" in shown(k) and accepting(k))
+    k.desk.cancel()
+    await until(lambda: not k.desk.screen()["busy"])
+    assert not any_accepting(k)
