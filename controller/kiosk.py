@@ -187,14 +187,8 @@ class Kiosk:
     # -- events -----------------------------------------------------------------------------
     def _report(self, event: DeviceEvent) -> None:
         log_event(event)
-        if self.journal is not None:
-            from transactions import books
-
-            async def journal_it() -> None:
-                await books.device_event(self.journal, event)
-                await self.outbox_moved()
-
-            self._spawn(journal_it())
+        if self.outbox is not None:  # stored for the hall, or counted past the outbox's cap
+            self._spawn(self.outbox.device_event(event))
 
     def _visit_finished(self) -> None:
         self._spawn(self.outbox_moved())

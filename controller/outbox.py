@@ -13,8 +13,15 @@ flow while the outbox holds more than ``flows.max_outbox`` rows): raised when th
 the limit, lifted once it is back below it, each time with an event row for the hall.
 ``outbox_high`` is the warning before it, at ``flows.outbox_warn`` rows (half the limit by default):
 in a long outage the hall staff learn that the kiosk is filling up while it still takes cash.
-With cash-taking flows stopped at the limit, what still grows is the odd device event and alarm,
-so the outbox on disk stays near ``max_outbox`` rows (a txn row is about 0.5-1 KB).
+
+Bounded on disk, whatever the outage: cash-taking flows stop at ``max_outbox``; the events the
+devices report (faults, door, power, stock: a chattering device could write one a second) are
+counted instead of stored once ``outbox_warn`` rows wait (``device_event``), so they never take the
+room money records need, and one ``events_dropped`` record with the counts per device, kind and
+code goes to the hall once the depth is back below that level (the hall acking again). Money
+records — transactions, vouchers, reviews, collections, alarms — are never dropped. Delivered
+rows are deleted on the ack but the newest ``max_outbox`` (records.prune_delivered says why those
+are kept), so a healthy hall does not grow the journal either.
 """
 from __future__ import annotations
 
@@ -48,6 +55,7 @@ class Outbox:
         self.depth = 0  # undelivered rows
         self.full = False  # the outbox_full alarm
         self.holding = False  # the pump waits for the hall (link down or hall offline)
+        self.dropped = 0  # device events counted, not stored, since the last events_dropped record
         self.rewinds = 0
         self.on_change: Callable[[], None] = lambda: None  # depth or alarm moved (status, menu)
         self._last_progress = time.monotonic()
@@ -61,9 +69,31 @@ class Outbox:
         self.acked = await self.journal.read(lambda conn: conn.execute(
             "SELECT COALESCE(MAX(seq), 0) FROM outbox WHERE delivered = 1").fetchone()[0])
         self.sent = self._ack_target = self.acked
+        from transactions import records
+
+        self.dropped = await self.journal.read(records.dropped_events)
         await self.refresh()
 
     # -- new rows, depth, alarm ------------------------------------------------------------------
+    @property
+    def event_cap(self) -> int:
+        """Device events are stored while fewer rows than this wait: the outbox_high level."""
+        return self.warn if self.warn is not None else self.max_outbox
+
+    async def device_event(self, event: Any) -> int:
+        """A device's event for the hall (hal.device.DeviceEvent); 0 if counted instead of stored."""
+        from transactions import books
+
+        seq = await books.device_event(self.journal, event, self.event_cap)
+        if not seq:
+            if not self.dropped:
+                log.warning("outbox over the device-event cap: device events are counted, not stored",
+                            extra=fields(depth=self.depth, cap=self.event_cap))
+            self.dropped += 1
+        self.wake()
+        await self.refresh()
+        return seq
+
     def wake(self) -> None:
         """Something new is in the outbox (a finished visit, a device event)."""
         self._wake.set()
@@ -72,6 +102,8 @@ class Outbox:
         from transactions import books
 
         self.depth = await books.outbox_depth(self.journal)
+        if self.dropped and self.depth < self.event_cap:
+            await self._report_dropped()
         # below, not at, to lift: the lift's own row must not raise it again
         if self.warn is not None and not self.high and self.depth > self.warn:
             await self._alarm("outbox_high", True, self.warn)
@@ -82,6 +114,17 @@ class Outbox:
         if self.high and self.warn is not None and self.depth < self.warn:
             await self._alarm("outbox_high", False, self.warn)
         self.on_change()
+
+    async def _report_dropped(self) -> None:
+        from transactions import records
+
+        seq = await self.journal.write(records.report_dropped, time.time())
+        log.warning("device events dropped while the outbox was over its cap; reported",
+                    extra=fields(dropped=self.dropped, msg_seq=seq))
+        self.dropped = 0
+        if seq:
+            self.depth += 1
+            self.wake()
 
     def alarms(self) -> list[str]:
         return [name for name, on in (("outbox_high", self.high), ("outbox_full", self.full)) if on]
@@ -147,7 +190,7 @@ class Outbox:
             self._ack_event.clear()
             target = self._ack_target
             if target > self.acked:
-                await books.ack(self.journal, target)
+                await books.ack(self.journal, target, keep=self.max_outbox)
                 self.acked = target
                 self.sent = max(self.sent, target)
                 self._wake.set()  # room in the window

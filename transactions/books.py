@@ -16,13 +16,21 @@ async def outbox(j: Journal, after_seq: int = 0, limit: int = 100) -> list[dict]
     return await j.read(records.outbox_pending, after_seq, limit)
 
 
-async def ack(j: Journal, upto_seq: int) -> int:
-    """The hall's ack (high-water seq committed by halld): rows up to it are delivered, and the
-    sealed real-name data in them is purged from the kiosk (the hall has it now)."""
-    n = await j.write(records.mark_delivered, upto_seq, time.time())
-    if n:
-        await j.write(pii.purge_delivered)
-    return n
+async def ack(j: Journal, upto_seq: int, keep: int | None = None) -> int:
+    """The hall's ack (high-water seq committed by halld): rows up to it are delivered, the sealed
+    real-name data in them is purged from the kiosk (the hall has it now), and with ``keep`` the
+    delivered rows but the newest ``keep`` are deleted (``records.prune_delivered`` says what is
+    kept and why). One commit: the purge always sees a row before the prune deletes it."""
+
+    def deliver(conn: Any) -> int:
+        n = records.mark_delivered(conn, upto_seq, time.time())
+        if n:
+            pii.purge_delivered(conn)
+            if keep is not None:
+                records.prune_delivered(conn, upto_seq, keep)
+        return n
+
+    return await j.write(deliver)
 
 
 async def outbox_depth(j: Journal) -> int:
@@ -47,10 +55,11 @@ async def collect(j: Journal, by: str) -> dict:
     return await j.write(records.collect, by, time.time())
 
 
-async def device_event(j: Journal, event: Any) -> int:
-    """Journal a ``hal.device.DeviceEvent`` and queue it for the hall; returns its outbox seq."""
+async def device_event(j: Journal, event: Any, cap: int | None = None) -> int:
+    """Journal a ``hal.device.DeviceEvent`` and queue it for the hall; returns its outbox seq, or 0
+    when ``cap`` rows or more wait for the hall and it was counted instead (``records.drop_event``)."""
     return await j.write(records.record_device_event, event.device, event.kind, event.code, event.detail,
-                         dict(event.data), time.time())
+                         dict(event.data), time.time(), cap)
 
 
 async def claim_voucher(j: Journal, claim_code: str) -> dict:

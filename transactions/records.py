@@ -187,12 +187,74 @@ def mark_delivered(conn: sqlite3.Connection, upto_seq: int, now: float) -> int:
                         (now, upto_seq)).rowcount
 
 
+def prune_delivered(conn: sqlite3.Connection, upto_seq: int, keep: int) -> int:
+    """Delete delivered outbox rows but the newest ``keep`` (at least one) of those up to ``upto_seq``.
+
+    An outbox row is a copy for the hall; once halld has acked it, halld's database is where the
+    hall's audit reads it. The kiosk's own books — transactions, money, steps, refunds, counters,
+    collections: what recovery resolves and what the ledger rule is checked on — are never
+    touched. Kept of the outbox: the newest delivered row, because its seq is the acked high water
+    the outbox restarts from (``Outbox.load``; AUTOINCREMENT never hands a seq out twice, but the
+    high water would read 0 without it); and a tail of ``keep`` delivered rows (kioskd keeps
+    ``max_outbox``), so whoever compares the kiosk's last records with halld's after an incident
+    has them here, and the table never holds more than about twice ``max_outbox`` rows. Rows up to
+    ``upto_seq`` are all delivered (acks are a contiguous high water), so the cut is a seq.
+
+    The device_events table, the kiosk's local copy of what its devices reported (the hall has
+    each in its event record), keeps its newest ``keep`` rows the same way: a device chattering
+    for months with a healthy hall must not fill the SD card either.
+    """
+    last = conn.execute("SELECT MAX(seq) FROM outbox WHERE seq <= ? AND delivered = 1", (upto_seq,)).fetchone()[0]
+    if last is None:
+        return 0
+    keep = max(1, keep)
+    newest = conn.execute("SELECT MAX(id) FROM device_events").fetchone()[0]
+    if newest is not None:
+        conn.execute("DELETE FROM device_events WHERE id <= ?", (newest - keep,))
+    return conn.execute("DELETE FROM outbox WHERE seq <= ? AND delivered = 1", (last - keep,)).rowcount
+
+
 def record_device_event(conn: sqlite3.Connection, device: str, kind: str, code: str, detail: str,
-                        data: dict, now: float) -> int:
+                        data: dict, now: float, cap: int | None = None) -> int:
+    """A device's event, journalled and queued for the hall; returns its outbox seq.
+
+    ``cap``: with that many rows undelivered or more, the event is not stored but counted
+    (``drop_event``): a chattering device in a long outage must not grow the journal without end,
+    nor take the room money records need. kioskd caps only the events its devices report
+    (``Outbox.device_event``); money-related ones (a bill's late stack result) are never capped.
+    """
+    if cap is not None and outbox_depth(conn) >= cap:
+        drop_event(conn, device, kind, code, now)
+        return 0
     conn.execute("INSERT INTO device_events(at, device, kind, code, detail, data) VALUES (?, ?, ?, ?, ?, ?)",
                  (now, device, kind, code, detail, _j(data)))
     return enqueue(conn, "event", {"kind": kind, "device": device, "code": code, "detail": detail,
                                    "data": data, "at": now}, now)
+
+
+def drop_event(conn: sqlite3.Connection, device: str, kind: str, code: str, now: float) -> None:
+    """Count a device event not stored: per ``device/kind/code``, and when the first was dropped."""
+    conn.execute("INSERT OR IGNORE INTO counters(kind, key, value, updated_at) VALUES ('events_dropped_since', '', ?, ?)",
+                 (int(now), now))
+    adjust_counter(conn, "events_dropped", f"{device}/{kind}/{code}", 1, now)
+
+
+def dropped_events(conn: sqlite3.Connection) -> int:
+    return conn.execute("SELECT COALESCE(SUM(value), 0) FROM counters WHERE kind = 'events_dropped'").fetchone()[0]
+
+
+def report_dropped(conn: sqlite3.Connection, now: float) -> int:
+    """One ``events_dropped`` event for the hall with what ``drop_event`` counted, and the counts
+    reset in the same commit; returns its outbox seq (0: nothing was dropped)."""
+    rows = conn.execute("SELECT key, value, updated_at FROM counters WHERE kind = 'events_dropped' ORDER BY key").fetchall()
+    if not rows:
+        return 0
+    since = conn.execute("SELECT value FROM counters WHERE kind = 'events_dropped_since'").fetchone()
+    event = {"kind": "events_dropped", "count": sum(r["value"] for r in rows),
+             "by": {r["key"]: r["value"] for r in rows}, "since": since[0] if since else None,
+             "until": max(r["updated_at"] for r in rows), "at": now}
+    conn.execute("DELETE FROM counters WHERE kind IN ('events_dropped', 'events_dropped_since')")
+    return enqueue(conn, "event", event, now)
 
 
 def adjust_counter(conn: sqlite3.Connection, kind: str, key: str, delta: int, now: float) -> int | None:
