@@ -1,6 +1,6 @@
 """Crash soak: SIGKILL kioskd N times (every step boundary of every flow, then random instants).
 
-    python bench/crash_soak.py --kills 2000 [--seed 1] [--workers 2] [--boundary-rounds 1] [--workdir DIR]
+    python bench/crash_soak.py --kills 10000 [--seed 1] [--workers 4] [--boundary-rounds 1] [--workdir DIR]
     python bench/crash_soak.py --faults [--per-fault N] [--second-cuts N] [--workers 2] [--workdir DIR]
     python bench/crash_soak.py --scenarios identity --kills 300   # the real-name flows (issue 11)
 
@@ -37,11 +37,14 @@ from tests.crash.soak import InvariantBroken, Report, run_parallel  # noqa: E402
 
 
 def start_baseline(work: Path, n: int = 5) -> tuple[float, float]:
-    """Mean spawn-to-ready of kioskd forked by the rig and of a fresh ``python -m controller`` (s)."""
+    """Mean spawn-to-ready of kioskd forked by the rig and of a fresh ``python -m controller`` (s),
+    each after one start not counted (the rig's one-time preload; the page cache for the fresh one)."""
     times = {}
     with Rig(work) as rig:
         for fork in (True, False):
             rig.fork = fork
+            rig.start_kioskd(note="start-up baseline warm-up")
+            rig.kill_kioskd()
             before_n, before_s = rig.starts, rig.start_time
             for _ in range(n):
                 rig.start_kioskd(note="start-up baseline")
@@ -54,7 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="crash_soak")
     parser.add_argument("--kills", type=int, default=10000)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--workers", type=int, default=2, help="rigs side by side (each its own emulators, bosssim, kioskd)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="rigs side by side (each its own emulators, bosssim, kioskd); default 4 for the kill "
+                             "soak (a rig mostly waits on its devices, ~0.3 core), 2 for --faults")
     parser.add_argument("--boundary-rounds", type=int, default=1, help="passes over every boundary before random kills")
     parser.add_argument("--workdir", type=Path,
                         help="keep the rigs' files here (default: a temp dir, removed unless something broke)")
@@ -70,7 +75,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="with --faults: recovery boundaries killed at after each kill (default: all)")
     args = parser.parse_args(argv)
     if args.faults:
+        args.workers = args.workers or 2
         return faults(args)
+    args.workers = args.workers or 4
     groups = {"money": tuple(SCENARIOS), "identity": tuple(ID_SCENARIOS)}
     scenarios = groups.get(args.scenarios) or tuple(args.scenarios.split(","))
     unknown = [name for name in scenarios if name not in ALL_SCENARIOS]

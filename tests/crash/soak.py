@@ -270,8 +270,9 @@ class Soak:
 
 
 # -- several rigs side by side ------------------------------------------------------------------
-# One rig keeps a core about half busy (the rest is waiting on devices: bills stacking, coins paid at
-# 20 a second, the take timeout), so two rigs on two cores give nearly twice the kills per minute.
+# One rig keeps a core about a third busy (the rest is waiting on devices: bills stacking, coins paid
+# at 20 a second, the take timeout, recovery's payouts), so on two cores four rigs give about three
+# times one rig's kills per minute (bench/crash_soak.py's default; CI runs two).
 # Each worker is a forked process with its own emulators, bosssim, kioskd and work dir; it traces
 # the scenarios itself and kills at its share of the boundaries (by label), then at random.
 
