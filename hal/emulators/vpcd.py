@@ -29,6 +29,7 @@ class VpcdSlot:
         self.port = port
         self.apdus = 0
         self.connected = asyncio.Event()
+        self.seen = False  # pcscd asked this card for its ATR since it was inserted: PC/SC knows it
         self._task: asyncio.Task | None = None
         self._writer: asyncio.StreamWriter | None = None
 
@@ -70,6 +71,7 @@ class VpcdSlot:
             if code in (0x01, 0x02):  # power on / reset
                 card.power_on()
             elif code == 0x04:
+                self.seen = True
                 return ATR
             return None
         self.apdus += 1
@@ -89,7 +91,7 @@ class VpcdSlot:
 
     async def insert(self, card: UsimCard) -> None:
         await self.remove()
-        self.card = card
+        self.card, self.seen = card, False
         await self.start()
 
     async def stop(self) -> None:
@@ -101,7 +103,7 @@ class VpcdSlot:
             return "pong"
         if cmd == "state":
             card = self.card
-            return {"emulator": "usim", "inserted": self._task is not None, "connected": self.connected.is_set(),
+            return {"emulator": "usim", "inserted": self._task is not None, "connected": self.connected.is_set(), "seen": self.seen,
                     "apdus": self.apdus, "iccid": card.iccid if card else None,
                     "adm_tries_left": card.adm_left if card else None,
                     "files": card.files() if card else {}}

@@ -192,6 +192,13 @@ class Visit:
         if rig.emu("crt571-sims", "state")["bin_full"]:
             rig.emu("crt571-sims", "empty_bin")
         rig.emu("usim", "new_card")
+        # the new card is plugged in as vpcd reconnects; pcscd notices it on its next poll: the
+        # kiosk may write only after that (the real dispenser moves the card up long before)
+        deadline = time.monotonic() + 10
+        while not rig.emu("usim", "state")["seen"]:
+            if time.monotonic() > deadline:
+                raise RuntimeError("pcscd did not see the new USIM within 10 s")
+            time.sleep(0.02)
 
     def _feed_next(self) -> None:
         """One piece of cash, when the acceptor takes it (a person waits for the bezel light)."""

@@ -628,13 +628,12 @@ def run_matrix(work: Path, broker_port: int, log: Callable[[str], None] = lambda
 def tidy_identity(rig: Rig) -> None:
     """What a person in the hall does after an identity cell: the SIM dispenser's jam cleared and its
     bin emptied, a SIM stuck in its channel pulled out into the bin's bag (it was never the
-    customer's), a fresh blank card at the contacts."""
+    customer's); the next visit brings a fresh blank card to the contacts (customer.py)."""
     rig.emu("crt571-sims", "clear_jam")
     if rig.emu("crt571-sims", "state")["position"] in ("read", "gate"):
         rig.emu("crt571-sims", "pull_card")
     rig.emu("crt571-sims", "set_bin", capacity=100000)
     rig.emu("crt571-sims", "set_stock", count=100000)
-    rig.emu("usim", "new_card")
 
 
 def sim_problems(outcomes: list[tuple[str, dict]], before: dict, after: dict) -> list[str]:
