@@ -190,13 +190,17 @@ def drained(rig: Rig, timeout: float = 60.0) -> None:
 
 def hall_check(rig: Rig) -> HallBooks:
     """Compare the journal with halld's database: no finished transaction missing, none twice,
-    none the kiosk never finished, and halld's record sequence the journal's outbox, 1..N in order."""
+    none the kiosk never finished, and halld's record sequence every msg_seq the journal's outbox
+    numbered, 1..N in order."""
     import sqlite3
 
     h = HallBooks()
     with rig.journal() as j:
         final = {r["id"]: r["seq"] for r in j.execute("SELECT id, seq FROM transactions WHERE state != 'open'")}
-        out_seqs = [r[0] for r in j.execute("SELECT seq FROM outbox ORDER BY seq")]
+        # every msg_seq the outbox ever handed out (AUTOINCREMENT): acked rows are pruned but the
+        # newest max_outbox (records.prune_delivered), so the rows left are only the tail of them
+        numbered = (j.execute("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'").fetchone() or [0])[0]
+        out_seqs = list(range(1, numbered + 1))
     hall = sqlite3.connect(f"file:{rig.hall_db}?mode=ro", uri=True, timeout=10)
     try:
         rows = hall.execute("SELECT txn, seq, msg_seq FROM txns WHERE kiosk = 'K-CRASH'").fetchall()
