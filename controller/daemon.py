@@ -46,16 +46,6 @@ def main(argv: list[str] | None = None) -> int:
         import dataclasses
 
         config = dataclasses.replace(config, boss=dataclasses.replace(config.boss, url=args.boss_url, via="url"))
-    if args.identity:
-        from . import enrolment, logs
-
-        logs.setup(config.kiosk.log_level)
-        try:
-            enrolled = asyncio.run(enrolment.first_boot(args.identity, Path(config.kiosk.state_dir) / "tls"))
-        except enrolment.EnrolmentRefused as exc:
-            print(f"kioskd: {exc}", file=sys.stderr)
-            return 1
-        config = enrolment.apply(config, enrolled)
     if args.check_config:
         print(f"{path}: ok ({len(config.devices)} devices, kiosk {config.kiosk.id})")
         return 0
@@ -63,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     from .kiosk import Kiosk
 
     logs.setup(config.kiosk.log_level)
-    return asyncio.run(Kiosk(config).run())
+    # --identity: Kiosk.run enrols first, its screen saying so (controller/enrolment.py)
+    return asyncio.run(Kiosk(config, identity=args.identity).run())
 
 
 if __name__ == "__main__":

@@ -11,8 +11,8 @@ private key is made here and never leaves the kiosk; the hall gets a CSR.
     result in TLS_DIR (state dir, data partition): kiosk.key (0600), kiosk.crt, ca.crt
 
 Hall unreachable or failing: retry with exponential backoff (1 s doubling to 60 s, jittered),
-saying so in the log and in systemd's status line (and keeping systemd's start timeout and
-watchdog fed). Refused (403/400: used, expired, other kiosk's token): `EnrolmentRefused`,
+saying so in the log, in systemd's status line and on the customer's screen (`show` gets a
+`Progress`: kioskd serves its page before enrolling, controller/kiosk.py `_enrol`). Refused (403/400: used, expired, other kiosk's token): `EnrolmentRefused`,
 kioskd exits with the reason; a new token and a new personalise are needed.
 After success the token is removed from the identity file (it is burnt at the hall anyway).
 """
@@ -23,6 +23,7 @@ import logging
 import os
 import random
 import ssl
+import time
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +59,18 @@ class Identity:
     @property
     def fleet_ca(self) -> Path:
         return self.path.with_name("fleet-ca.crt")
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where enrolment stands, for the screen: connecting (attempt n in flight), retrying (attempt n
+    failed; the next at retry_at, wall-clock seconds), enrolled."""
+    state: str
+    kiosk: str
+    hall: str
+    attempt: int
+    retry_at: float | None = None
+    error: str = ""
 
 
 @dataclass(frozen=True)
@@ -150,9 +163,10 @@ def _burn_token(identity: Identity) -> None:
 
 
 async def ensure(identity_path: Path, tls_dir: Path, say: Callable[[str], None] = lambda s: None,
-                 backoff_first_s: float = BACKOFF_FIRST_S) -> Enrolled:
+                 backoff_first_s: float = BACKOFF_FIRST_S,
+                 show: Callable[[Progress], None] = lambda p: None) -> Enrolled:
     """Enrolled already (a cert for our key and id in tls_dir), or enrol now, retrying until the
-    hall answers. `say` gets each status line (systemd STATUS=, the screen)."""
+    hall answers. `say` gets each status line (systemd STATUS=), `show` each step (the screen)."""
     identity = read_identity(identity_path)
     tls_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     done = Enrolled(identity, tls_dir / "ca.crt", tls_dir / "kiosk.crt", tls_dir / "kiosk.key")
@@ -165,6 +179,7 @@ async def ensure(identity_path: Path, tls_dir: Path, say: Callable[[str], None] 
     delay, attempt = backoff_first_s, 0
     while True:
         attempt += 1
+        show(Progress("connecting", identity.kiosk, identity.hall, attempt))
         try:
             status, answer = await _post(identity, csr)
         except Exception as exc:  # refused connection, TLS, timeout, aiohttp.ClientError: all mean "try again"
@@ -180,6 +195,7 @@ async def ensure(identity_path: Path, tls_dir: Path, say: Callable[[str], None] 
             msg = f"enrolled as {identity.kiosk} of hall {identity.hall} (attempt {attempt})"
             log.info(msg)
             say(msg)
+            show(Progress("enrolled", identity.kiosk, identity.hall, attempt))
             return done
         if status in (400, 403):
             msg = f"enrolment refused by the hall: {answer.get('error', status)}"
@@ -191,6 +207,8 @@ async def ensure(identity_path: Path, tls_dir: Path, say: Callable[[str], None] 
                f"{answer.get('error', f'HTTP {status}')}); retrying in {wait:.0f} s")
         log.warning(msg)
         say(msg)
+        show(Progress("retrying", identity.kiosk, identity.hall, attempt, time.time() + wait,
+                      str(answer.get("error", f"HTTP {status}"))))
         await asyncio.sleep(wait)
         delay = min(delay * 2, BACKOFF_MAX_S)
 
@@ -207,9 +225,11 @@ def apply(config, enrolled: Enrolled):
                                  key_file=str(enrolled.key_file)))
 
 
-async def first_boot(identity_path: Path, tls_dir: Path) -> Enrolled:
-    """`ensure` under systemd: the status line says what is happening, and the start timeout and
-    watchdog are fed while we wait for the hall (which may take hours on a new site)."""
+async def first_boot(identity_path: Path, tls_dir: Path, show: Callable[[Progress], None] = lambda p: None,
+                     extend_start: bool = True) -> Enrolled:
+    """`ensure` under systemd: the status line says what is happening. `extend_start`: kioskd has not
+    said READY (no screen served), so the start timeout and watchdog are fed while we wait for the
+    hall, which may take hours on a new site."""
     from .sdnotify import Notifier
 
     notify = Notifier()
@@ -219,8 +239,9 @@ async def first_boot(identity_path: Path, tls_dir: Path) -> Enrolled:
             notify.send("WATCHDOG=1", "EXTEND_TIMEOUT_USEC=30000000")
             await asyncio.sleep(3)
 
-    feeder = asyncio.get_running_loop().create_task(feed())
+    feeder = asyncio.get_running_loop().create_task(feed()) if extend_start else None
     try:
-        return await ensure(identity_path, tls_dir, lambda s: notify.status(s))
+        return await ensure(identity_path, tls_dir, lambda s: notify.status(s), show=show)
     finally:
-        feeder.cancel()
+        if feeder is not None:
+            feeder.cancel()

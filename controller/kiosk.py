@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import logging
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -30,8 +31,11 @@ STATUS_EVERY_S = 0.5
 
 
 class Kiosk:
-    def __init__(self, config: config_mod.Config, notifier: Notifier | None = None) -> None:
+    def __init__(self, config: config_mod.Config, notifier: Notifier | None = None,
+                 identity: Path | None = None) -> None:
         self.config = config
+        self.identity = identity  # first boot: the card's kiosk-identity.toml (controller/enrolment.py)
+        self.enrolment: dict[str, Any] | None = None  # while enrolling: what the screen says about it
         self.notifier = notifier or Notifier()
         self.admission = Admission()
         from transactions.cashlock import CashLock
@@ -58,6 +62,7 @@ class Kiosk:
         self._status_dirty = False
         self._status_task: asyncio.Task | None = None
         self._config_lock = asyncio.Lock()
+        self._watchdog_task: asyncio.Task | None = None
 
     @property
     def outbox_depth(self) -> int:
@@ -359,7 +364,62 @@ class Kiosk:
                 continue
             self.notifier.watchdog()
 
+    def _start_watchdog(self, stack: contextlib.AsyncExitStack) -> None:
+        """From the first READY on (systemd checks the watchdog only once start-up is complete)."""
+        interval = watchdog_interval()
+        if interval and self._watchdog_task is None:
+            self._watchdog_task = asyncio.get_running_loop().create_task(self._watchdog(interval), name="watchdog")
+            stack.callback(self._watchdog_task.cancel)
+
     # -- lifecycle --------------------------------------------------------------------------
+    async def _serve_screen(self, stack: contextlib.AsyncExitStack) -> None:
+        """The customer's screen (controller/ui): bound now, its HTTP code imported on the first page."""
+        if self.config.ui.listen and self.ui is None:
+            from .ui import UiServer
+
+            self.ui = await stack.enter_async_context(UiServer(self))
+
+    async def _enrol(self, stack: contextlib.AsyncExitStack) -> bool:
+        """First boot: enrol at the hall before anything that needs our identity (journal, hall
+        link). The screen is served first and says "connecting to the hall" with each attempt;
+        no device is opened yet, so no acceptor can take money. READY goes out once the page is
+        served, so that kiosk-ui.service (ordered after us) shows it. False: stopped meanwhile."""
+        from . import enrolment
+
+        await self._serve_screen(stack)
+        if self.ui is not None:
+            self.notifier.ready("enrolling at the hall")
+            self._start_watchdog(stack)
+
+        def show(p: enrolment.Progress) -> None:
+            self.enrolment = None if p.state == "enrolled" else {
+                "state": p.state, "kiosk": p.kiosk, "hall": p.hall, "attempt": p.attempt, "error": p.error,
+                "retry_at": time.strftime("%H:%M:%S", time.localtime(p.retry_at)) if p.retry_at else None,
+                "retry_in_s": round(max(0.0, p.retry_at - time.time()), 1) if p.retry_at else None}
+            if self.ui is not None:
+                self.ui.changed()
+
+        tls_dir = Path(self.config.kiosk.state_dir) / "tls"
+        enrol = asyncio.ensure_future(enrolment.first_boot(self.identity, tls_dir, show, extend_start=self.ui is None))
+        stop = asyncio.ensure_future(self.stop_requested.wait())
+        try:
+            await asyncio.wait({enrol, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (enrol, stop):
+                if not task.done():
+                    task.cancel()
+            await asyncio.gather(enrol, stop, return_exceptions=True)
+        if not enrol.done() or enrol.cancelled():
+            log.info("stopped while enrolling")
+            return False
+        try:
+            self.config = enrolment.apply(self.config, enrol.result())
+        except enrolment.EnrolmentRefused as exc:  # a new token and a new personalise are needed
+            print(f"kioskd: {exc}", file=sys.stderr)
+            self.exit_code = 1
+            return False
+        return True
+
     def _services(self, journal: Any) -> Any:
         """The flows' view of the kiosk: hardware by role, the BOSS, the flow settings."""
         from transactions import Boss, Hardware, Services, http_boss
@@ -431,6 +491,9 @@ class Kiosk:
         state_dir = Path(kiosk.state_dir)
         state_dir.mkdir(parents=True, exist_ok=True)
         async with contextlib.AsyncExitStack() as stack:
+            if self.identity is not None and not await self._enrol(stack):
+                return self.exit_code
+            kiosk = self.config.kiosk  # with the enrolled id and hall
             journal = await stack.enter_async_context(
                 Journal(state_dir / "journal.db", kiosk=kiosk.id, version=__version__))
             self.journal = journal
@@ -469,10 +532,8 @@ class Kiosk:
             api = LocalApi(runtime_dir / "kioskd.sock")
             self._register_commands(api)
             await stack.enter_async_context(api)
-            if self.config.ui.listen:  # the customer's screen (controller/ui): bound now, imported on first page
-                from .ui import UiServer
-
-                self.ui = await stack.enter_async_context(UiServer(self))
+            await self._serve_screen(stack)  # already served while enrolling
+            if self.ui is not None:
                 self.desk.on_screen = self.ui.changed
             await self.outbox.refresh()
             if self.admission.closed_because == "starting" or self.admission.closed_because is None:
@@ -484,10 +545,7 @@ class Kiosk:
                 await self._enter_link(stack)
             self.updater.start()  # finish or report what an update left at the last boot
             self.desk.on_finished = self._visit_finished
-            interval = watchdog_interval()
-            if interval:
-                watchdog = loop.create_task(self._watchdog(interval), name="watchdog")
-                stack.callback(watchdog.cancel)
+            self._start_watchdog(stack)
             await self.stop_requested.wait()
             await self._stop()
         log.info("stopped", extra=fields(exit_code=self.exit_code))

@@ -45,16 +45,18 @@ def visit(kiosk: Any) -> dict[str, Any] | None:
 
 def snapshot(kiosk: Any, menu: dict[str, bool], seq: int) -> dict[str, Any]:
     flows = kiosk.config.flows
+    enrolment = getattr(kiosk, "enrolment", None)  # first boot: connecting to the hall (controller/enrolment.py)
     return {
         "type": "screen",
         "seq": seq,
-        "kiosk": kiosk.config.kiosk.id,
+        "kiosk": enrolment["kiosk"] if enrolment else kiosk.config.kiosk.id,
         "session": kiosk.session,
         "mode": mode(kiosk, menu),
         "services": services(kiosk, menu),
         "notices": list(kiosk.config.ui.notices),
         "large_text": kiosk.config.ui.large_text,
         "visit": visit(kiosk),
+        "enrolment": enrolment,
         "cash": {"denominations": list(flows.denominations), "idle_timeout_s": flows.idle_timeout,
                  "hotline": flows.hotline},
     }

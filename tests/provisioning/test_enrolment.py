@@ -1,7 +1,7 @@
 """First-boot enrolment against a real halld (subprocess, HTTPS) and the secure Mosquitto:
 the kiosk makes its key, trades token + CSR for its certificate, and kioskd joins the hall with it.
 Replayed, expired, other-kiosk and unknown tokens are refused and logged; an unreachable hall is
-retried with backoff."""
+retried with backoff, and the customer's screen says so meanwhile."""
 from __future__ import annotations
 
 import asyncio
@@ -26,7 +26,7 @@ from provisioning.personalise import identity_toml
 from tests.support.kioskd import start_kioskd, write_config
 from tests.support.tcpproxy import TcpProxy
 
-FLEET = {"H1": ["K5", "K6"]}
+FLEET = {"H1": ["K5", "K6", "K7"]}
 
 
 def wait_for(check, timeout: float, what: str):
@@ -169,3 +169,48 @@ async def test_unreachable_hall_is_retried_with_backoff(hall, tmp_path: Path) ->
     assert done.cert_file.exists()
     assert "hall not reachable for enrolment" in said[0] and "attempt 1" in said[0]
     assert said[-1].startswith("enrolled as K5")
+
+
+async def test_the_screen_says_connecting_while_the_hall_refuses_then_the_kiosk_enrols(hall, tmp_path: Path) -> None:
+    """kioskd serves its screen before it enrols: each snapshot carries the enrolment (attempt,
+    next try) and no visit can begin; once the hall answers, the kiosk enrols and joins it."""
+    from tests.ui.kiosk import start_enrolling
+    from tests.ui.test_server import Page
+
+    token = issue_token(str(hall.db), "K7", "H1")
+    async with TcpProxy(hall.port) as proxy:
+        proxy.cut(refuse=True)
+        kioskd, ui_port = start_enrolling(tmp_path, f"https://localhost:{proxy.port}/enrol", hall.ca.cert_path,
+                                          kiosk="K7", hall="H1", token=token, mqtt_port=hall.broker.port)
+        screen = type("Screen", (), {"url": f"http://127.0.0.1:{ui_port}/", "ui_port": ui_port})
+        try:
+            async with asyncio.timeout(30):  # the listener is bound first thing
+                while not accepts(ui_port):
+                    assert kioskd.poll() is None, kioskd.log()[-3000:]
+                    await asyncio.sleep(0.1)
+            page = await Page.open(screen)
+            try:
+                first = await page.until("retrying", lambda s: (s["enrolment"] or {}).get("state") == "retrying")
+                assert first["mode"] == "out_of_service" and first["kiosk"] == "K7" and first["visit"] is None
+                assert first["enrolment"]["retry_at"] and first["enrolment"]["error"]
+                later = await page.until("two more attempts", lambda s: (s["enrolment"] or {}).get("attempt", 0)
+                                         >= first["enrolment"]["attempt"] + 2)
+                assert later["enrolment"]["hall"] == "H1"
+                await page.send({"type": "begin", "service": "topup", "id": 1})
+                while True:  # snapshots may come first; the refusal follows
+                    msg = await page.next()
+                    if msg.get("type") == "refused":
+                        break
+                assert "starting" in msg["error"]
+                assert not list((tmp_path / "run").glob("emu-*.sock")), "a device was opened before enrolment"
+                await proxy.restore()
+                await page.until("enrolled", lambda s: s["enrolment"] is None, timeout=120)
+            finally:
+                await page.close()
+            await asyncio.to_thread(wait_for, lambda: rows(hall.db, "SELECT online FROM fleet WHERE kiosk = 'K7' "
+                                                           "AND online = 1"), 120, "K7 online at the hall")
+        finally:
+            kioskd.terminate()
+            assert await asyncio.to_thread(kioskd.wait, 60) == 0, kioskd.log()[-3000:]
+    assert rows(hall.db, "SELECT kiosk, hall FROM enrolments WHERE kiosk = 'K7'") == [("K7", "H1")]
+    assert "token" not in (tmp_path / "boot" / "kiosk-identity.toml").read_text()

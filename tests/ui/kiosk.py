@@ -143,3 +143,21 @@ class SimKiosk:
                     return last
             time.sleep(0.05)
         raise AssertionError(f"{what}: not within {timeout} s (last: {last!r})\n{self.log()[-2000:]}")
+
+
+def start_enrolling(tmp: Path, enrol_url: str, ca_cert: Path, *, kiosk: str = "K-NEW-1", hall: str = "H1",
+                    token: str = "t" * 43, mqtt_port: int = 1, ui_port: int | None = None):
+    """A first boot: ``kioskd --simulate --identity CARD`` whose card points at ``enrol_url``. Returns
+    (process, screen port); its screen says it is connecting to the hall until the hall answers."""
+    from provisioning.personalise import identity_toml
+
+    boot = tmp / "boot"
+    boot.mkdir(parents=True, exist_ok=True)
+    (boot / "kiosk-identity.toml").write_text(identity_toml(kiosk, hall, enrol_url, token)
+                                              + f'mqtt_host = "localhost"\nmqtt_port = {mqtt_port}\n')
+    (boot / "fleet-ca.crt").write_bytes(ca_cert.read_bytes())
+    ui_port = ui_port or free_port()
+    config = write_config(tmp, mqtt_port=mqtt_port, ui_port=ui_port, kiosk_id="unenrolled")
+    proc = start_kioskd("--simulate", "--config", str(config), "--identity", str(boot / "kiosk-identity.toml"),
+                        log_path=tmp / "kioskd.log", cwd=tmp)
+    return proc, ui_port

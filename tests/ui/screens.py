@@ -188,6 +188,39 @@ def run(outdir: Path, width: int, height: int, lang: str, each: Callable | None 
     return shots
 
 
+def enrolling(outdir: Path, width: int, height: int) -> Path:
+    """First boot while the hall cannot be reached: kioskd --identity with a card naming a dead port."""
+    from playwright.sync_api import sync_playwright
+
+    from hall.broker import free_port
+    from provisioning.certs import mint_ca
+    from tests.ui.conftest import CHROMIUM, CHROMIUM_ARGS
+    from tests.ui.kiosk import start_enrolling
+
+    path = outdir / "enrolling.png"
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        proc, port = start_enrolling(tmp, f"https://localhost:{free_port()}/enrol", mint_ca(tmp / "ca").cert_path,
+                                     kiosk="SIM-0007")
+        try:
+            with sync_playwright() as p:
+                browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+                page = browser.new_context(viewport={"width": width, "height": height}, has_touch=True).new_page()
+                for _ in range(100):
+                    try:
+                        page.goto(f"http://127.0.0.1:{port}/")
+                        break
+                    except Exception:
+                        page.wait_for_timeout(200)
+                page.wait_for_selector('main[data-screen="enrolling"][data-attempt="3"]', timeout=30000)
+                page.screenshot(path=str(path))
+                browser.close()
+        finally:
+            proc.terminate()
+            proc.wait(30)
+    return path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("outdir", type=Path)
@@ -197,6 +230,8 @@ def main() -> None:
     w, h = (int(x) for x in args.size.split("x"))
     for path in run(args.outdir, w, h, args.lang):
         print(path)
+    if args.lang == "zh":
+        print(enrolling(args.outdir, w, h))
 
 
 if __name__ == "__main__":

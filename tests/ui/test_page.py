@@ -274,3 +274,36 @@ def test_sighup_reloads_the_notices_and_text_size_and_a_new_listen_address_waits
     assert "今日营业至" not in page.inner_text(".notices")
     kiosk.wait("the restart named", lambda: "ui.listen" in kiosk.log() and "next restart" in kiosk.log())
     assert page.evaluate("ui.connected") is True  # still served where it was until the restart
+
+
+def test_first_boot_says_it_is_connecting_to_the_hall_and_takes_no_money(browser, tmp_path):
+    """Enrolment retries while the hall cannot be reached: the page says so in both languages with
+    the attempt and the time of the next one; no device is opened (no emulator socket exists)."""
+    from hall.broker import free_port
+    from provisioning.certs import mint_ca
+    from tests.ui.kiosk import start_enrolling
+
+    ca = mint_ca(tmp_path / "ca")
+    proc, port = start_enrolling(tmp_path, f"https://localhost:{free_port()}/enrol", ca.cert_path)  # nobody listens
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, has_touch=True)
+    try:
+        p = context.new_page()
+        p.set_default_timeout(WAIT_MS)
+        for _ in range(100):  # kioskd binds its screen first thing; the page is loaded once it is up
+            try:
+                p.goto(f"http://127.0.0.1:{port}/")
+                break
+            except Exception:
+                p.wait_for_timeout(200)
+        on(p, "enrolling", state="retrying")
+        main = p.locator("main")
+        assert "正在连接营业厅" in main.inner_text() and "Connecting to the hall" in main.inner_text()
+        assert "人工柜台" in main.inner_text() and "service counter" in main.inner_text()
+        first = int(main.get_attribute("data-attempt"))
+        p.wait_for_function("n => Number(document.querySelector('main').dataset.attempt) > n", arg=first, timeout=30000)
+        assert re.search(r"第 \d+ 次连接未成功,\d\d:\d\d:\d\d 再试", main.inner_text())
+        assert not list((tmp_path / "run").glob("emu-*.sock")), "a device was opened before enrolment"
+    finally:
+        context.close()
+        proc.terminate()
+        assert proc.wait(30) == 0, proc.log()[-2000:]

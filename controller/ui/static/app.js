@@ -122,6 +122,7 @@ function screenName() {
     return "progress";
   }
   if (v && v.last && ui.dismissed !== `${s.session}:${v.n}` && Date.now() - ui.snapAt < RESULT_FOR_MS) return "result";
+  if (s.enrolment) return "enrolling";
   if (s.mode === "maintenance") return "maintenance";
   if (s.mode === "out_of_service") return "out_of_service";
   if (ui.attract) return "attract";
@@ -175,6 +176,13 @@ function body(name) {
       return `<main class="wait" data-screen="wait"><div class="spinner"></div>
         <h1>${esc(t("ui_please_wait", null, "zh"))}</h1><h2>${esc(t("ui_please_wait", null, "en"))}</h2>
         ${ui.everConnected ? `<p>${esc(t("ui_reconnecting", null, "zh"))}<br>${esc(t("ui_reconnecting", null, "en"))}</p>` : ""}</main>`;
+    case "enrolling": { // first boot, before the hall has given this kiosk its certificate: both languages
+      const e = s.enrolment, both = (key, fmt) => `${esc(t(key, fmt, "zh"))}<br>${esc(t(key, fmt, "en"))}`;
+      const retry = e.state === "retrying" && e.retry_at ? `<p class="retry">${both("ui_enrol_retry", {attempt: e.attempt, at: e.retry_at})}</p>` : "";
+      return `<main class="wait" data-screen="enrolling" data-attempt="${e.attempt}" data-state="${esc(e.state)}"><div class="spinner"></div>
+        <h1>${esc(t("ui_enrolling", null, "zh"))}</h1><h2>${esc(t("ui_enrolling", null, "en"))}</h2>
+        ${retry}<p>${both("ui_enrol_closed")}</p></main>`;
+    }
     case "home": {
       const tiles = Object.entries(s.services).map(([name, ok]) =>
         `<button class="tile${ok ? "" : " off"}" data-action="begin" data-value="${name}"${ok ? "" : " disabled"}>
