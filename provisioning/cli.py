@@ -55,14 +55,22 @@ def cmd_build(args: argparse.Namespace) -> int:
                 t.update(1)
             t.set_postfix_str(name)
 
+        said: list[str] = []
+
+        def say(line: str) -> None:
+            said.append(line)
+            t.write(line, file=sys.stderr)
+
         built = build(out, work, simulate=args.simulate, epoch=args.epoch, progress=step, release=args.release,
-                      update_key=Path(args.update_key) if args.update_key else None)
+                      update_key=Path(args.update_key) if args.update_key else None, say=say)
         t.update(t.total - t.n)
     size = out.stat().st_size
     used = sum(r.length(size) for r in bmaps.loads(built.bmap.read_text()).ranges)
     print(f"built {out} ({size / 2**20:.0f} MiB, {used / 2**20:.0f} MiB of data) in {time.monotonic() - t0:.0f} s: "
-          f"Debian {built.kernel_version} kernel, {built.bmap.name}, {built.kernel.name} + {built.initrd.name} "
-          f"for qemu -kernel/-initrd; build log {work / 'build.log'}")
+          f"{'Raspberry Pi OS' if built.for_pi else 'Debian'} {built.kernel_version} kernel, {built.bmap.name}, "
+          f"{built.kernel.name} + {built.initrd.name} for qemu -kernel/-initrd; build log {work / 'build.log'}")
+    for line in said:  # again after the bars: a technician must not miss which kernel the card has
+        print(line)
     return 0
 
 

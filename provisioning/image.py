@@ -6,8 +6,10 @@ Why built this way:
 - The kernel package is installed with update-initramfs diverted to /bin/true: initramfs-tools
   under emulation is most of a 14-minute build. We make a small initrd ourselves (busybox + the modules that find and mount the
   root: virtio for qemu, mmc for the Pi), so booting under `qemu -kernel -initrd` is direct.
-  The Raspberry Pi OS kernel and firmware are used instead when `--pi-firmware DIR` is given
-  (a directory holding the Pi's boot files; the archive is not reachable from CI).
+- A real (not --simulate) image gets Raspberry Pi OS's kernels and boot firmware when
+  archive.raspberrypi.com answers, Debian's arm64 kernel otherwise (provisioning/kernel.py), and
+  what the customer's screen, the camera and the GPIO need (REAL_PACKAGES, REAL_WHEELS, real_kiosk).
+  A --simulate image leaves them out: it is for qemu, and CI builds it.
 - The project goes into a venv at /opt/kioskd/venv built on the host: `pip --target` with
   aarch64 wheels for its dependencies and the project's own pure-Python wheel, so pip never runs
   under emulation. pyscard has no aarch64 wheel: Debian's python3-pyscard is used through the
@@ -33,12 +35,24 @@ from pathlib import Path
 from controller import __version__
 
 from .disk import DiskError, Part, assemble, run
+from .kernel import KernelSource, choose as choose_kernel
 
 REPO = Path(__file__).resolve().parent.parent
 SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"
+SECURITY = "http://deb.debian.org/debian-security"  # a real kiosk's Chromium comes from here
 PACKAGES = ["systemd", "systemd-sysv", "udev", "dbus", "python3", "python3-pyscard", "pcscd", "libpq5",
             "ca-certificates", "iproute2", "busybox-static", "kmod", "netbase"]
+# A real kiosk only: the customer's screen (systemd/kiosk-ui.service: cage + Chromium on tty1 in a
+# logind session, Noto CJK for the Chinese text, Mesa's V3D/VC4 drivers for the Pi's GPU).
+REAL_PACKAGES = ["cage", "chromium", "fonts-noto-cjk", "libpam-systemd", "libgl1-mesa-dri"]
+# ... and into its venv: gpiozero's lgpio pin factory (the panel, the GPIO dispenser), OpenCV for a
+# USB camera and the face check. numpy < 2: Debian's and the Pi archive's compiled modules (the Pi
+# camera's python3-picamera2 and its simplejpeg) are built against numpy 1.24 and fail under 2.x.
+REAL_WHEELS = ["lgpio ~= 0.2", "opencv-python-headless >= 4.9, < 5", "numpy < 2"]
+WHEEL_PLATFORMS = ["manylinux2014_aarch64", "manylinux_2_28_aarch64", "linux_aarch64"]
+REAL_WHEEL_PLATFORMS = WHEEL_PLATFORMS + ["manylinux_2_34_aarch64"]  # lgpio's; bookworm has glibc 2.36
+KIOSK_UI_UID = 989  # systemd/kiosk-ui.service's User= and Group=
 # Modules the initrd loads to reach the root file system (qemu virt; the Pi's SD host).
 INITRD_MODULES = ["virtio_pci", "virtio_mmio", "virtio_blk", "virtio_net", "crc32c_generic", "ext4", "vfat",
                   "nls_cp437", "nls_ascii", "nls_utf8", "sdhci_iproc", "sdhci_brcmstb", "mmc_block"]
@@ -47,6 +61,9 @@ ROOT_UUIDS = {"rootA": "6b696f73-6b00-4a00-8000-00000000000a", "rootB": "6b696f7
 # Sizes in MiB: a root holds Debian (~300 MiB) + the venv (~120 MiB) with room for updates.
 VENV = "/opt/kioskd/venv"  # systemd/kioskd.service's ExecStart runs VENV/bin/kioskd
 SIZES = {"boot": 128, "rootA": 900, "rootB": 900, "data": 256}
+# A real image's root also holds Chromium, its libraries, Noto CJK and OpenCV (~900 MiB more, from
+# the packages' Installed-Size): each slot 2400 MiB, the image ~5 GiB (an 8 GB card).
+REAL_SIZES = {"boot": 256, "rootA": 2400, "rootB": 2400, "data": 256}
 
 INIT = """#!/bin/busybox sh
 # kiosk initrd: load the modules that reach the root, pick the root slot, mount it read-only, hand
@@ -216,9 +233,10 @@ class BuildError(RuntimeError):
 class Built:
     image: Path
     bmap: Path
-    kernel: Path  # beside the image too, for qemu -kernel
+    kernel: Path  # beside the image too, for qemu -kernel (the Pi 4's kernel in a Pi image)
     initrd: Path
     kernel_version: str
+    for_pi: bool = False  # Raspberry Pi OS's kernels and firmware (provisioning/kernel.py)
 
 
 def ensure_binfmt() -> None:
@@ -235,7 +253,27 @@ def ensure_binfmt() -> None:
         raise BuildError("qemu-aarch64 is not registered with binfmt_misc (apt qemu-user-static binfmt-support)")
 
 
-def debootstrap(root: Path, epoch: int, log) -> None:
+def mmdebstrap_cmd(root: Path, kernel: KernelSource, simulate: bool) -> list[str]:
+    """The root's mmdebstrap command line: Debian bookworm (with its security archive for a real
+    kiosk), plus the kernel source's packages, archive and keyring."""
+    packages = PACKAGES + ([] if simulate else REAL_PACKAGES) + kernel.packages
+    cmd = ["mmdebstrap", "--arch=arm64", "--variant=apt", "--mode=root", "--format=directory",
+           f"--include={','.join(packages)}", "--aptopt=Acquire::Retries 3",
+           # the kernel without its initramfs: update-initramfs under emulation is most of a 14-minute
+           # build, and we make a small initrd ourselves (make_initrd)
+           '--essential-hook=chroot "$1" dpkg-divert --quiet --local --rename --add /usr/sbin/update-initramfs',
+           '--essential-hook=mkdir -p "$1"/usr/sbin && ln -sf /bin/true "$1"/usr/sbin/update-initramfs']
+    if kernel.keyring is not None:
+        cmd.append(f"--keyring={kernel.keyring}")
+    if simulate:
+        mirrors = [MIRROR]
+    else:
+        mirrors = [f"deb {MIRROR} {SUITE} main non-free-firmware", f"deb {MIRROR} {SUITE}-updates main",
+                   f"deb {SECURITY} {SUITE}-security main", *kernel.sources]
+    return cmd + [SUITE, str(root), *mirrors]
+
+
+def debootstrap(root: Path, epoch: int, log, kernel: KernelSource, simulate: bool) -> None:
     ensure_binfmt()
     inside = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()
               if line.split()[4].startswith(str(root.resolve()) + "/")]
@@ -243,24 +281,19 @@ def debootstrap(root: Path, epoch: int, log) -> None:
         raise BuildError(f"still mounted inside {root}: {', '.join(inside)}; unmount them first")
     if root.exists():
         shutil.rmtree(root)
-    cmd = ["mmdebstrap", "--arch=arm64", "--variant=apt", "--mode=root", "--format=directory",
-           f"--include={','.join(PACKAGES + ['linux-image-arm64'])}", "--aptopt=Acquire::Retries 3",
-           # the kernel without its initramfs: update-initramfs under emulation is most of a 14-minute
-           # build, and we make a small initrd ourselves (make_initrd)
-           '--essential-hook=chroot "$1" dpkg-divert --quiet --local --rename --add /usr/sbin/update-initramfs',
-           '--essential-hook=mkdir -p "$1"/usr/sbin && ln -sf /bin/true "$1"/usr/sbin/update-initramfs',
-           SUITE, str(root), MIRROR]
+    cmd = mmdebstrap_cmd(root, kernel, simulate)
     env = {**os.environ, "SOURCE_DATE_EPOCH": str(epoch)}
     proc = subprocess.run(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
     if proc.returncode:
         raise BuildError(f"mmdebstrap failed ({proc.returncode}); see the build log")
 
 
-def find_kernel(root: Path, work: Path) -> tuple[Path, str]:
-    """The Debian arm64 kernel installed in the root (its modules stay there for udev)."""
-    found = sorted((root / "boot").glob("vmlinuz-*"))
+def find_kernel(root: Path, work: Path, flavour: str = "arm64") -> tuple[Path, str]:
+    """The kernel of this flavour installed in the root (its modules stay there for udev):
+    Debian's `arm64`, or the Pi's `rpi-v8` / `rpi-2712`."""
+    found = sorted((root / "boot").glob(f"vmlinuz-*-{flavour}"))
     if not found:
-        raise BuildError("no kernel in the root's /boot (linux-image-arm64 not installed?)")
+        raise BuildError(f"no {flavour} kernel in the root's /boot (its linux-image package not installed?)")
     vmlinuz = work / found[-1].name
     shutil.copy(found[-1], vmlinuz)
     return vmlinuz, found[-1].name.removeprefix("vmlinuz-")
@@ -328,20 +361,26 @@ def make_initrd(root: Path, version: str, out: Path, epoch: int) -> None:
     out.write_bytes(gzip.compress(buf.getvalue(), mtime=epoch))
 
 
-def install_project(root: Path, work: Path, log) -> None:
+def wheels(simulate: bool) -> tuple[list[str], list[str]]:
+    """What pip puts into the venv, and for which platforms: the project's dependencies (pyscard
+    has no aarch64 wheel: Debian's python3-pyscard), and on a real kiosk REAL_WHEELS too."""
+    deps = [d for d in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+            if not d.startswith("pyscard")]
+    return (deps, WHEEL_PLATFORMS) if simulate else (deps + REAL_WHEELS, REAL_WHEEL_PLATFORMS)
+
+
+def install_project(root: Path, work: Path, log, simulate: bool = True) -> None:
     """The venv at /opt/kioskd/venv, filled on the host with aarch64 wheels (no pip under emulation).
     hall/ stays out: a kiosk never runs or imports the hall server."""
     py = sys.executable
-    deps = [d for d in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
-            if not d.startswith("pyscard")]  # no aarch64 wheel: Debian's python3-pyscard
+    deps, platforms = wheels(simulate)
     pyver = next((root / "usr/lib").glob("python3.*/")).name.removeprefix("python")
     venv = root / "opt/kioskd/venv"
     site = venv / f"lib/python{pyver}/site-packages"
     site.mkdir(parents=True, exist_ok=True)
     subprocess.run([py, "-m", "pip", "install", "--no-compile", "--target", str(site), "--only-binary=:all:",
-                    "--platform", "manylinux2014_aarch64", "--platform", "manylinux_2_28_aarch64",
-                    "--platform", "linux_aarch64", "--python-version", pyver, "--implementation", "cp",
-                    *deps], check=True, stdout=log, stderr=subprocess.STDOUT)
+                    *(a for p in platforms for a in ("--platform", p)), "--python-version", pyver,
+                    "--implementation", "cp", *deps], check=True, stdout=log, stderr=subprocess.STDOUT)
     # the project itself is pure Python: its packages copied as they are (no build step, no pip)
     for pkg in ("controller", "hal", "transactions", "provisioning", "bosssim"):
         shutil.rmtree(site / pkg, ignore_errors=True)
@@ -412,20 +451,72 @@ def configure(root: Path, simulate: bool, release: str = "", update_key: Path | 
     (etc / "systemd/system/kiosk-trial.service").write_text(TRIAL_UNIT)
     _enable(root, "/etc/systemd/system/kiosk-trial.service", "multi-user.target")
     # the kiosk user and the groups its unit names (no useradd under emulation: plain file edits)
-    groups = (etc / "group").read_text()
     for name, gid in (("kiosk", 990), ("gpio", 991), ("i2c", 992)):
-        if not re.search(rf"^{name}:", groups, re.M):
-            groups += f"{name}:x:{gid}:\n"
-    (etc / "group").write_text(groups)
-    passwd = (etc / "passwd").read_text()
-    if not re.search(r"^kiosk:", passwd, re.M):
-        (etc / "passwd").write_text(passwd + "kiosk:x:990:990:kioskd:/var/lib/kiosk:/usr/sbin/nologin\n")
-        with open(etc / "shadow", "a") as f:
-            f.write("kiosk:!:19000::::::\n")
+        _group(etc, name, gid)
+    _user(etc, "kiosk", 990, "kioskd", "/var/lib/kiosk")
+    if not simulate:
+        real_kiosk(root)
     for path in (root / "var/cache/apt/archives").glob("*.deb"):
         path.unlink()
     shutil.rmtree(root / "var/lib/apt/lists", ignore_errors=True)
     (root / "var/lib/apt/lists").mkdir()
+
+
+def _group(etc: Path, name: str, gid: int, members: tuple[str, ...] = ()) -> None:
+    """The group (made with this gid if missing), with these members added."""
+    lines = (etc / "group").read_text().splitlines()
+    for i, line in enumerate(lines):
+        if line.split(":")[0] == name:
+            fields = line.split(":")
+            have = [m for m in fields[3].split(",") if m]
+            fields[3] = ",".join(have + [m for m in members if m not in have])
+            lines[i] = ":".join(fields)
+            break
+    else:
+        lines.append(f"{name}:x:{gid}:{','.join(members)}")
+    (etc / "group").write_text("\n".join(lines) + "\n")
+
+
+def _user(etc: Path, name: str, uid: int, gecos: str, home: str) -> None:
+    """A system user with its own group of the same id, no password, no shell."""
+    _group(etc, name, uid)
+    passwd = (etc / "passwd").read_text()
+    if not re.search(rf"^{name}:", passwd, re.M):
+        (etc / "passwd").write_text(passwd + f"{name}:x:{uid}:{uid}:{gecos}:{home}:/usr/sbin/nologin\n")
+        with open(etc / "shadow", "a") as f:
+            f.write(f"{name}:!:19000::::::\n")
+
+
+# A real kiosk's hardware access: gpiozero (lgpio) opens /dev/gpiochip*, smbus2 /dev/i2c-*; kioskd
+# runs as kiosk with SupplementaryGroups=gpio i2c (systemd/kioskd.service). Raspberry Pi OS ships
+# such rules in raspberrypi-sys-mods; Debian does not.
+HW_UDEV = """# kiosk image: kioskd (groups gpio, i2c) reaches the GPIO and I2C buses (docs/provisioning.md)
+SUBSYSTEM=="gpio", KERNEL=="gpiochip*", GROUP="gpio", MODE="0660"
+SUBSYSTEM=="i2c-dev", KERNEL=="i2c-[0-9]*", GROUP="i2c", MODE="0660"
+"""
+# kiosk-ui.service keeps Chromium's profile in StateDirectory=kiosk-ui (/var/lib/kiosk-ui): on the
+# read-only root that is a tmpfs of its own, empty at every boot (Chromium runs --incognito anyway).
+KIOSK_UI_FSTAB = (f"tmpfs           /var/lib/kiosk-ui tmpfs mode=0700,uid={KIOSK_UI_UID},gid={KIOSK_UI_UID},"
+                  "nosuid,nodev,size=256m  0 0\n")
+
+
+def real_kiosk(root: Path) -> None:
+    """What a real kiosk has beyond a --simulate image: the kiosk-ui user that
+    systemd/kiosk-ui.service runs cage + Chromium as (groups video, input, render; its home and
+    state on a tmpfs), tty1 left to it (no getty there), and GPIO/I2C device access for kioskd."""
+    etc = root / "etc"
+    _user(etc, "kiosk-ui", KIOSK_UI_UID, "customer screen (cage, Chromium)", "/var/lib/kiosk-ui")
+    for name, gid in (("video", 44), ("input", 995), ("render", 996)):  # Debian's ids if sysusers had not run
+        _group(etc, name, gid, ("kiosk-ui",))
+    (root / "var/lib/kiosk-ui").mkdir(parents=True, exist_ok=True)
+    fstab = (etc / "fstab").read_text()
+    if "/var/lib/kiosk-ui" not in fstab:
+        (etc / "fstab").write_text(fstab + KIOSK_UI_FSTAB)
+    # kiosk-ui.service Conflicts= getty@tty1: not started by getty.target either (docs/ui.md)
+    (etc / "systemd/system/getty.target.wants/getty@tty1.service").unlink(missing_ok=True)
+    (etc / "udev/rules.d/60-kiosk-hardware.rules").write_text(HW_UDEV)
+    (etc / "modules-load.d").mkdir(parents=True, exist_ok=True)
+    (etc / "modules-load.d/kiosk.conf").write_text("# smbus2 opens /dev/i2c-N (the I2C sensors)\ni2c-dev\n")
 
 
 def boot_files(boot: Path, vmlinuz: Path, initrd: Path) -> None:
@@ -438,38 +529,97 @@ def boot_files(boot: Path, vmlinuz: Path, initrd: Path) -> None:
                                      "initramfs initrd.img followkernel\nenable_uart=1\n")
 
 
+PI_CONFIG = """# Raspberry Pi 4/5 (docs/provisioning.md): the Pi's own kernels, each with our initrd
+arm_64bit=1
+enable_uart=1
+dtparam=i2c_arm=on
+camera_auto_detect=1
+display_auto_detect=1
+dtoverlay=vc4-kms-v3d
+[pi4]
+kernel=kernel8.img
+initramfs initrd8.img followkernel
+[pi5]
+kernel=kernel_2712.img
+initramfs initrd_2712.img followkernel
+[all]
+"""
+PI_KERNELS = {"rpi-v8": ("kernel8.img", "initrd8.img"), "rpi-2712": ("kernel_2712.img", "initrd_2712.img")}
+
+
+def pi_boot_files(root: Path, boot: Path, work: Path, epoch: int) -> tuple[Path, Path, str]:
+    """The boot partition from Raspberry Pi OS's packages in the root: the firmware
+    (/usr/lib/raspi-firmware), each Pi kernel with an initrd of ours (its slot choice and modules),
+    the device trees and overlays. Returns the Pi 4 kernel, its initrd and version (for Built)."""
+    firmware = root / "usr/lib/raspi-firmware"
+    if not firmware.is_dir():
+        raise BuildError("no /usr/lib/raspi-firmware in the root (raspi-firmware not installed?)")
+    boot.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(firmware, boot, dirs_exist_ok=True)
+    first: tuple[Path, Path, str] | None = None
+    for flavour, (kernel_name, initrd_name) in PI_KERNELS.items():
+        vmlinuz, version = find_kernel(root, work, flavour)
+        initrd = work / initrd_name
+        make_initrd(root, version, initrd, epoch)
+        shutil.copy(vmlinuz, boot / kernel_name)
+        shutil.copy(initrd, boot / initrd_name)
+        dtbs = root / "usr/lib" / f"linux-image-{version}"
+        for dtb in sorted(dtbs.rglob("*.dtb")):
+            shutil.copy(dtb, boot / dtb.name)
+        for overlays in dtbs.rglob("overlays"):
+            shutil.copytree(overlays, boot / "overlays", dirs_exist_ok=True)
+        first = first or (vmlinuz, initrd, version)
+    assert first is not None
+    (boot / "slot.txt").write_text("A\n")
+    (boot / "cmdline.txt").write_text("console=serial0,115200 console=tty1 root=LABEL=rootA ro rootwait net.ifnames=0 quiet\n")
+    (boot / "config.txt").write_text(PI_CONFIG)
+    return first
+
+
 def build(out: Path, work: Path, simulate: bool = False, epoch: int = 1_700_000_000, progress=None,
-          reuse_root: bool = False, release: str = "", update_key: Path | None = None) -> Built:
-    """The whole build; `progress(step)` is called as each step starts. `reuse_root`: keep a root
-    that an earlier build in `work` bootstrapped (iterating on the later steps)."""
+          reuse_root: bool = False, release: str = "", update_key: Path | None = None,
+          say=lambda line: None) -> Built:
+    """The whole build; `progress(step)` is called as each step starts, `say(line)` with what the
+    technician must know (which kernel, and why). `reuse_root`: keep a root that an earlier build
+    in `work` bootstrapped (iterating on the later steps)."""
     step = progress or (lambda s: None)
     work.mkdir(parents=True, exist_ok=True)
     root, boot, data = work / "root", work / "boot", work / "data"
+    sizes = SIZES if simulate else REAL_SIZES
     with open(work / "build.log", "ab") as log:
         step("debootstrap (arm64, emulated)")
         done = work / "debootstrap.done"
-        if not (reuse_root and done.exists()):
+        source = None if reuse_root and done.exists() else choose_kernel(simulate, SUITE, work)
+        why = source.why if source is not None else "the kept root's (reuse_root)"
+        log.write(f"kernel: {why}\n".encode())
+        log.flush()
+        say(f"kernel: {why}")
+        if source is not None:
             done.unlink(missing_ok=True)
-            debootstrap(root, epoch, log)
+            debootstrap(root, epoch, log, source, simulate)
             done.touch()
         step("kernel and initrd")
-        vmlinuz, version = find_kernel(root, work)
-        initrd = work / "initrd.img"
-        make_initrd(root, version, initrd, epoch)
+        shutil.rmtree(boot, ignore_errors=True)
+        for_pi = (root / "usr/lib/raspi-firmware").is_dir()
+        if for_pi:
+            vmlinuz, initrd, version = pi_boot_files(root, boot, work, epoch)
+        else:
+            vmlinuz, version = find_kernel(root, work)
+            initrd = work / "initrd.img"
+            make_initrd(root, version, initrd, epoch)
+            boot_files(boot, vmlinuz, initrd)
         step("project venv")
-        install_project(root, work, log)
+        install_project(root, work, log, simulate)
         step("configure")
         configure(root, simulate, release, update_key)
-        shutil.rmtree(boot, ignore_errors=True)
-        boot_files(boot, vmlinuz, initrd)
         shutil.rmtree(data, ignore_errors=True)
         data.mkdir()
         data.chmod(0o755)
         step("partitions")
-        parts = [Part("boot", "vfat", SIZES["boot"], boot),
-                 Part("rootA", "ext4", SIZES["rootA"], root, ROOT_UUIDS["rootA"]),
-                 Part("rootB", "ext4", SIZES["rootB"], None, ROOT_UUIDS["rootB"]),
-                 Part("data", "ext4", SIZES["data"], data, ROOT_UUIDS["data"])]
+        parts = [Part("boot", "vfat", sizes["boot"], boot),
+                 Part("rootA", "ext4", sizes["rootA"], root, ROOT_UUIDS["rootA"]),
+                 Part("rootB", "ext4", sizes["rootB"], None, ROOT_UUIDS["rootB"]),
+                 Part("data", "ext4", sizes["data"], data, ROOT_UUIDS["data"])]
         assemble(out, parts, epoch)
     from . import bmap
 
@@ -478,7 +628,7 @@ def build(out: Path, work: Path, simulate: bool = False, epoch: int = 1_700_000_
     kernel, rd = out.with_name(out.stem + ".vmlinuz"), out.with_name(out.stem + ".initrd")
     shutil.copy(vmlinuz, kernel)
     shutil.copy(initrd, rd)
-    return Built(out, bm, kernel, rd, version)
+    return Built(out, bm, kernel, rd, version, for_pi)
 
 
 def stat_mode(path: Path) -> int:
