@@ -36,6 +36,7 @@ class Kiosk:
         self.config = config
         self.identity = identity  # first boot: the card's kiosk-identity.toml (controller/enrolment.py)
         self.enrolment: dict[str, Any] | None = None  # while enrolling: what the screen says about it
+        self.enrolled: Any = None  # controller.enrolment.Enrolled: id, hall and TLS kept across reloads
         self.notifier = notifier or Notifier()
         self.admission = Admission()
         from transactions.cashlock import CashLock
@@ -301,6 +302,10 @@ class Kiosk:
 
     def _apply(self, new: config_mod.Config, how: str) -> list[str]:
         """Take a validated config live (SIGHUP, set_config); returns what waits for a restart."""
+        if self.enrolled is not None:  # kiosk.toml says "unenrolled": the card and the hall said who we are
+            from .enrolment import apply
+
+            new = apply(new, self.enrolled)
         old = self.config
         logging.getLogger().setLevel(new.kiosk.log_level.upper())
         restart = [name for name, a, b in (("devices", old.devices, new.devices), ("sales", old.sales, new.sales),
@@ -413,7 +418,8 @@ class Kiosk:
             log.info("stopped while enrolling")
             return False
         try:
-            self.config = enrolment.apply(self.config, enrol.result())
+            self.enrolled = enrol.result()
+            self.config = enrolment.apply(self.config, self.enrolled)
         except enrolment.EnrolmentRefused as exc:  # a new token and a new personalise are needed
             print(f"kioskd: {exc}", file=sys.stderr)
             self.exit_code = 1

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -205,10 +206,19 @@ async def test_the_screen_says_connecting_while_the_hall_refuses_then_the_kiosk_
                 assert not list((tmp_path / "run").glob("emu-*.sock")), "a device was opened before enrolment"
                 await proxy.restore()
                 await page.until("enrolled", lambda s: s["enrolment"] is None, timeout=120)
+                await asyncio.to_thread(wait_for, lambda: rows(hall.db, "SELECT online FROM fleet WHERE kiosk = 'K7' "
+                                                               "AND online = 1"), 120, "K7 online at the hall")
+                # SIGHUP re-reads kiosk.toml ("unenrolled", no TLS): the enrolled identity stays
+                kioskd.send_signal(signal.SIGHUP)
+                await asyncio.to_thread(wait_for, lambda: "configuration reloaded" in kioskd.log(), 30, "the reload")
+                fresh = await Page.open(screen)  # its first snapshot is made now, after the reload
+                try:
+                    assert (await fresh.until("a snapshot", lambda s: True))["kiosk"] == "K7"
+                finally:
+                    await fresh.close()
+                assert "take effect at the next restart" not in kioskd.log()
             finally:
                 await page.close()
-            await asyncio.to_thread(wait_for, lambda: rows(hall.db, "SELECT online FROM fleet WHERE kiosk = 'K7' "
-                                                           "AND online = 1"), 120, "K7 online at the hall")
         finally:
             kioskd.terminate()
             assert await asyncio.to_thread(kioskd.wait, 60) == 0, kioskd.log()[-3000:]
