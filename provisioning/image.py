@@ -107,6 +107,9 @@ LABEL=BOOT      /boot/firmware  vfat  defaults,noatime,uid=990,gid=990,umask=007
 tmpfs           /tmp            tmpfs mode=1777,nosuid,nodev         0 0
 tmpfs           /var/tmp        tmpfs mode=1777,nosuid,nodev         0 0
 tmpfs           /var/log        tmpfs mode=0755,nosuid,nodev         0 0
+# systemd-logind's StateDirectory: without it writable logind fails at start on the read-only root,
+# and with it `systemctl reboot` (the update's reboot, waiting on logind) and the screen's login session
+tmpfs           /var/lib/systemd/linger tmpfs mode=0755,nosuid,nodev,noexec,size=1m,nofail  0 0
 """
 
 KIOSK_TOML = """# The image's kiosk.toml: id, hall and the hall link come from the card at first boot
@@ -419,7 +422,7 @@ def configure(root: Path, simulate: bool, release: str = "", update_key: Path | 
     (etc / "kiosk").mkdir(exist_ok=True)
     (etc / "kiosk" / "kiosk.toml").write_text(KIOSK_TOML.format(simulate=str(simulate).lower())
                                               + (SIMULATED_DEVICES.format() if simulate else ""))
-    for d in ("var/lib/kiosk", "boot/firmware"):
+    for d in ("var/lib/kiosk", "boot/firmware", "var/lib/systemd/linger"):
         (root / d).mkdir(parents=True, exist_ok=True)
     (etc / "systemd/network").mkdir(parents=True, exist_ok=True)
     (etc / "systemd/network/20-wired.network").write_text("[Match]\nName=eth* en*\n\n[Network]\nDHCP=yes\n")

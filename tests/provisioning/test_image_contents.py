@@ -219,3 +219,15 @@ def test_the_real_image_sizes(tmp_path):
     assert image.SIZES == {"boot": 128, "rootA": 900, "rootB": 900, "data": 256}  # what CI builds and boots
     total = sum(image.REAL_SIZES.values()) + 4
     assert image.REAL_SIZES["rootA"] == image.REAL_SIZES["rootB"] and total * 2**20 < 7.2e9  # an "8 GB" card
+
+
+@pytest.mark.parametrize("simulate", [False, True])
+def test_logind_can_start_on_the_read_only_root(tmp_path, simulate):
+    """systemd-logind (StateDirectory=systemd/linger) needs /var/lib/systemd/linger writable: kiosk-ui's
+    login session and `systemctl reboot` (the update's one-time boot into the other slot) go through it."""
+    root = fake_root(tmp_path)
+    image.configure(root, simulate=simulate)
+    fstab = [l.split() for l in (root / "etc/fstab").read_text().splitlines() if l and not l.startswith("#")]
+    linger = next(f for f in fstab if f[1] == "/var/lib/systemd/linger")
+    assert linger[0] == linger[2] == "tmpfs" and "nofail" in linger[3].split(",")  # a boot never stops on it
+    assert (root / "var/lib/systemd/linger").is_dir()
