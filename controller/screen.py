@@ -45,6 +45,7 @@ class ScreenCustomer:
         self.cancelled = asyncio.Event()
         self.question: dict[str, Any] | None = None
         self.shown: list[dict[str, Any]] = []
+        self.shown_n = 0
         self._answer: asyncio.Future[str] | None = None
         self.asked = 0  # questions so far: lets a script wait for "the next question"
         self.deadline = 0.0  # loop time at which the question on screen becomes a walk-away
@@ -72,7 +73,9 @@ class ScreenCustomer:
             return default
 
     def show(self, key: str, **fmt: Any) -> None:
-        self.shown.append({"key": key, "fmt": {k: _plain(v) for k, v in fmt.items()}, "words": _words(key, fmt)})
+        self.shown_n += 1  # the screen keeps the last 20: the number says which is new
+        self.shown.append({"n": self.shown_n, "key": key, "fmt": {k: _plain(v) for k, v in fmt.items()},
+                           "words": _words(key, fmt)})
         del self.shown[:-20]
         self.on_change()
 

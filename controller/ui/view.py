@@ -39,7 +39,7 @@ def visit(kiosk: Any) -> dict[str, Any] | None:
         left = customer.deadline - asyncio.get_running_loop().time()
         question = {**question, "idle_left_s": round(max(0.0, left), 1)}
     return {"n": desk.visits, "service": desk.service, "busy": busy, "question": question,
-            "shown": [{"key": s["key"], "fmt": s["fmt"]} for s in customer.shown],
+            "shown": [{"n": s["n"], "key": s["key"], "fmt": s["fmt"]} for s in customer.shown],
             "cancelled": customer.cancelled.is_set(), "last": None if busy else desk.last}
 
 

@@ -152,6 +152,41 @@ def test_walking_away_with_money_in_shows_the_countdown_then_the_voucher(hasty_k
         context.close()
 
 
+def test_every_coin_restarts_the_cash_countdown_also_past_the_screens_last_twenty_messages(tmp_path, broker, bosssim,
+                                                                                            browser):
+    """The snapshot carries a visit's last 20 messages; each coin is one (paid_so_far). The page
+    restarts its walk-away countdown on a new cash message, which it once told by its place in that
+    list: from the 20th on the place stayed the same, and a customer still feeding coins saw the
+    countdown. Here it may show only once the coins stop (idle_timeout 20 s: 5 s after the last)."""
+    kiosk = SimKiosk(tmp_path, broker.port, bosssim.url, flows={"idle_timeout": 20.0})
+    kiosk.start()
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    page.set_default_timeout(WAIT_MS)
+    try:
+        page.goto(kiosk.url)
+        on(page, "home")
+        tap(page, "充值卡销售")
+        tap(page, "30 元充值卡")
+        on(page, "cash")
+        kiosk.wait("the acceptors enabled", lambda: cash_enabled(kiosk))
+        page.evaluate("""() => new MutationObserver(() => {  // the total on the page when the countdown first shows
+          if (window.paidAtCountdown === undefined && document.querySelector('.countdown'))
+            window.paidAtCountdown = document.querySelector('[data-amount=paid]').textContent;
+        }).observe(document.getElementById('app'), {childList: true, subtree: true})""")
+        coins = 60  # past the 20th message by 40 coins: 8 s or more at the 200 ms coin poll
+        for i in range(1, coins + 1):
+            kiosk.emu("cctalk", "insert_coin", value=10)
+            paid_shows(page, f"{i // 10}.{i % 10}0")
+        page.wait_for_selector(".countdown")
+        assert page.evaluate("window.paidAtCountdown") == f"{coins // 10}.00 元"
+        tap(page, "取消")
+        on(page, "result")
+    finally:
+        context.close()
+        assert kiosk.stop() == 0, kiosk.log()[-3000:]
+
+
 def test_a_note_returned_by_touch_and_one_not_answered_in_time_both_go_back(hasty_kiosk, browser):
     kiosk = hasty_kiosk
     context = browser.new_context(viewport={"width": 1280, "height": 800}, has_touch=True)

@@ -95,8 +95,10 @@ function onSnapshot(s) {
   const v = s.visit;
   if ((!old || old.large_text !== s.large_text) && !(v && v.busy)) ui.large = !!s.large_text; // reloaded
   if (v) {
-    const cashIdx = lastIndex(v.shown, (m) => CASH_KEYS.has(m.key));
-    if (cashIdx !== ui.cashShown || !old || !old.visit || old.visit.n !== v.n) { ui.cashShown = cashIdx; ui.cashAt = Date.now(); }
+    // the walk-away time restarts with each cash message (a coin): known by its number, since the
+    // snapshot carries only the visit's last messages
+    const cashIdx = lastIndex(v.shown, (m) => CASH_KEYS.has(m.key)), cashN = cashIdx < 0 ? -1 : v.shown[cashIdx].n;
+    if (cashN !== ui.cashShown || !old || !old.visit || old.visit.n !== v.n) { ui.cashShown = cashN; ui.cashAt = Date.now(); }
     const q = v.question;
     if (!q || ui.entryFor !== `${s.session}:${v.n}:${q.n}`) {
       ui.entry = ""; ui.readback = false; ui.entryFor = q ? `${s.session}:${v.n}:${q.n}` : null;
@@ -117,8 +119,8 @@ function screenName() {
     const q = v.question;
     if (q && q.options) return "default" in q ? "decide" : "choose";
     if (q && q.kind) return q.kind === "phone" && ui.readback ? "readback" : "keypad";
-    const i = lastIndex(v.shown, (m) => !QUIET_KEYS.has(m.key) || CASH_KEYS.has(m.key));
-    if (ui.cashShown >= 0 && !v.shown.slice(ui.cashShown + 1).some((m) => !CASH_KEYS.has(m.key))) return "cash";
+    const c = lastIndex(v.shown, (m) => CASH_KEYS.has(m.key));
+    if (c >= 0 && !v.shown.slice(c + 1).some((m) => !CASH_KEYS.has(m.key))) return "cash";
     return "progress";
   }
   if (v && v.last && ui.dismissed !== `${s.session}:${v.n}` && Date.now() - ui.snapAt < RESULT_FOR_MS) return "result";
