@@ -13,8 +13,13 @@ page shows the total. Per coin, on one wall clock (this process and Chromium on 
   (the driver's poll period, ``--poll-ms``, is most of it: that is the device, not the screen);
 - driver event -> flow decision: to the flow showing ``paid_so_far``, which it does after the
   coin's cash-in row is committed (fsync'd) — the baseline the screen adds to;
-- driver event -> page shows it: to a MutationObserver in the page seeing the new total;
-- so the screen's own share: page shows it - flow decision.
+- driver event -> page shows it: to a MutationObserver in the page seeing the new total in the DOM;
+- driver event -> frame painted: to the end of the first frame drawn with it (requestAnimationFrame,
+  then a posted message: it runs after that frame's style, layout and paint), what the eye gets;
+- so the screen's own share: page shows it - flow decision;
+- kioskd's push per snapshot: the snapshot built, encoded once, written to each page's socket;
+- and, in the page, its script per snapshot (JSON, render, DOM update) and the style and layout
+  each new total needs (0.1 ms clock): the screen's own work, whatever else the machine runs.
 
 Goal (issue 10): coin event -> page p99 under 100 ms on the CI machine. With ccTalk's recommended
 200 ms poll the insert alone waits up to a poll period, so the goal is read from the driver's
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import shutil
 import statistics
 import sys
@@ -37,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from controller.config import load  # noqa: E402
 from controller.kiosk import Kiosk  # noqa: E402
 from controller.screen import ScreenCustomer  # noqa: E402
+from controller.ui.server import UiServer  # noqa: E402
 from hal.cash import CoinAccepted  # noqa: E402
 from hal.cctalk.acceptor import CcTalkAcceptor  # noqa: E402
 from hal.emulators.control import call_sync  # noqa: E402
@@ -46,9 +53,11 @@ from tests.ui.kiosk import write_config  # noqa: E402
 
 event_at: list[float] = []  # driver -> flow, per coin
 decided_at: list[float] = []  # flow shows paid_so_far, per coin
+pushes: list[float] = []  # kioskd's push per snapshot (ms): snapshot, JSON once, written to each page
 
 _events = CcTalkAcceptor.events
 _show = ScreenCustomer.show
+_push = UiServer._push
 
 
 async def _timed_events(self):  # the driver handing a coin to the flow
@@ -58,17 +67,39 @@ async def _timed_events(self):  # the driver handing a coin to the flow
         yield event
 
 
+def _timed_push(self):
+    t = time.perf_counter()
+    _push(self)
+    pushes.append((time.perf_counter() - t) * 1000)
+
+
 def _timed_show(self, key, **fmt):
     if key == "paid_so_far":
         decided_at.append(time.time())
     _show(self, key, **fmt)
 
 
-WATCH = """() => { window.paidAt = []; new MutationObserver(() => {
-  const b = document.querySelector('[data-amount=paid]');
-  if (b && b.textContent !== window.lastPaid) { window.lastPaid = b.textContent;
-    window.paidAt.push([b.textContent, performance.timeOrigin + performance.now()]); }
-}).observe(document.getElementById('app'), {childList: true, subtree: true, characterData: true}); }"""
+# Per total: when the DOM shows it (a MutationObserver, at once) and when a frame with it has been
+# painted (the next requestAnimationFrame, then a message posted from it, which runs once that
+# frame's style, layout and paint are done). The bench waits on a promise the observer resolves:
+# no polling in the page (wait_for_function would run a predicate on every frame).
+WATCH = """() => { window.paidAt = []; window.paintedAt = []; window.want = null;
+  const now = () => performance.timeOrigin + performance.now();
+  const painted = new MessageChannel();
+  painted.port1.onmessage = (e) => { window.paintedAt.push([e.data, now()]);
+    if (window.want && window.want[0] === e.data) { window.want[1](); window.want = null; } };
+  new MutationObserver(() => {
+    const b = document.querySelector('[data-amount=paid]');
+    if (b && b.textContent !== window.lastPaid) { const y = window.lastPaid = b.textContent;
+      window.paidAt.push([y, now()]); requestAnimationFrame(() => painted.port2.postMessage(y));
+      const t = performance.now(); document.body.offsetHeight; window.layout.push(performance.now() - t); }
+  }).observe(document.getElementById('app'), {childList: true, subtree: true, characterData: true});
+  // the page's own work per snapshot: its script (parse, render, DOM update; the socket's handler
+  // wrapped), and per new total the style and layout it needs (forced once the total is taken)
+  window.script = []; window.layout = []; const handler = ui.ws.onmessage;
+  ui.ws.onmessage = (ev) => { const t0 = performance.now(); handler(ev); window.script.push(performance.now() - t0); };
+  window.shown = (y) => window.paintedAt.some(([v]) => v === y) || new Promise((r) => { window.want = [y, r]; });
+}"""
 
 
 def customer(url: str, coin_sock: str, coins: int, out: dict, kiosk_ready: threading.Event) -> None:
@@ -91,9 +122,11 @@ def customer(url: str, coin_sock: str, coins: int, out: dict, kiosk_ready: threa
         for i in range(1, coins):  # the last coin pays in full: the flow moves on to the dispenser
             inserted.append(time.time())
             call_sync(coin_sock, "insert_coin", value=10)
-            page.wait_for_function("y => window.lastPaid === y", arg=f"{i * 10 // 100}.{i * 10 % 100:02d} 元")
+            page.evaluate("y => window.shown(y)", f"{i * 10 // 100}.{i * 10 % 100:02d} 元")
         out["inserted"] = inserted
         out["page"] = [t / 1000 for _, t in page.evaluate("window.paidAt")]
+        out["painted"] = [t / 1000 for _, t in page.evaluate("window.paintedAt")]
+        out["script"], out["layout"] = page.evaluate("[window.script, window.layout]")
         page.get_by_role("button", name="取消", exact=True).click()
         page.wait_for_selector('main[data-screen="result"]')
         browser.close()
@@ -116,9 +149,11 @@ async def main() -> None:
                         help="the coin acceptor's poll period (ccTalk §1.5 recommends 200 ms, simulated.toml's)")
     args = parser.parse_args()
     coins = min(args.coins, 300)
+    load_before = os.getloadavg()
     tmp = Path(tempfile.mkdtemp(prefix="bench-ui-"))
     CcTalkAcceptor.events = _timed_events
     ScreenCustomer.show = _timed_show
+    UiServer._push = _timed_push
     try:
         port = free_port()
         path = write_config(tmp, mqtt_port=1, ui_port=port, kiosk_id="BENCH-UI",
@@ -147,23 +182,33 @@ async def main() -> None:
     finally:
         CcTalkAcceptor.events = _events
         ScreenCustomer.show = _show
+        UiServer._push = _push
         shutil.rmtree(tmp, ignore_errors=True)
-    n = min(len(out.get("inserted", [])), len(event_at), len(decided_at), len(out.get("page", [])))
+    n = min(len(out.get("inserted", [])), len(event_at), len(decided_at), len(out.get("page", [])),
+            len(out.get("painted", [])))
     if n == 0:
         raise SystemExit("no coin measured")
-    ins, ev, dec, pg = out["inserted"][:n], event_at[:n], decided_at[:n], out["page"][:n]
+    ins, ev, dec, pg, pt = out["inserted"][:n], event_at[:n], decided_at[:n], out["page"][:n], out["painted"][:n]
     ms = lambda a, b: [(y - x) * 1000 for x, y in zip(a, b)]  # noqa: E731
+    load_after = os.getloadavg()
     print(f"bench/ui.py: {n} coins, 1 jiao each, into a 30-yuan card sale; coin polled every {args.poll_ms} ms; "
           "headless Chromium 1280x800")
+    print(f"  machine load (1/5/15 min) before {' '.join(f'{x:.2f}' for x in load_before)}, "
+          f"after {' '.join(f'{x:.2f}' for x in load_after)}; {os.cpu_count()} cores")
     print(line("insert -> driver event", ms(ins, ev)))
     print(line("driver event -> flow decision", ms(ev, dec)))
     print(line("driver event -> page shows total", ms(ev, pg)))
+    print(line("driver event -> frame painted", ms(ev, pt)))
     print(line("screen's share (page - decision)", ms(dec, pg)))
+    print(line("page -> frame painted", ms(pg, pt)))
     total = ms(ins, pg)
     print(line("insert -> page shows total", total))
+    print(line("kioskd's push per snapshot", pushes))
+    print(line("page's script per snapshot", out["script"]))
+    print(line("page's style+layout per total", out["layout"]))
     screen = ms(ev, pg)
     print(f"  goal: coin event -> page p99 < 100 ms: {'met' if pct(screen, 0.99) < 100 else 'NOT met'} "
-          f"({pct(screen, 0.99):.1f} ms); insert -> page p99 {pct(total, 0.99):.1f} ms, of which the poll period "
+          f"({pct(screen, 0.99):.1f} ms; to the painted frame {pct(ms(ev, pt), 0.99):.1f} ms); insert -> page p99 {pct(total, 0.99):.1f} ms, of which the poll period "
           f"{args.poll_ms} ms; ratio page/decision from the coin event p50 "
           f"{statistics.median(screen) / statistics.median(ms(ev, dec)):.2f}")
     print("  (insert -> driver event sits near one poll period: each coin goes in just after the poll that "
