@@ -9,6 +9,7 @@ import contextlib
 import json
 import re
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -172,8 +173,25 @@ async def test_inhibit_cash_stops_cash_services_until_released(kioskd, hall):
     assert sorted(result["acceptors"]) == ["bill", "coin"] and result["inhibit"] is True
     menu = await call(kioskd["sock"], "menu")
     assert menu["topup"] is False and menu["card_sale"] is False and menu["balance_query"] is True
+    await ok(hall, "disable_service", service="invoice")
+    try:
+        # what a technician at the kiosk reads: both of the hall's decisions, named
+        lines = (await _kioskctl_status(kioskd)).splitlines()
+        assert "cash      INHIBITED by the hall (inhibit_cash)" in lines and "disabled  invoice" in lines, lines
+    finally:
+        await ok(hall, "enable_service", service="invoice")
     await ok(hall, "inhibit_cash", inhibit=False)
     assert (await call(kioskd["sock"], "menu"))["topup"] is True
+    lines = (await _kioskctl_status(kioskd)).splitlines()
+    assert "cash      accepted" in lines and "disabled  none" in lines, lines
+
+
+async def _kioskctl_status(kioskd) -> str:
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "controller.kioskctl", "--socket", kioskd["sock"],
+                                                "status", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()
+    return out.decode()
 
 
 async def test_reprint_prints_the_receipt_again_marked_as_a_reprint(kioskd, hall):
