@@ -10,27 +10,18 @@ again only once the door is shut, whatever the mains did meanwhile.
 """
 from __future__ import annotations
 
-import asyncio
 
 import pytest
 
 from controller.kiosk import Kiosk
 from hal.emulators.model import ControlError
-from tests.support.ups_kiosk import accepting, door, emu, start, until, ups
+from tests.support.ups_kiosk import accepting, door, emu, running, shown, until, ups
 
 
 @pytest.fixture
 async def kiosk(tmp_path):
-    k, run = await start(tmp_path, poll_s=0.02, panel=True)
-    k.run_task = run
-    yield k
-    if not run.done():
-        k.stop_requested.set()
-        await asyncio.wait_for(run, 30)
-
-
-def shown(k: Kiosk) -> set[str]:
-    return {s["key"] for s in k.desk.screen().get("shown", [])}
+    async with running(tmp_path, poll_s=0.02, panel=True) as k:
+        yield k
 
 
 def question(k: Kiosk) -> str | None:

@@ -13,23 +13,14 @@ import sqlite3
 
 import pytest
 
-from controller.kiosk import Kiosk
 from hal.emulators.model import ControlError
-from tests.support.ups_kiosk import accepting, emu, start, until, ups
+from tests.support.ups_kiosk import accepting, emu, running, shown, until, ups
 
 
 @pytest.fixture
 async def kiosk(tmp_path):
-    k, run = await start(tmp_path, poll_s=0.02)
-    k.run_task = run
-    yield k
-    if not run.done():
-        k.stop_requested.set()
-        await asyncio.wait_for(run, 30)
-
-
-def shown(k: Kiosk) -> set[str]:
-    return {s["key"] for s in k.desk.screen().get("shown", [])}
+    async with running(tmp_path, poll_s=0.02) as k:
+        yield k
 
 
 async def test_on_battery_the_visit_is_paid_back_the_journal_synced_mains_back_serves_battery_low_stops(kiosk):

@@ -9,6 +9,7 @@ arrives); the hall link points at a port nobody listens on and just retries.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 
 from controller.config import load
@@ -84,6 +85,22 @@ async def start(tmp: Path, poll_s: float = 0.02, panel: bool = False) -> tuple[K
     if run.done():
         raise RuntimeError(f"kioskd stopped while starting: {run.exception()!r}")
     return k, run
+
+
+@contextlib.asynccontextmanager
+async def running(tmp: Path, poll_s: float = 0.02, panel: bool = False):
+    """A started kiosk for one test (its task as ``run_task``), asked to stop afterwards if still running."""
+    k, run = await start(tmp, poll_s=poll_s, panel=panel)
+    k.run_task = run
+    yield k
+    if not run.done():
+        k.stop_requested.set()
+        await asyncio.wait_for(run, 30)
+
+
+def shown(k: Kiosk) -> set[str]:
+    """The message keys on the customer's screen now."""
+    return {s["key"] for s in k.desk.screen().get("shown", [])}
 
 
 def ups(k: Kiosk):
