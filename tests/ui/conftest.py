@@ -43,3 +43,17 @@ def browser():
         b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield b
         b.close()
+
+
+@pytest.fixture
+def page(browser, kiosk):
+    """A touch screen at 1280x800 on the kiosk's home screen, closed after the test."""
+    from tests.ui.test_page import WAIT_MS, on
+
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, has_touch=True)
+    p = context.new_page()
+    p.set_default_timeout(WAIT_MS)
+    p.goto(kiosk.url)
+    on(p, "home")
+    yield p
+    context.close()

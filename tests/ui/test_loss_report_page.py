@@ -24,17 +24,6 @@ HOLDER = dict(name="张伟", gender="1", nation="01", birth="19491231", address=
               valid_to="20400101")
 
 
-@pytest.fixture
-def page(browser, kiosk):
-    context = browser.new_context(viewport={"width": 1280, "height": 800}, has_touch=True)
-    p = context.new_page()
-    p.set_default_timeout(WAIT_MS)
-    p.goto(kiosk.url)
-    on(p, "home")
-    yield p
-    context.close()
-
-
 def place(kiosk, card: dict) -> None:
     """The customer lays the card on the reader (the card's ``name`` field would clash with emu()'s)."""
     call_sync(kiosk.emu_sock("idcard"), "place_card", **card)

@@ -18,15 +18,9 @@ CASH = sorted(name for name, spec in SPECS.items() if spec.takes_cash)
 
 
 @pytest.fixture
-def page(browser, kiosk):
-    context = browser.new_context(viewport={"width": 1280, "height": 800}, has_touch=True)
-    p = context.new_page()
-    p.set_default_timeout(WAIT_MS)
-    p.goto(kiosk.url)
-    on(p, "home")
-    p.wait_for_selector('.tile[data-value="topup"]:not(.off)')  # the flows' gates asked (BOSS reachable)
-    yield p
-    context.close()
+def page(page):
+    page.wait_for_selector('.tile[data-value="topup"]:not(.off)')  # the flows' gates asked (BOSS reachable)
+    return page
 
 
 def tile(page, service):

@@ -16,17 +16,6 @@ WAIT_MS = 20000
 STATIC = Path(__file__).parents[2] / "controller" / "ui" / "static"
 
 
-@pytest.fixture
-def page(browser, kiosk):
-    context = browser.new_context(viewport={"width": 1280, "height": 800}, has_touch=True)
-    p = context.new_page()
-    p.set_default_timeout(WAIT_MS)
-    p.goto(kiosk.url)
-    on(p, "home")
-    yield p
-    context.close()
-
-
 def on(page, screen, **attrs):
     """Wait until the page shows ``screen`` (main[data-screen]), with these data- attributes."""
     sel = f'main[data-screen="{screen}"]' + "".join(f'[data-{k}="{v}"]' for k, v in attrs.items())
