@@ -25,6 +25,8 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
+from transactions.cashlock import HALL_INHIBIT
+
 from .link import HallLink, Incoming, LinkDown
 from .logs import fields
 
@@ -156,8 +158,12 @@ async def disable_service(k: "Kiosk", args: dict[str, Any]) -> Any:
 
 async def inhibit_cash(k: "Kiosk", args: dict[str, Any]) -> Any:
     """Inhibit every acceptor now, and offer no cash-taking service until released (a flow would
-    otherwise enable its acceptors again); a customer in flight finishes as on a door opening."""
-    k.cash_inhibited = args["inhibit"]
+    otherwise enable its acceptors again); a customer in flight finishes as on a door opening:
+    the intake stops and pays back what is in. Services that take no cash go on."""
+    if args["inhibit"]:
+        k.cash_lock.engage(HALL_INHIBIT)  # first: an intake about to enable its acceptors must see it
+    else:
+        k.cash_lock.release(HALL_INHIBIT)
     done = []
     if args["inhibit"] and k.devices is not None:
         for acceptor in k.devices.of_kind("cash_acceptor"):

@@ -14,6 +14,7 @@ from typing import Any
 
 from hal.device import DeviceContext, DeviceEvent
 from hal.emulators.model import ControlError
+from transactions.cashlock import HALL_INHIBIT, CashLock
 
 from . import __version__, config as config_mod
 from .admission import Admission
@@ -39,9 +40,7 @@ class Kiosk:
         self.enrolled: Any = None  # controller.enrolment.Enrolled: id, hall and TLS kept across reloads
         self.notifier = notifier or Notifier()
         self.admission = Admission()
-        from transactions.cashlock import CashLock
-
-        self.cash_lock = CashLock()  # door open, mains lost: the flows' intake sees it too
+        self.cash_lock = CashLock()  # door open, mains lost, the hall's inhibit: the flows' intake sees it too
         self.state = "starting"
         self.started_at = time.time()
         self.stop_requested = asyncio.Event()
@@ -56,7 +55,6 @@ class Kiosk:
         self.power = PowerWatch(self)
         self.updater: Any = None  # controller/updater.py: the hall's update command, A/B slots
         self.disabled_services: set[str] = set()  # hall commands enable_service / disable_service
-        self.cash_inhibited = False  # hall command inhibit_cash
         self.exit_code = 0  # 75 after the hall's restart command: Restart=on-failure brings us back
         self._critical: list[asyncio.Task] = []
         self._background: set[asyncio.Task] = set()
@@ -104,6 +102,11 @@ class Kiosk:
         return await telemetry(self)
 
     # -- what is offered: hall commands, alarms -----------------------------------------------
+    @property
+    def cash_inhibited(self) -> bool:
+        """The hall's inhibit_cash is on (controller/commands.py)."""
+        return HALL_INHIBIT in self.cash_lock.reasons
+
     def offered(self, service: str) -> str | None:
         """Why ``service`` is not offered now on top of the flows' own gates, or None."""
         from transactions import SPECS
@@ -230,9 +233,10 @@ class Kiosk:
         self.cash_lock.release(reason)
         if self.admission.closed_because != reason or self.stop_requested.is_set():
             return  # closed for something else (starting, stopping) or already for another reason
-        if self.cash_lock.reasons:  # e.g. the mains back with the door still open
-            self.admission.close(self.cash_lock.reasons[-1])
-            log.warning("still locked down", extra=fields(released=reason, reasons=self.cash_lock.reasons))
+        still = [r for r in self.cash_lock.reasons if r != HALL_INHIBIT]  # the hall's alone closes no doors
+        if still:  # e.g. the mains back with the door still open
+            self.admission.close(still[-1])
+            log.warning("still locked down", extra=fields(released=reason, reasons=still))
             return
         self.admission.open()
         self._set_state("ready" if self.devices and self.devices.healthy() else "degraded")

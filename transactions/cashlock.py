@@ -1,4 +1,5 @@
-"""Why no cash may go in now (panel door open, mains lost), shared by kioskd and the cash intake.
+"""Why no cash may go in now (panel door open, mains lost, the hall's inhibit_cash), shared by
+kioskd and the cash intake.
 
 kioskd's lock-down inhibits every acceptor at once, but a flow's intake enables them again when it
 starts taking cash: a door opening after a customer was admitted and before their intake, or
@@ -12,6 +13,8 @@ released — the mains coming back while the door is still open leaves it locked
 from __future__ import annotations
 
 import asyncio
+
+HALL_INHIBIT = "inhibited_by_hall"  # the hall's inhibit_cash: no cash, but the kiosk still serves
 
 
 class CashLock:

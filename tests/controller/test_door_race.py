@@ -114,3 +114,63 @@ async def test_mains_back_with_the_door_open_stays_locked_down_until_the_door_sh
     k.desk.cancel()
     await until(lambda: not k.desk.screen()["busy"])
     assert not any_accepting(k)
+
+
+async def test_the_halls_inhibit_during_intake_stops_it_pays_back_and_leaves_other_services_open(kiosk):
+    """The hall's 禁止收现 reaches a customer already at the insert-cash screen."""
+    from controller.commands import inhibit_cash
+
+    k = kiosk
+    emu(k, "cctalk", "hopper_fill", count=50)
+    await k.begin("card_sale")
+    await until(lambda: question(k) == "choose_card")
+    k.desk.answer("3000")
+    await until(lambda: "insert_cash" in shown(k) and accepting(k))
+    assert emu(k, "cctalk", "insert_coin", value=100) == "accepted"
+    await until(lambda: "paid_so_far" in shown(k))
+
+    await inhibit_cash(k, {"inhibit": True})
+    # before: the intake waited out the idle timeout (30 s here), the customer's coin held, while
+    # a customer admitted before the inhibit enabled the acceptors again at their intake
+    await until(lambda: not k.desk.screen()["busy"], timeout=20)
+    last = k.desk.screen()["last"]
+    assert last["state"] == "refunded", last
+    assert "locked_refund" in {s["key"] for s in k.desk.customer.shown}
+    assert emu(k, "cctalk", "state")["hopper_paid_fen"] == 100
+    assert await last_txn(k) == {"state": "refunded", "note": "kiosk locked down: inhibited_by_hall",
+                                 "balance": 0, "cash_in": 100, "refunded": 100}
+    assert not any_accepting(k) and k.admission.closed_because is None  # not a lock-down: queries go on
+    with pytest.raises(ControlError, match="cash inhibited by the hall"):
+        await k.begin("card_sale")
+
+    await door(k, True)  # a technician opens and shuts the door meanwhile: the hall's inhibit stays,
+    await until(lambda: k.admission.closed_because == "door_open")
+    await door(k, False)  # and it alone does not close the kiosk to the services that take no cash
+    await until(lambda: k.admission.closed_because is None)
+    assert k.cash_inhibited and k.offered("balance_query") is None and k.offered("card_sale") is not None
+
+    await inhibit_cash(k, {"inhibit": False})
+    assert not k.cash_inhibited and k.cash_lock.reasons == []
+    await k.begin("card_sale")
+    await until(lambda: question(k) == "choose_card")
+    k.desk.answer("3000")
+    await until(lambda: "insert_cash" in shown(k) and accepting(k))
+    k.desk.cancel()
+    await until(lambda: not k.desk.screen()["busy"])
+
+
+async def test_a_customer_admitted_before_the_halls_inhibit_never_gets_the_acceptors_enabled(kiosk):
+    from controller.commands import inhibit_cash
+
+    k = kiosk
+    await k.begin("card_sale")
+    await until(lambda: question(k) == "choose_card")
+    await inhibit_cash(k, {"inhibit": True})
+    k.desk.answer("3000")
+    await until(lambda: not k.desk.screen()["busy"] or any_accepting(k))
+    assert not any_accepting(k)
+    assert emu(k, "cctalk", "insert_coin", value=100) != "accepted"
+    assert k.desk.screen()["last"]["state"] == "cancelled"
+    assert await last_txn(k) == {"state": "cancelled", "note": "kiosk locked down: inhibited_by_hall",
+                                 "balance": 0, "cash_in": 0, "refunded": 0}
+    await inhibit_cash(k, {"inhibit": False})
