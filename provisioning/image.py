@@ -404,6 +404,16 @@ def install_project(root: Path, work: Path, log, simulate: bool = True) -> None:
                    check=True, stdout=log, stderr=subprocess.STDOUT)
 
 
+# The SoC's hardware watchdog (bcm2835-wdt: 15 s at most), fed by systemd itself: a hung kernel or
+# PID 1 reboots the kiosk instead of leaving a dark screen, and a hang during an update's trial boot
+# goes back to the committed slot (the initrd consumed tryboot.txt). Without a watchdog device (qemu
+# -M virt has none) systemd only logs that it found none.
+HW_WATCHDOG = """[Manager]
+RuntimeWatchdogSec=15
+RebootWatchdogSec=2min
+"""
+
+
 def _enable(root: Path, unit_path: str, target: str) -> None:
     """`systemctl enable` without running systemctl under emulation: the wants symlink."""
     wants = root / "etc/systemd/system" / f"{target}.wants"
@@ -431,6 +441,8 @@ def configure(root: Path, simulate: bool, release: str = "", update_key: Path | 
         _enable(root, f"/lib/systemd/system/{unit}", target)
     (etc / "systemd/journald.conf.d").mkdir(parents=True, exist_ok=True)
     (etc / "systemd/journald.conf.d/kiosk.conf").write_text("[Journal]\nStorage=volatile\n")
+    (etc / "systemd/system.conf.d").mkdir(parents=True, exist_ok=True)
+    (etc / "systemd/system.conf.d/kiosk-watchdog.conf").write_text(HW_WATCHDOG)
     for unit in ("kioskd.service", "kiosk-ui.service"):
         src = REPO / "systemd" / unit
         if src.exists() and (unit == "kioskd.service" or not simulate):
@@ -534,6 +546,8 @@ def boot_files(boot: Path, vmlinuz: Path, initrd: Path) -> None:
 
 PI_CONFIG = """# Raspberry Pi 4/5 (docs/provisioning.md): the Pi's own kernels, each with our initrd
 arm_64bit=1
+# the hardware watchdog armed by the firmware, so a hang before systemd feeds it reboots too
+kernel_watchdog_timeout=60
 enable_uart=1
 dtparam=i2c_arm=on
 camera_auto_detect=1

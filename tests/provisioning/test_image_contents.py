@@ -4,6 +4,7 @@ probe is handed its answers), the Pi's boot partition, the venv's wheels, and th
 mounts and units that systemd/kiosk-ui.service needs. The --simulate image CI boots stays as it was."""
 from __future__ import annotations
 
+import configparser
 import gzip
 import tomllib
 import urllib.error
@@ -231,3 +232,16 @@ def test_logind_can_start_on_the_read_only_root(tmp_path, simulate):
     linger = next(f for f in fstab if f[1] == "/var/lib/systemd/linger")
     assert linger[0] == linger[2] == "tmpfs" and "nofail" in linger[3].split(",")  # a boot never stops on it
     assert (root / "var/lib/systemd/linger").is_dir()
+
+
+@pytest.mark.parametrize("simulate", [False, True])
+def test_systemd_feeds_the_hardware_watchdog(tmp_path, simulate):
+    """A hung kernel or PID 1 reboots the kiosk (and a hung trial boot returns to the committed slot)."""
+    root = fake_root(tmp_path)
+    image.configure(root, simulate=simulate)
+    conf = configparser.ConfigParser()
+    conf.read(root / "etc/systemd/system.conf.d/kiosk-watchdog.conf")
+    assert 0 < int(conf["Manager"]["RuntimeWatchdogSec"]) <= 15  # bcm2835-wdt cannot be set longer
+    assert conf["Manager"]["RebootWatchdogSec"]
+    if not simulate:  # the Pi's firmware arms it before the kernel, for a hang before systemd
+        assert "kernel_watchdog_timeout=60" in image.PI_CONFIG.splitlines()
