@@ -246,6 +246,31 @@ def test_the_language_toggle_on_every_screen(kiosk, page):
     on(page, "home")
 
 
+def test_the_home_screen_left_alone_becomes_the_attract_screen_with_the_halls_notices(kiosk, browser):
+    """45 s untouched on the home screen (the page's own clock, run forward by Playwright's clock)."""
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, has_touch=True)
+    try:
+        p = context.new_page()
+        p.set_default_timeout(WAIT_MS)
+        p.clock.install()
+        p.goto(kiosk.url)
+        on(p, "home")
+        p.clock.run_for(40_000)
+        assert p.locator('main[data-screen="home"]').count() == 1  # not yet
+        p.clock.run_for(6_000)
+        attract = on(p, "attract")
+        assert "您好,请触摸屏幕开始办理业务" in attract.inner_text()
+        assert "今日营业至 18:00" in p.inner_text(".notices")  # [ui] notices in kiosk.toml
+        p.locator("main.attract").tap()
+        on(p, "home")
+        tap(p, "空中充值")  # a customer on any other screen is never sent to the attract screen
+        on(p, "keypad", kind="phone")
+        p.clock.run_for(60_000)
+        assert p.locator('main[data-screen="keypad"]').count() == 1
+    finally:
+        context.close()
+
+
 def test_kioskd_killed_and_restarted_mid_screen(kiosk, page):
     page.evaluate("window.sameDocument = 42")
     tap(page, "空中充值")
