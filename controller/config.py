@@ -107,6 +107,7 @@ class Config:
     flows: Any = None  # transactions.FlowConfig  # reported in the birth message so the hall sees config drift
     ui: UiSection = UiSection()
     update: UpdateSection = UpdateSection()
+    settings: str = ""  # the hall's settings file over kiosk.toml (--settings), where set_config writes
 
     @property
     def simulate(self) -> bool:
@@ -294,17 +295,51 @@ def _check_tls(path: Path, mqtt: MqttSection, kiosk_id: str) -> None:
                                                   f"is not this kiosk's id {kiosk_id!r}")
 
 
-def load(path: Path | str, *, simulate: bool = False) -> Config:
-    """Read and validate kiosk.toml; ``simulate`` forces --simulate on top of the file's setting."""
-    path = Path(path)
+def _read(path: Path) -> tuple[bytes, dict[str, Any]]:
     try:
         raw = path.read_bytes()
     except OSError as exc:
         raise ConfigError(path, "", f"cannot read: {exc.strerror}") from None
     try:
-        data = tomllib.loads(raw.decode("utf-8"))
+        return raw, tomllib.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(path, "", f"not valid TOML: {exc}") from None
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` on top of ``base``: tables merged key by key, any other value replaced."""
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def load(path: Path | str, *, simulate: bool = False, settings: Path | str | None = None) -> Config:
+    """Read and validate kiosk.toml; ``simulate`` forces --simulate on top of the file's setting.
+
+    ``settings``: the hall's settings (set_config, apply_settings) kept in a file of their own over
+    kiosk.toml, when kiosk.toml cannot be written (the image's read-only root) or should stay as
+    shipped (an update brings a new one; the hall's settings stay). Missing is empty."""
+    path = Path(path)
+    raw, data = _read(path)
+    if settings is not None and Path(settings).exists():
+        over_raw, over = _read(Path(settings))
+        for key in sorted(IDENTITY_KEYS):
+            section, name = key.split(".")
+            if name in over.get(section, {}):
+                raise ConfigError(settings, key, "the kiosk's identity and directories are set by provisioning, "
+                                  "not in the hall's settings")
+        raw, data = raw + b"\0" + over_raw, _merge(data, over)
+        try:
+            config = _validate(path, raw, data, simulate)
+        except ConfigError as exc:
+            raise ConfigError(f"{path} with {settings}", exc.key, exc.problem) from None
+    else:
+        config = _validate(path, raw, data, simulate)
+    return dataclasses.replace(config, settings=str(settings or ""))
+
+
+def _validate(path: Path, raw: bytes, data: dict[str, Any], simulate: bool) -> Config:
     known = {"kiosk", "mqtt", "boss", "sales", "flows", "devices", "ui", "update"}
     for key in data:
         if key not in known:
@@ -397,41 +432,46 @@ def with_setting(path: Path | str, key: str, value: Any, *, simulate: bool = Fal
     return with_settings(path, {key: value}, simulate=simulate)
 
 
-def with_settings(path: Path | str, settings: dict[str, Any], *, simulate: bool = False) -> tuple[str, "Config"]:
-    """The same for several keys at once (the hall's apply_settings): one text, validated whole."""
+def with_settings(path: Path | str, settings: dict[str, Any], *, simulate: bool = False,
+                  over: Path | str | None = None) -> tuple[str, "Config"]:
+    """The same for several keys at once (the hall's apply_settings): one text, validated whole.
+
+    With ``over`` (the settings file over kiosk.toml) that file's text is returned, kiosk.toml is
+    only read; a settings file not there yet starts empty."""
     import tomlkit
 
     path = Path(path)
+    edited = Path(over) if over else path
     try:
-        doc = tomlkit.parse(path.read_text("utf-8"))
+        doc = tomlkit.parse(edited.read_text("utf-8") if over is None or edited.exists() else "")
     except OSError as exc:
-        raise ConfigError(path, "", f"cannot read: {exc.strerror}") from None
+        raise ConfigError(edited, "", f"cannot read: {exc.strerror}") from None
     except Exception as exc:  # tomlkit's own parse errors
         raise ConfigError(path, "", f"not valid TOML: {exc}") from None
     for key, value in settings.items():
         parts = key.split(".")
         if len(parts) < 2 or not all(parts):
-            raise ConfigError(path, key, "expected section.key (e.g. flows.idle_timeout)")
+            raise ConfigError(edited, key, "expected section.key (e.g. flows.idle_timeout)")
         if key in IDENTITY_KEYS:
-            raise ConfigError(path, key, "the kiosk's identity and directories are set by provisioning, not remotely")
+            raise ConfigError(edited, key, "the kiosk's identity and directories are set by provisioning, not remotely")
         table: Any = doc
         for i, part in enumerate(parts[:-1]):
             if part not in table:
                 table[part] = tomlkit.table(is_super_table=i == 0 and parts[0] == "devices")
             table = table[part]
             if not isinstance(table, dict):
-                raise ConfigError(path, ".".join(parts[: i + 1]), "is a value, not a table")
+                raise ConfigError(edited, ".".join(parts[: i + 1]), "is a value, not a table")
         table[parts[-1]] = value
     text = tomlkit.dumps(doc)
-    tmp = path.with_name(f".{path.name}.check")
+    tmp = edited.with_name(f".{edited.name}.check")
     tmp.write_text(text, "utf-8")
     try:
-        config = load(tmp, simulate=simulate)
+        config = load(path, simulate=simulate, settings=tmp) if over else load(tmp, simulate=simulate)
     except ConfigError as exc:
-        raise ConfigError(path, exc.key, exc.problem) from None
+        raise ConfigError(edited, exc.key, exc.problem) from None
     finally:
         tmp.unlink(missing_ok=True)
-    return text, config
+    return text, dataclasses.replace(config, settings=str(over or ""))
 
 
 def write_atomically(path: Path | str, text: str) -> None:

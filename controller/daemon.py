@@ -21,6 +21,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--config", type=Path, help=f"kiosk.toml (default {DEFAULT_PATH}; "
                         "with --simulate and no --config, the built-in simulated kiosk)")
     parser.add_argument("--simulate", action="store_true", help="every device on its emulator")
+    parser.add_argument("--settings", type=Path, help="the hall's settings over --config: set_config and "
+                        "apply_settings write here, kiosk.toml stays as shipped (the image: "
+                        "/var/lib/kiosk/settings.toml; missing is empty)")
     parser.add_argument("--check-config", action="store_true", help="validate the config and exit")
     parser.add_argument("--mqtt-port", type=int, help="override [mqtt] port (demo, tests)")
     parser.add_argument("--boss-url", help="override [boss]: via = \"url\" with this url (demo, tests)")
@@ -34,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     path = args.config or (SIMULATED_CONFIG if args.simulate else DEFAULT_PATH)
     try:
-        config = load(path, simulate=args.simulate)
+        config = load(path, simulate=args.simulate, settings=args.settings)
     except ConfigError as exc:
         print(f"kioskd: config error: {exc}", file=sys.stderr)
         return 2
@@ -47,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
 
         config = dataclasses.replace(config, boss=dataclasses.replace(config.boss, url=args.boss_url, via="url"))
     if args.check_config:
-        print(f"{path}: ok ({len(config.devices)} devices, kiosk {config.kiosk.id})")
+        print(f"{path}{f' with {args.settings}' if config.settings else ''}: ok ({len(config.devices)} devices, kiosk {config.kiosk.id})")
         return 0
     from . import logs
     from .kiosk import Kiosk

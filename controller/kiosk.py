@@ -297,7 +297,7 @@ class Kiosk:
         """SIGHUP: re-read kiosk.toml; apply what can change live, say what needs a restart."""
         self.notifier.reloading()
         try:
-            new = config_mod.load(self.config.path, simulate=self.config.simulate)
+            new = config_mod.load(self.config.path, simulate=self.config.simulate, settings=self.config.settings or None)
         except config_mod.ConfigError as exc:
             log.error("reload refused: %s", exc)
         else:
@@ -346,11 +346,12 @@ class Kiosk:
 
     async def set_configs(self, settings: dict[str, Any]) -> dict[str, Any]:
         """Several keys in one validated, atomic write (the hall's apply_settings)."""
-        path = self.config.path
+        path, over = self.config.path, self.config.settings or None  # over: --settings, else kiosk.toml itself
         async with self._config_lock:  # two set_config at once must not both edit the old text
-            text, new = await asyncio.to_thread(config_mod.with_settings, path, settings, simulate=self.config.simulate)
-            await asyncio.to_thread(config_mod.write_atomically, path, text)
-            new = config_mod.load(path, simulate=self.config.simulate)
+            text, new = await asyncio.to_thread(config_mod.with_settings, path, settings, simulate=self.config.simulate,
+                                                over=over)
+            await asyncio.to_thread(config_mod.write_atomically, over or path, text)
+            new = config_mod.load(path, simulate=self.config.simulate, settings=over)
             restart = self._apply(new, "configuration set by the hall")
         if self.outbox is not None:
             await self.outbox.refresh()

@@ -166,7 +166,9 @@ RequiresMountsFor=/var/lib/kiosk /boot/firmware
 
 [Service]
 ExecStart=
-ExecStart=/opt/kioskd/venv/bin/kioskd --config /etc/kiosk/kiosk.toml --identity /boot/firmware/kiosk-identity.toml
+# The hall's settings (set_config, apply_settings) on the data partition, over the slot's kiosk.toml:
+# the root is read-only, and an update brings its own kiosk.toml while the hall's settings stay.
+ExecStart=/opt/kioskd/venv/bin/kioskd --config /etc/kiosk/kiosk.toml --settings /var/lib/kiosk/settings.toml --identity /boot/firmware/kiosk-identity.toml
 # The card's token is removed after enrolment: the boot partition must be writable for kioskd.
 ReadWritePaths=/boot/firmware
 # A/B updates (controller/updater.py): kioskd writes the other root slot (udev gives the kiosk

@@ -92,6 +92,8 @@ async def serve_control(path: str, handler: Handler) -> asyncio.AbstractServer:
                 await writer.drain()
         except ConnectionError:
             pass
+        except asyncio.CancelledError:  # the loop ending with a client connected (kioskd stopping):
+            pass  # end quietly; Python 3.11's start_server logs a cancelled handler as an error with a traceback
         finally:
             writer.close()
 

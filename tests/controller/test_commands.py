@@ -344,3 +344,51 @@ async def test_restart_replies_drains_and_exits_for_systemd_to_restart(tmp_path,
     assert "restart requested by the hall" in proc.log()
     unit = (Path(__file__).parents[2] / "systemd" / "kioskd.service").read_text()
     assert re.search(r"(?m)^Restart=(on-failure|always)$", unit)
+
+
+async def test_with_settings_the_halls_settings_go_to_their_own_file_and_survive_a_restart(tmp_path, broker):
+    """The image's way (provisioning/image.py): kiosk.toml on the read-only root, the hall's
+    settings in --settings on the data partition. kiosk.toml is never written; the settings hold
+    over a restart (and over an update, which brings its own kiosk.toml)."""
+    import tomllib
+
+    kiosk = unique()
+    config = simulated_config(tmp_path, broker.port, kiosk)
+    shipped = config.read_bytes()
+    settings = tmp_path / "data" / "settings.toml"
+    settings.parent.mkdir()
+    notices = ["今日营业至 18:00 / Open until 18:00 today"]
+
+    def start(n: int):
+        notify = NotifySocket(tmp_path / f"notify{n}.sock")
+        proc = start_kioskd("--config", str(config), "--settings", str(settings), "--simulate",
+                            log_path=tmp_path / "kioskd.log", env={"NOTIFY_SOCKET": notify.path}, cwd=tmp_path)
+        notify.wait_for("READY=1", timeout=20)
+        return proc, notify
+
+    def stop(proc, notify):
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0, proc.log()
+        notify.close()
+
+    proc, notify = start(1)
+    try:
+        async with hall_client(broker.port, HALL, kiosk) as h:
+            await h.next("status", where=lambda g: g.body["online"] is True)
+            assert await err(h, "set_config", {"schema": 1, "args": {"key": "kiosk.id", "value": "K-EVIL"}}) == "bad_args"
+            assert await err(h, "set_config", {"schema": 1, "args": {"key": "flows.nope", "value": 1}}) == "bad_args"
+            assert not settings.exists()  # refused: nothing written
+            await ok(h, "set_config", key="flows.idle_timeout", value=90)
+            result = await ok(h, "apply_settings", notices=notices)
+        assert config.read_bytes() == shipped
+        assert tomllib.loads(settings.read_text()) == {"flows": {"idle_timeout": 90}, "ui": {"notices": notices}}
+    finally:
+        stop(proc, notify)
+
+    proc, notify = start(2)
+    try:
+        status = await call(str(tmp_path / "run" / "kioskd.sock"), "status")
+        assert status["config_hash"] == result["config_hash"]  # the same kiosk.toml + settings, read at start
+    finally:
+        stop(proc, notify)
+    assert "Traceback" not in proc.log()

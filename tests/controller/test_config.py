@@ -130,3 +130,44 @@ async def test_services_not_listed_are_not_offered(tmp_path):
     everything = Kiosk(dataclasses.replace(config, kiosk=dataclasses.replace(config.kiosk, services=list(
         load(write(tmp_path, GOOD)).kiosk.services))))
     assert everything.offered("topup") is None and everything.offered("loss_report") is None
+
+
+def test_the_halls_settings_file_lies_over_kiosk_toml_table_by_table(tmp_path, capsys):
+    from controller.config import load
+
+    path = write(tmp_path, GOOD + '\n[flows]\nidle_timeout = 60.0\nhotline = "10086"\n')
+    settings = tmp_path / "settings.toml"
+    assert load(path, settings=settings).flows.idle_timeout == 60.0  # no settings yet: kiosk.toml alone
+    settings.write_text('[flows]\nidle_timeout = 90.0\n\n[ui]\nnotices = ["明日 9:00 开门"]\n')
+    config = load(path, settings=settings)
+    assert config.flows.idle_timeout == 90.0 and config.flows.hotline == "10086"  # merged key by key
+    assert config.ui.notices == ["明日 9:00 开门"]
+    assert config.settings == str(settings) and config.raw_hash != load(path).raw_hash
+    assert main(["--config", str(path), "--settings", str(settings), "--check-config"]) == 0
+    assert f"{path} with {settings}: ok" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("text, key, problem", [
+    ('[kiosk]\nid = "K-EVIL"\n', "kiosk.id", "set by provisioning, not in the hall's settings"),
+    ("[flows]\nidle_timeout = \"soon\"\n", "flows.idle_timeout", "expected float"),
+    ("[flows\n", "", "not valid TOML"),
+])
+def test_a_bad_settings_file_is_named_with_its_key_and_problem(tmp_path, capsys, text, key, problem):
+    path = write(tmp_path, GOOD)
+    settings = tmp_path / "settings.toml"
+    settings.write_text(text)
+    assert main(["--config", str(path), "--settings", str(settings), "--check-config"]) == 2
+    err = capsys.readouterr().err
+    assert str(settings) in err and key in err and problem in err, err
+
+
+def test_set_config_with_a_settings_file_writes_only_that_file(tmp_path):
+    from controller.config import ConfigError, with_settings
+
+    path = write(tmp_path, GOOD)
+    settings = tmp_path / "settings.toml"
+    text, config = with_settings(path, {"flows.idle_timeout": 90}, over=settings)
+    assert text.strip() == "[flows]\nidle_timeout = 90" and config.flows.idle_timeout == 90
+    assert not settings.exists() and sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == ["kiosk.toml"]
+    with pytest.raises(ConfigError, match="settings.toml: kiosk.id"):
+        with_settings(path, {"kiosk.id": "K2"}, over=settings)

@@ -245,3 +245,17 @@ def test_systemd_feeds_the_hardware_watchdog(tmp_path, simulate):
     assert conf["Manager"]["RebootWatchdogSec"]
     if not simulate:  # the Pi's firmware arms it before the kernel, for a hang before systemd
         assert "kernel_watchdog_timeout=60" in image.PI_CONFIG.splitlines()
+
+
+@pytest.mark.parametrize("simulate", [False, True])
+def test_the_halls_settings_go_to_the_data_partition_not_the_read_only_root(tmp_path, simulate):
+    """set_config / apply_settings write kioskd's --settings file: on the data partition, which is
+    writable and survives an update into the other slot."""
+    root = fake_root(tmp_path)
+    image.configure(root, simulate=simulate)
+    dropin = (root / "etc/systemd/system/kioskd.service.d/image.conf").read_text()
+    start = [l for l in dropin.splitlines() if l.startswith("ExecStart=/")]
+    assert len(start) == 1 and "--settings /var/lib/kiosk/settings.toml" in start[0], start
+    fstab = [l.split() for l in (root / "etc/fstab").read_text().splitlines() if l and not l.startswith("#")]
+    data = next(f for f in fstab if f[1] == "/var/lib/kiosk")
+    assert data[0] == "LABEL=data" and data[2] == "ext4" and "ro" not in data[3].split(","), data
