@@ -11,7 +11,7 @@ import logging
 from . import records
 from .customer import Customer
 from .flow import FlowResult, Run, Services
-from .flows import FLOWS
+from .flows import FLOWS, READY
 from .messages import yuan
 from .recovery import recover_txn
 
@@ -23,10 +23,11 @@ class UnknownService(KeyError):
 
 
 async def available(services: Services) -> dict[str, bool]:
-    """Which services can start now (for the menu); cheap, asks the BOSS once."""
+    """Which services can start now (for the menu); cheap: asks the BOSS once, the printer and each
+    dispenser for their status once."""
     boss_ok = services.boss is not None and await services.boss.ping()
     depth = await services.journal.read(records.outbox_depth)
-    out = {}
+    out, asked = {}, {}
     for name, (spec, _) in FLOWS.items():
         ok = (boss_ok or not spec.needs_boss) and not (spec.takes_cash and depth > services.config.max_outbox)
         if spec.takes_cash and not services.hw.acceptors:
@@ -35,6 +36,10 @@ async def available(services: Services) -> dict[str, bool]:
             ok = False  # an identity flow on a kiosk without a reader, camera or SIM writer
         if spec.needs and not services.config.hall_public_key:
             ok = False  # nowhere to seal the real-name data to: never stored in the clear
+        if ok and name in READY:
+            if READY[name] not in asked:  # statement and invoice share the printer's answer
+                asked[READY[name]] = await READY[name](services)
+            ok = asked[READY[name]]
         out[name] = ok
     return out
 

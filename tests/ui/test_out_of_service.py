@@ -1,7 +1,8 @@
 """What the kiosk cannot offer now, on the customer's screen, against a real ``kioskd --simulate``.
 
 The causes are the product's own: the hall's commands over MQTT (disable_service, inhibit_cash:
-what halld's console sends) and the BOSS unreachable (bosssim's ``down`` fault on every request).
+what halld's console sends), the BOSS unreachable (bosssim's ``down`` fault on every request), and
+no card or no paper (the dispenser and printer emulators' own states).
 A service refused is a greyed tile, 暂停办理 / Not available now, that starts nothing; with nothing
 left to offer the whole screen says 暂停服务 (out of service); each comes back when its cause clears.
 """
@@ -98,6 +99,31 @@ def test_with_nothing_to_offer_the_screen_is_out_of_service_and_comes_back(kiosk
     # the hall releases cash: every tile is back, and a cash service starts
     assert kiosk.hall_command("inhibit_cash", inhibit=False)["ok"]
     page.wait_for_selector('.tile[data-value="card_sale"]:not(.off)', timeout=WAIT_MS)
+    assert live(page) == offered
+    tap(page, "充值卡销售")
+    on(page, "choose", prompt="choose_card")
+    tap(page, "取消")
+    on(page, "result", state="cancelled")
+
+
+def test_no_card_or_no_paper_greys_only_the_services_that_need_them_then_they_come_back(kiosk, page):
+    """A customer never gives their number and password for a statement the kiosk cannot print, nor
+    picks a card the dispenser does not hold: the tile is grey before they start."""
+    offered = live(page)
+    assert {"card_sale", "statement", "invoice", "topup"} <= offered, offered
+    kiosk.emu("crt571", "set_stock", count=0)
+    page.wait_for_selector('.tile.off[data-value="card_sale"]', timeout=BOSS_MENU_S * 1000)
+    assert live(page) == offered - {"card_sale"}
+    assert tile(page, "card_sale").inner_text().split() == ["充值卡销售", "暂停办理"]
+
+    kiosk.emu("escpos", "paper_out")
+    page.wait_for_selector('.tile.off[data-value="statement"]', timeout=BOSS_MENU_S * 1000)
+    assert live(page) == offered - {"card_sale", "statement", "invoice"}  # top-up still prints or says it could not
+
+    kiosk.emu("crt571", "set_stock", count=50)  # the technician loads cards and paper
+    kiosk.emu("escpos", "paper_ok")
+    page.wait_for_function("n => document.querySelectorAll('.tile:not(.off)').length === n", arg=len(offered),
+                           timeout=BOSS_MENU_S * 1000)
     assert live(page) == offered
     tap(page, "充值卡销售")
     on(page, "choose", prompt="choose_card")

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 from typing import Awaitable, Callable
 
-from ..flow import FlowSpec, Run
+from ..flow import FlowSpec, Run, Services
 from . import bill_pay, card_sale, documents, loss_report, new_number, plan_change, query, real_name, sim_replace, topup
+from .identity import sim_ready
 
 FLOWS: dict[str, tuple[FlowSpec, Callable[[Run], Awaitable[str]]]] = {
     "topup": (topup.SPEC, topup.run),
@@ -21,3 +22,13 @@ FLOWS: dict[str, tuple[FlowSpec, Callable[[Run], Awaitable[str]]]] = {
 }
 
 SPECS: dict[str, FlowSpec] = {name: spec for name, (spec, _) in FLOWS.items()}
+
+# What each service needs in stock now beyond its devices, asked for the menu: a service that would
+# stop halfway (no card, no paper, no blank SIM) is greyed before the customer starts, not after.
+READY: dict[str, Callable[[Services], Awaitable[bool]]] = {
+    "card_sale": card_sale.ready,
+    "statement": documents.ready,
+    "invoice": documents.ready,
+    "new_number": sim_ready,
+    "sim_replace": sim_ready,
+}

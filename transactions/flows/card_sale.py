@@ -14,7 +14,7 @@ from hal.peripherals import Receipt
 from .. import records
 from ..customer import CustomerCancelled
 from ..effects import pay_back, print_receipt
-from ..flow import FlowSpec, Run, Settled, State, T
+from ..flow import FlowSpec, Run, Services, Settled, State, T
 from ..intake import CashStopped, take_cash
 from ..messages import both, money
 from .common import CASH_STATES, FINALS, cash_transitions, refund_after, selfs
@@ -61,11 +61,16 @@ async def _gate(dispenser: Any) -> bool | None:
     return bool(st.card_at_gate) if st.known else None
 
 
-async def _in_stock(r: Run, face: int) -> bool:
-    dispenser = r.services.hw.dispensers.get(face)
+async def ready(services: Services) -> bool:
+    """For the menu: a card of some face value can be sold now (else the tile is greyed)."""
+    return any([await _in_stock(services, face) for face in services.config.card_prices])
+
+
+async def _in_stock(services: Services, face: int) -> bool:
+    dispenser = services.hw.dispensers.get(face)
     if dispenser is None:
         return False
-    stock = (await r.journal.read(records.counters, "card_stock")).get("card_stock", {}).get(str(face))
+    stock = (await services.journal.read(records.counters, "card_stock")).get("card_stock", {}).get(str(face))
     if stock is not None and stock <= 0:
         return False
     try:
@@ -79,7 +84,7 @@ async def _in_stock(r: Run, face: int) -> bool:
 async def run(r: Run) -> str:
     cfg = r.config
     r.say("welcome_card_sale")
-    faces = [f for f in sorted(cfg.card_prices) if await _in_stock(r, f)]
+    faces = [f for f in sorted(cfg.card_prices) if await _in_stock(r.services, f)]
     if not faces:
         r.say("cards_sold_out")
         return await r.finish("decline", "no card in stock")

@@ -9,7 +9,7 @@ from hal.peripherals import Receipt
 from ..boss import BossError
 from ..customer import CustomerCancelled
 from ..effects import print_receipt
-from ..flow import FlowSpec, Run, State, T
+from ..flow import FlowSpec, Run, Services, State, T
 from ..messages import both, money
 from .common import FINALS, boss_problem_key, mask_phone, selfs
 from .identify import NotVerified, phone_and_password
@@ -57,6 +57,18 @@ def months(now: float, count: int = 3) -> list[str]:
             y, m = y - 1, 12
         out.append(f"{y:04d}-{m:02d}")
     return out
+
+
+async def ready(services: Services) -> bool:
+    """For the menu: the printer answers and can print (paper in, cover shut), so no customer gives
+    their number and password for a statement the kiosk cannot print."""
+    printer = services.hw.printer
+    if printer is None:
+        return False
+    try:
+        return (await printer.status()).can_print
+    except Exception:  # noqa: BLE001 - a printer that cannot say is one that cannot print
+        return False
 
 
 async def _run(r: Run, kind: str) -> str:

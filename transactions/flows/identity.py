@@ -335,3 +335,15 @@ async def recover_identity(s: Services, txn_id: str, rule: str) -> list[str]:
 __all__ = ["IdentityFailed", "identify", "read_id", "take_photo", "sim_move", "sim_write", "sim_capture",
            "sim_hand_out", "sim_left", "boss_step", "recover_identity", "RESOLVERS", "BOSS_KINDS", "SIM_RULE",
            "sim_states", "sim_transitions", "until_cancel", "BossRefused"]
+
+
+async def sim_ready(services: Services) -> bool:
+    """For the menu: a blank SIM can be moved to the writer now (new number, replacement)."""
+    d = services.hw.sim_dispenser
+    if d is None:
+        return False
+    try:
+        st = await d.status()
+    except Exception:  # noqa: BLE001 - a dispenser that cannot say is one that cannot give
+        return False
+    return st.known and not st.empty and not st.jammed
