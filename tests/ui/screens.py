@@ -15,12 +15,17 @@ import threading
 from pathlib import Path
 from typing import Callable, Iterator
 
+# the holder bosssim registers for 13800138000 (tests/ui/test_loss_report_page.py)
+ID_HOLDER = dict(name="张伟", gender="1", nation="01", birth="19491231", address="北京市西城区复兴门内大街一号",
+                 id_number="11010519491231002X", authority="北京市公安局西城分局", valid_from="20200101",
+                 valid_to="20400101")
 PANEL_PX_PER_MM = 1509.6 / (10.1 * 25.4)  # 1280x800 over a 10.1" diagonal: 5.88 px/mm
 MIN_TARGET_PX = 15 * PANEL_PX_PER_MM  # 88 px
 
 
 def walk(kiosk, page, lang: str = "zh") -> Iterator[str]:
     """Drive the page through each main screen; yields its name once the page shows it."""
+    from hal.emulators.control import call_sync
     from tests.ui.test_page import cash_enabled, on, paid_shows, tap
 
     def tap_any(zh: str, en: str) -> None:
@@ -119,6 +124,23 @@ def walk(kiosk, page, lang: str = "zh") -> Iterator[str]:
     yield "plan"
     tap_any("取消", "Cancel")
     on(page, "result", state="cancelled")
+    tap_any("返回首页", "Home")
+    tap_any("挂失", "Report a lost SIM")  # by the holder's ID card: the identity screens
+    on(page, "keypad", kind="phone")
+    digits("13800138000")
+    tap_any("下一步", "Next")
+    tap_any("确认", "Confirm")
+    on(page, "choose", prompt="choose_identify_method")
+    yield "identify_method"
+    tap_any("身份证", "ID card")
+    on(page, "progress", key="place_id_card")
+    yield "id_card"
+    call_sync(kiosk.emu_sock("idcard"), "place_card", **ID_HOLDER)
+    on(page, "choose", prompt="confirm_suspend")
+    yield "loss_confirm"
+    tap_any("取消", "Cancel")
+    on(page, "result", state="cancelled")
+    call_sync(kiosk.emu_sock("idcard"), "remove_card")
     tap_any("返回首页", "Home")
     on(page, "home")
     page.evaluate("ui.attract = true; render()")

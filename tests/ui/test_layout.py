@@ -12,7 +12,7 @@ from tests.ui.screens import MIN_TARGET_PX, run
 pytestmark = pytest.mark.timeout(300)
 DOCS = Path(__file__).parents[2] / "docs"
 SCREENS = {"home", "phone", "readback", "amount", "note", "cash", "done", "card", "take_card", "apology_voucher",
-           "password", "balance", "plan", "attract", "home_unavailable", "out_of_service", "maintenance", "please_wait"}
+           "password", "balance", "plan", "identify_method", "id_card", "loss_confirm", "attract", "home_unavailable", "out_of_service", "maintenance", "please_wait"}
 
 CHECK = r"""() => {
   const out = {overflow: null, small: [], clipped: [], contrast: []};

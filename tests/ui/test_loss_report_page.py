@@ -14,14 +14,12 @@ import pytest
 
 from hal.emulators.control import call_sync
 from tests.identity.kiosk import plaintext_in, scan_files
+from tests.ui.screens import ID_HOLDER as HOLDER
 from tests.ui.test_page import WAIT_MS, on, tap, type_phone
 
 pytestmark = pytest.mark.timeout(180)
 
 OWNED = "13800138000"  # bosssim: 张伟, registered owner by ID 11010519491231002X
-HOLDER = dict(name="张伟", gender="1", nation="01", birth="19491231", address="北京市西城区复兴门内大街一号",
-              id_number="11010519491231002X", authority="北京市公安局西城分局", valid_from="20200101",
-              valid_to="20400101")
 
 
 def place(kiosk, card: dict) -> None:
