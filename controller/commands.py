@@ -12,7 +12,8 @@ came back, and a retry ran twice). A command past its deadline (with CLOCK_SKEW_
 refused ``expired`` and not run; one whose deadline lies further ahead than MAX_AHEAD_S is refused
 as ``bad_payload`` (it would outlive the dedup memory). A command whose id was seen before is not
 run again: it gets the first run's reply. Ids are remembered until their deadline has passed, after
-which any copy is refused as expired anyway.
+which any copy is refused as expired anyway — in memory and in the journal (its ``commands``
+table), so a copy the broker delivers again after a kioskd restart is not run twice either.
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
+from transactions import records
 from transactions.cashlock import HALL_INHIBIT
 
 from .link import HallLink, Incoming, LinkDown
@@ -37,6 +39,9 @@ log = logging.getLogger("kioskd.commands")
 
 CLOCK_SKEW_S = 30.0  # the kiosk's clock may be this far behind the hall's before a fresh command expires
 MAX_AHEAD_S = 900.0  # a deadline further ahead than this is not a deadline
+# a copy of a command that a kioskd restart cut short: it may or may not have taken effect
+CUT_SHORT = {"ok": False, "error": {"code": "failed", "message": "kioskd restarted while this command ran; it is not "
+                                    "run again (it may or may not have taken effect): check, then send it anew"}}
 ID_RE = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 
 
@@ -261,7 +266,6 @@ async def apply_settings(k: "Kiosk", args: dict[str, Any]) -> Any:
 async def load_cards(k: "Kiosk", args: dict[str, Any]) -> Any:
     """Staff loaded recharge cards into a dispenser: the stock counter grows and the hall is told
     (a cards_loaded event, then the status with the new level)."""
-    from transactions import records
 
     face, added = args["face_fen"], args["added"]
     if face not in k.config.flows.card_prices:
@@ -443,13 +447,24 @@ class Commands:
             else:
                 first: asyncio.Future = asyncio.get_running_loop().create_future()
                 self._seen[cid] = (deadline, first)
-                try:
-                    outcome = await run(self.kiosk, name, message.payload)
-                    reply = {"ok": True, "result": outcome.result} if isinstance(outcome, Reply) else outcome
-                finally:
-                    if not first.done():  # cancelled mid-run: a repeat gets a clear answer, not a hang
-                        first.set_result(reply if outcome is not None else
-                                         {"ok": False, "error": {"code": "failed", "message": "interrupted"}})
+                journal = self.kiosk.journal
+                known, stored = (await journal.read(records.command_seen, cid)) if journal else (False, None)
+                if known:  # run before this kioskd started: never twice
+                    log.warning("command run before a restart: not run again", extra=fields(command=name, id=cid))
+                    reply = stored or CUT_SHORT
+                    first.set_result(reply)
+                else:
+                    if journal:
+                        await journal.write(records.command_started, cid, name, deadline, now - CLOCK_SKEW_S)
+                    try:
+                        outcome = await run(self.kiosk, name, message.payload)
+                        reply = {"ok": True, "result": outcome.result} if isinstance(outcome, Reply) else outcome
+                        if journal:
+                            await journal.write(records.command_finished, cid, reply)
+                    finally:
+                        if not first.done():  # cancelled mid-run: a repeat gets a clear answer, not a hang
+                            first.set_result(reply if outcome is not None else
+                                             {"ok": False, "error": {"code": "failed", "message": "interrupted"}})
         if message.response_topic is None:
             log.info("command without response topic: no reply", extra=fields(command=name, ok=reply["ok"]))
         elif not message.response_topic.startswith(self.reply_prefix):

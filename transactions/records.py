@@ -164,6 +164,22 @@ def _finish(conn: sqlite3.Connection, txn: str, state: str, now: float, note: st
     return int(seq)
 
 
+def command_seen(conn: sqlite3.Connection, cid: str) -> tuple[bool, dict | None]:
+    """(known, its reply): known with no reply is a command a restart cut short."""
+    row = conn.execute("SELECT reply FROM commands WHERE id = ?", (cid,)).fetchone()
+    return (False, None) if row is None else (True, None if row["reply"] is None else json.loads(row["reply"]))
+
+
+def command_started(conn: sqlite3.Connection, cid: str, name: str, deadline: float, forget_before: float) -> None:
+    """Before a hall command runs; forgets the ones whose deadline is past (no copy of them can run)."""
+    conn.execute("DELETE FROM commands WHERE deadline < ?", (forget_before,))
+    conn.execute("INSERT INTO commands(id, name, deadline) VALUES (?, ?, ?)", (cid, name, deadline))
+
+
+def command_finished(conn: sqlite3.Connection, cid: str, reply: dict) -> None:
+    conn.execute("UPDATE commands SET reply = ? WHERE id = ?", (_j(reply), cid))
+
+
 def enqueue(conn: sqlite3.Connection, topic: str, payload: dict, now: float) -> int:
     cur = conn.execute("INSERT INTO outbox(topic, payload, created_at) VALUES (?, ?, ?)",
                        (topic, _j(payload), now))

@@ -107,4 +107,16 @@ V2 = [
     "CREATE INDEX money_txn ON money(txn)",
 ]
 
-MIGRATIONS: list[list[str]] = [V1, V2]
+V3 = [
+    # The hall's commands as they run (controller/commands.py): a copy delivered again after a
+    # kioskd restart gets the first run's reply instead of a second run (load_cards twice would
+    # count the cards twice). Kept until the command's deadline has passed.
+    """CREATE TABLE commands (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        deadline REAL NOT NULL,
+        reply TEXT  -- JSON; NULL while it runs, and after a restart cut it short
+    )""",
+]
+
+MIGRATIONS: list[list[str]] = [V1, V2, V3]

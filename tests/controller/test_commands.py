@@ -346,6 +346,22 @@ async def test_restart_replies_drains_and_exits_for_systemd_to_restart(tmp_path,
     assert re.search(r"(?m)^Restart=(on-failure|always)$", unit)
 
 
+@contextlib.contextmanager
+def own_kioskd(tmp: Path, config: Path, n: int, *extra: str):
+    """A kioskd --simulate of the test's own (the n-th start on this config), stopped by SIGTERM."""
+    notify = NotifySocket(tmp / f"notify{n}.sock")
+    proc = start_kioskd("--config", str(config), *extra, "--simulate", log_path=tmp / "kioskd.log",
+                        env={"NOTIFY_SOCKET": notify.path}, cwd=tmp)
+    try:
+        notify.wait_for("READY=1", timeout=20)
+        yield proc
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0, proc.log()
+        notify.close()
+    assert "Traceback" not in proc.log()
+
+
 async def test_with_settings_the_halls_settings_go_to_their_own_file_and_survive_a_restart(tmp_path, broker):
     """The image's way (provisioning/image.py): kiosk.toml on the read-only root, the hall's
     settings in --settings on the data partition. kiosk.toml is never written; the settings hold
@@ -359,20 +375,7 @@ async def test_with_settings_the_halls_settings_go_to_their_own_file_and_survive
     settings.parent.mkdir()
     notices = ["今日营业至 18:00 / Open until 18:00 today"]
 
-    def start(n: int):
-        notify = NotifySocket(tmp_path / f"notify{n}.sock")
-        proc = start_kioskd("--config", str(config), "--settings", str(settings), "--simulate",
-                            log_path=tmp_path / "kioskd.log", env={"NOTIFY_SOCKET": notify.path}, cwd=tmp_path)
-        notify.wait_for("READY=1", timeout=20)
-        return proc, notify
-
-    def stop(proc, notify):
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=20) == 0, proc.log()
-        notify.close()
-
-    proc, notify = start(1)
-    try:
+    with own_kioskd(tmp_path, config, 1, "--settings", str(settings)):
         async with hall_client(broker.port, HALL, kiosk) as h:
             await h.next("status", where=lambda g: g.body["online"] is True)
             assert await err(h, "set_config", {"schema": 1, "args": {"key": "kiosk.id", "value": "K-EVIL"}}) == "bad_args"
@@ -380,15 +383,45 @@ async def test_with_settings_the_halls_settings_go_to_their_own_file_and_survive
             assert not settings.exists()  # refused: nothing written
             await ok(h, "set_config", key="flows.idle_timeout", value=90)
             result = await ok(h, "apply_settings", notices=notices)
-        assert config.read_bytes() == shipped
-        assert tomllib.loads(settings.read_text()) == {"flows": {"idle_timeout": 90}, "ui": {"notices": notices}}
-    finally:
-        stop(proc, notify)
+    assert config.read_bytes() == shipped
+    assert tomllib.loads(settings.read_text()) == {"flows": {"idle_timeout": 90}, "ui": {"notices": notices}}
 
-    proc, notify = start(2)
-    try:
+    with own_kioskd(tmp_path, config, 2, "--settings", str(settings)):
         status = await call(str(tmp_path / "run" / "kioskd.sock"), "status")
         assert status["config_hash"] == result["config_hash"]  # the same kiosk.toml + settings, read at start
-    finally:
-        stop(proc, notify)
-    assert "Traceback" not in proc.log()
+
+
+async def test_a_command_delivered_again_after_a_restart_is_not_run_twice(tmp_path, broker):
+    """The broker redelivers an unacknowledged QoS 1 command when kioskd comes back; halld retries
+    with the same id. Either way a command runs once: load_cards twice would count the cards twice."""
+    kiosk = unique()
+    config = simulated_config(tmp_path, broker.port, kiosk)
+    journal = tmp_path / "state" / "journal.db"
+    load = {"schema": 1, "id": "cmd-load-1", "deadline": time.time() + 300, "args": {"face_fen": 3000, "added": 20}}
+    cut = {"schema": 1, "id": "cmd-cut-1", "deadline": time.time() + 300, "args": {"face_fen": 3000, "added": 5}}
+    async with Journal(journal, kiosk=kiosk) as j:  # a load_cards a power cut interrupted in an earlier boot
+        await j.write(records.command_started, cut["id"], "load_cards", cut["deadline"], time.time())
+
+    async def stock() -> int:
+        async with Journal(journal, kiosk=kiosk) as j:
+            return (await j.read(records.counters, "card_stock"))["card_stock"]["3000"]
+
+    with own_kioskd(tmp_path, config, 1):
+        async with hall_client(broker.port, HALL, kiosk) as h:
+            await h.next("status", where=lambda g: g.body["online"] is True)
+            first = await h.command("load_cards", load)
+            assert first["ok"] and first["result"]["added"] == 20, first
+            assert await h.command("load_cards", load) == first  # a retry while it runs on: the same reply
+            again = await h.command("load_cards", cut)
+            assert again["ok"] is False and "not run again" in again["error"]["message"], again
+    counted = await stock()
+    assert counted == first["result"]["stock"]
+
+    with own_kioskd(tmp_path, config, 2):
+        async with hall_client(broker.port, HALL, kiosk) as h:
+            await h.next("status", where=lambda g: g.body["online"] is True)
+            assert await h.command("load_cards", load) == first  # the first run's reply, from the journal
+            fresh = await h.command("load_cards", {**load, "id": "cmd-load-2"})
+            assert fresh["ok"] and fresh["result"]["stock"] == counted + 20
+    assert await stock() == counted + 20  # 20 once by cmd-load-1, 20 by cmd-load-2: nothing twice
+    assert "command run before a restart: not run again" in (tmp_path / "kioskd.log").read_text()
