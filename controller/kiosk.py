@@ -208,13 +208,16 @@ class Kiosk:
         Power fail: the same, then a clean stop before the battery runs out (controller/power.py)."""
         assert self.devices is not None
         for panel in self.devices.of_kind("panel"):
-            panel.on_door_open(lambda event: self._lock_down("door_open"))
+            panel.on_door_open(lambda event: self._lock_down(event.kind))  # door_open or tamper_open
             panel.on("door_closed", lambda event: self._unlock("door_open"))
+            panel.on("tamper_closed", lambda event: self._unlock("tamper_open"))  # each switch its own reason
         for device in self.devices.devices.values():
             if hasattr(device, "on_power_fail"):
                 self.power.watch(device)
-        if any(panel.door_open for panel in self.devices.of_kind("panel")):
-            self._lock_down("door_open")  # a kiosk that boots with its door open takes no money
+        for panel in self.devices.of_kind("panel"):  # a kiosk that boots with its door open takes no money
+            for switch in ("door", "tamper"):
+                if panel.closed.get(switch) is False:
+                    self._lock_down(f"{switch}_open")
 
     def _inhibit_acceptors(self) -> None:
         assert self.devices is not None

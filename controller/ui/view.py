@@ -12,9 +12,9 @@ from transactions import SPECS
 
 
 def mode(kiosk: Any, menu: dict[str, bool]) -> str:
-    """ready | maintenance (panel door open) | out_of_service (starting, stopping, power, nothing offered)."""
+    """ready | maintenance (panel door or tamper switch open) | out_of_service (starting, stopping, power, nothing offered)."""
     closed = kiosk.admission.closed_because
-    if closed == "door_open":
+    if closed in ("door_open", "tamper_open"):
         return "maintenance"
     if closed or kiosk.desk is None:
         return "out_of_service"

@@ -15,7 +15,7 @@ import pytest
 
 from controller.kiosk import Kiosk
 from hal.emulators.model import ControlError
-from tests.support.ups_kiosk import accepting, door, emu, running, shown, until, ups
+from tests.support.ups_kiosk import TAMPER_PIN, accepting, door, emu, running, shown, until, ups
 
 
 @pytest.fixture
@@ -38,6 +38,27 @@ async def last_txn(k: Kiosk) -> dict:
         " WHERE m.txn = t.id) AS balance, (SELECT COALESCE(SUM(fen), 0) FROM money m WHERE m.txn = t.id"
         " AND kind = 'cash_in') AS cash_in, (SELECT COALESCE(SUM(fen), 0) FROM money m WHERE m.txn = t.id"
         " AND kind = 'refunded') AS refunded FROM transactions t ORDER BY opened_at DESC LIMIT 1").fetchone()))
+
+
+async def intake_takes_cash_again(k: Kiosk) -> None:
+    """A card sale's intake enables the acceptors; the customer then cancels."""
+    await k.begin("card_sale")
+    await until(lambda: question(k) == "choose_card")
+    k.desk.answer("3000")
+    await until(lambda: "insert_cash" in shown(k) and accepting(k))
+    k.desk.cancel()
+    await until(lambda: not k.desk.screen()["busy"])
+
+
+async def one_yuan_in(k: Kiosk) -> None:
+    """A customer at the card sale's insert-cash screen with a 1-yuan coin in (the hopper filled to pay it back)."""
+    emu(k, "cctalk", "hopper_fill", count=50)
+    await k.begin("card_sale")
+    await until(lambda: question(k) == "choose_card")
+    k.desk.answer("3000")
+    await until(lambda: "insert_cash" in shown(k) and accepting(k))
+    assert emu(k, "cctalk", "insert_coin", value=100) == "accepted"
+    await until(lambda: "paid_so_far" in shown(k))
 
 
 async def test_door_opening_between_admission_and_intake_never_lets_the_flow_enable_the_acceptors(kiosk):
@@ -66,13 +87,7 @@ async def test_door_opening_between_admission_and_intake_never_lets_the_flow_ena
 
 async def test_door_opening_during_intake_stops_it_and_pays_back_what_is_in(kiosk):
     k = kiosk
-    emu(k, "cctalk", "hopper_fill", count=50)
-    await k.begin("card_sale")
-    await until(lambda: question(k) == "choose_card")
-    k.desk.answer("3000")
-    await until(lambda: "insert_cash" in shown(k) and accepting(k))
-    assert emu(k, "cctalk", "insert_coin", value=100) == "accepted"
-    await until(lambda: "paid_so_far" in shown(k))
+    await one_yuan_in(k)
 
     await door(k, True)
     await until(lambda: not any_accepting(k))
@@ -107,12 +122,7 @@ async def test_mains_back_with_the_door_open_stays_locked_down_until_the_door_sh
     await door(k, False)  # the door shuts: now it serves, and a customer's intake takes cash again
     await until(lambda: k.admission.closed_because is None and k.state in ("ready", "degraded"))
     assert k.cash_lock.reasons == []
-    await k.begin("card_sale")
-    await until(lambda: question(k) == "choose_card")
-    k.desk.answer("3000")
-    await until(lambda: "insert_cash" in shown(k) and accepting(k))
-    k.desk.cancel()
-    await until(lambda: not k.desk.screen()["busy"])
+    await intake_takes_cash_again(k)
     assert not any_accepting(k)
 
 
@@ -121,13 +131,7 @@ async def test_the_halls_inhibit_during_intake_stops_it_pays_back_and_leaves_oth
     from controller.commands import inhibit_cash
 
     k = kiosk
-    emu(k, "cctalk", "hopper_fill", count=50)
-    await k.begin("card_sale")
-    await until(lambda: question(k) == "choose_card")
-    k.desk.answer("3000")
-    await until(lambda: "insert_cash" in shown(k) and accepting(k))
-    assert emu(k, "cctalk", "insert_coin", value=100) == "accepted"
-    await until(lambda: "paid_so_far" in shown(k))
+    await one_yuan_in(k)
 
     await inhibit_cash(k, {"inhibit": True})
     # before: the intake waited out the idle timeout (30 s here), the customer's coin held, while
@@ -151,12 +155,7 @@ async def test_the_halls_inhibit_during_intake_stops_it_pays_back_and_leaves_oth
 
     await inhibit_cash(k, {"inhibit": False})
     assert not k.cash_inhibited and k.cash_lock.reasons == []
-    await k.begin("card_sale")
-    await until(lambda: question(k) == "choose_card")
-    k.desk.answer("3000")
-    await until(lambda: "insert_cash" in shown(k) and accepting(k))
-    k.desk.cancel()
-    await until(lambda: not k.desk.screen()["busy"])
+    await intake_takes_cash_again(k)
 
 
 async def test_a_customer_admitted_before_the_halls_inhibit_never_gets_the_acceptors_enabled(kiosk):
@@ -174,3 +173,21 @@ async def test_a_customer_admitted_before_the_halls_inhibit_never_gets_the_accep
     assert await last_txn(k) == {"state": "cancelled", "note": "kiosk locked down: inhibited_by_hall",
                                  "balance": 0, "cash_in": 0, "refunded": 0}
     await inhibit_cash(k, {"inhibit": False})
+
+
+async def test_the_tamper_switch_is_a_reason_of_its_own_the_door_shutting_does_not_release_it(kiosk):
+    k = kiosk
+    await door(k, True)  # the technician opens the door
+    await door(k, True, TAMPER_PIN)  # and the cabinet's tamper switch opens too
+    await until(lambda: k.cash_lock.reasons == ["door_open", "tamper_open"])
+    await door(k, False)  # the door shuts; the tamper switch is still open
+    await until(lambda: k.cash_lock.reasons == ["tamper_open"])
+    # before: both were "door_open", and the door shutting served again with the tamper switch open
+    assert k.admission.closed_because == "tamper_open" and k.state == "safe"
+    with pytest.raises(ControlError, match="tamper_open"):
+        await k.begin("card_sale")
+    assert not any_accepting(k) and emu(k, "cctalk", "insert_coin", value=100) != "accepted"
+
+    await door(k, False, TAMPER_PIN)  # the tamper switch closes: the kiosk serves again
+    await until(lambda: k.admission.closed_because is None and k.state in ("ready", "degraded"))
+    await intake_takes_cash_again(k)

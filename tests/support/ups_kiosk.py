@@ -63,9 +63,10 @@ PANEL = """
 driver = "gpio-panel"
 pin_factory = "mock"
 door_pin = 17
+tamper_pin = 27
 settle_ms = 5
 """
-DOOR_PIN = 17
+DOOR_PIN, TAMPER_PIN = 17, 27
 
 
 async def until(what, timeout: float = 15.0):
@@ -108,9 +109,10 @@ def ups(k: Kiosk):
     return k.devices.ctx.shared[SIM_BUS_KEY].chip(0x40)
 
 
-async def door(k: Kiosk, open_: bool) -> None:
-    """The technician opens (or shuts) the panel door: the switch's pin driven from a worker thread."""
-    pin = k.devices.ctx.shared["gpio-mock"].pin(DOOR_PIN)
+async def door(k: Kiosk, open_: bool, pin_no: int = DOOR_PIN) -> None:
+    """The technician opens (or shuts) the panel door (or the tamper switch, ``pin_no=TAMPER_PIN``):
+    the switch's pin driven from a worker thread."""
+    pin = k.devices.ctx.shared["gpio-mock"].pin(pin_no)
     await asyncio.to_thread(pin.drive_high if open_ else pin.drive_low)  # a switch to ground: open = high
 
 
