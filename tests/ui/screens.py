@@ -43,6 +43,13 @@ def walk(kiosk, page, lang: str = "zh") -> Iterator[str]:
         for d in text:
             tap(page, d)
 
+    def phone(number: str) -> None:
+        """The number on the keypad, then confirmed where the screen reads it back."""
+        on(page, "keypad", kind="phone")
+        digits(number)
+        tap_any("下一步", "Next")
+        tap_any("确认", "Confirm")
+
     if lang == "en":
         tap(page, "English")
     on(page, "home")
@@ -102,10 +109,7 @@ def walk(kiosk, page, lang: str = "zh") -> Iterator[str]:
     yield "apology_voucher"
     tap_any("返回首页", "Home")
     tap_any("余额及套餐查询", "Balance and plan")
-    on(page, "keypad", kind="phone")
-    digits("13800138000")
-    tap_any("下一步", "Next")
-    tap_any("确认", "Confirm")
+    phone("13800138000")
     on(page, "keypad", kind="password")
     digits("123456")
     yield "password"
@@ -116,20 +120,14 @@ def walk(kiosk, page, lang: str = "zh") -> Iterator[str]:
     on(page, "result", state="done")
     tap_any("返回首页", "Home")
     tap_any("套餐变更", "Change plan")
-    on(page, "keypad", kind="phone")
-    digits("13912345678")
-    tap_any("下一步", "Next")
-    tap_any("确认", "Confirm")
+    phone("13912345678")
     on(page, "choose", prompt="choose_plan")
     yield "plan"
     tap_any("取消", "Cancel")
     on(page, "result", state="cancelled")
     tap_any("返回首页", "Home")
     tap_any("挂失", "Report a lost SIM")  # by the holder's ID card: the identity screens
-    on(page, "keypad", kind="phone")
-    digits("13800138000")
-    tap_any("下一步", "Next")
-    tap_any("确认", "Confirm")
+    phone("13800138000")
     on(page, "choose", prompt="choose_identify_method")
     yield "identify_method"
     tap_any("身份证", "ID card")
