@@ -99,6 +99,9 @@ class Hall:
         """halld prints this once its subscriptions are in place."""
         return "halld: listening" in (self.workdir / f"{worker}.log").read_text()
 
+    def log(self, worker: str) -> str:
+        return (self.workdir / f"{worker}.log").read_text()[-3000:]
+
     def kill_halld(self, worker: str = "halld-1") -> None:
         proc = self.workers[worker]
         os.killpg(proc.pid, signal.SIGKILL)  # no goodbye, no last commit
@@ -356,7 +359,10 @@ async def publications(port: int):
 
 async def test_two_healthy_workers_make_the_kiosks_publish_each_row_about_once(hall, fleet):
     hall.start_halld("halld-2")
-    await wait_until("the second worker subscribed", lambda: hall.listening("halld-2"), 15)
+    # a start on a busy 2-core machine (imports, the schema check under the first worker's writes)
+    # has taken over 15 s once: wait for the line itself, and say what the worker printed if not
+    await wait_until("the second worker subscribed", lambda: hall.listening("halld-2"), 60,
+                     lambda: f"halld-2:\n{hall.log('halld-2')}\nhalld-1:\n{hall.log('halld-1')}")
     kiosks = await fleet()
     async with publications(hall.port) as seen:
         for k in kiosks:
@@ -391,7 +397,7 @@ async def test_a_hole_with_nothing_after_it_is_still_asked_for(hall, tmp_path):
                 await c.publish(f"kiosk/v1/{HALL}/K-HOLE/{topic}",
                                 json.dumps({"schema": 1, **payload, "msg_seq": seq}), qos=1)
 
-            await wait_until("halld subscribed", lambda: hall.listening("halld-1"), 15)
+            await wait_until("halld subscribed", lambda: hall.listening("halld-1"), 60, lambda: hall.log("halld-1"))
             for seq in (1, 2, 3, 5, 6, 7, 8):  # 4 was lost, and the window is full
                 await send(seq)
             await wait_until("the hall asking for msg_seq 4", lambda: any(a.get("resend_from") == 4 for a in acks), 5)
