@@ -145,6 +145,11 @@ class UiServer:
                     if menu != self.menu:
                         self.menu = menu
                         self.changed()
+            # Python 3.11's wait_for returns the result when the inner await finishes just as the
+            # task is cancelled (gh-86296): the menu's device status calls can swallow kioskd's
+            # stop that way, and this loop then ran on and held the shutdown forever. Honour it.
+            if asyncio.current_task().cancelling():
+                raise asyncio.CancelledError
             self._menu_poke.clear()
             try:
                 await asyncio.wait_for(self._menu_poke.wait(), MENU_EVERY_S)
