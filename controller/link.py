@@ -273,7 +273,7 @@ class HallLink:
                     parts = [self._receive(client), self._telemetry_loop()]
                     if self.outbox is not None:
                         parts.append(self._pump())
-                    await asyncio.gather(*parts)
+                    await _together(*parts)
             except (aiomqtt.MqttError, LinkDown) as exc:
                 if self.connected.is_set():
                     log.warning("hall link lost", extra=fields(error=str(exc)))
@@ -329,3 +329,19 @@ async def _guarded(handler: Handler, message: Incoming) -> None:
         raise
     except Exception:
         log.exception("handler failed", extra=fields(topic=message.topic))
+
+
+async def _together(*coros: Any) -> None:
+    """Run a connection's loops together; the first to fail (the link is gone) stops the others.
+
+    Not ``gather``: it leaves the siblings running when one fails, so every reconnect left an
+    outbox pump and a telemetry loop behind, all sending through the next connection."""
+    tasks = [asyncio.ensure_future(c) for c in coros]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        for task in done:
+            task.result()
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -3,6 +3,8 @@ delivered only on halld's ack, rewound on resend_from / stall / reconnect / hall
 the hall is offline, and an outbox_full alarm that lifts when it drains."""
 from __future__ import annotations
 
+import asyncio
+
 import json
 
 from transactions import books, records
@@ -142,6 +144,10 @@ async def test_the_outbox_survives_a_broker_outage(tmp_path):
                 await hall.ack(5)
                 await until(lambda: outbox.depth == 0)
             assert link.connects >= 2
+            # one pump and one telemetry loop, those of the live connection: before, each lost
+            # connection left its own running (gather does not stop the siblings of a failed task)
+            loops = [t.get_coro().__qualname__ for t in asyncio.all_tasks() if not t.done()]
+            assert loops.count("HallLink._pump") == 1 and loops.count("HallLink._telemetry_loop") == 1, loops
     finally:
         b.stop()
 
